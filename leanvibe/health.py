@@ -1,0 +1,129 @@
+"""``/health`` (liveness, no I/O) and ``/health/ready`` (database, Redis, migrations).
+
+Answered before tenant resolution so probes work on any host and never touch a tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+
+def check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ok"
+
+
+def check_redis() -> str:
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+    return "ok"
+
+
+@lru_cache(maxsize=1)
+def _expected_leaves() -> tuple[tuple[str, str], ...]:
+    """The last migration of every app, as the code on disk has them."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    return tuple(sorted(loader.graph.leaf_nodes()))
+
+
+def pending_migrations() -> list[str]:
+    """Schemas (public, the template, every tenant) missing the latest migration of an app
+    they hold. One query, whatever the number of tenants."""
+    from django.apps import apps
+    from django_tenants.utils import get_public_schema_name
+
+    from tenants.models import Tenant
+
+    shared = {app.split(".")[-1] for app in settings.SHARED_APPS}
+    tenant_apps = {app.split(".")[-1] for app in settings.TENANT_APPS}
+
+    def labels(app_names: set[str]) -> set[str]:
+        return {cfg.label for cfg in apps.get_app_configs() if cfg.name.split(".")[-1] in app_names}
+
+    leaves = _expected_leaves()
+    public_leaves = [(a, n) for a, n in leaves if a in labels(shared)]
+    tenant_leaves = [(a, n) for a, n in leaves if a in labels(tenant_apps)]
+    schemas = [(get_public_schema_name(), public_leaves), (settings.TENANT_TEMPLATE_SCHEMA, tenant_leaves)]
+    schemas += [(name, tenant_leaves) for name in Tenant.objects.values_list("schema_name", flat=True)]
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.nspname FROM pg_namespace n WHERE n.nspname = ANY(%s) "
+            "AND to_regclass(quote_ident(n.nspname) || '.django_migrations') IS NOT NULL",
+            [[schema for schema, _ in schemas]],
+        )
+        present = {row[0] for row in cursor.fetchall()}
+        missing = [schema for schema, _ in schemas if schema not in present]
+        parts: list[str] = []
+        params: list[object] = []
+        for schema, expected in schemas:
+            if schema not in present or not expected:
+                continue
+            table = f"{connection.ops.quote_name(schema)}.django_migrations"
+            values = ", ".join(["(%s, %s)"] * len(expected))
+            parts.append(
+                f"SELECT %s, %s - (SELECT count(*) FROM {table} WHERE (app, name) IN ({values}))"  # noqa: S608
+            )
+            params += [schema, len(expected), *(item for pair in expected for item in pair)]
+        if parts:
+            cursor.execute(" UNION ALL ".join(parts), params)
+            missing += [row[0] for row in cursor.fetchall() if row[1] > 0]
+    return sorted(missing)
+
+
+def check_migrations() -> str:
+    pending = pending_migrations()
+    if pending:
+        raise RuntimeError(f"unapplied migrations in schema(s): {', '.join(pending[:10])}")
+    return "ok"
+
+
+CHECKS: dict[str, Callable[[], str]] = {
+    "database": check_database,
+    "redis": check_redis,
+    "migrations": check_migrations,
+}
+
+
+def readiness() -> tuple[bool, dict[str, str]]:
+    results: dict[str, str] = {}
+    healthy = True
+    for name, check in CHECKS.items():
+        if name == "migrations" and results.get("database") != "ok":
+            results[name] = "skipped: database unavailable"
+            continue
+        try:
+            results[name] = check()
+        except Exception as exc:  # noqa: BLE001 - any failure makes the check fail
+            healthy = False
+            results[name] = f"error: {type(exc).__name__}: {str(exc)[:200]}".strip()
+    return healthy, results
+
+
+class HealthCheckMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path.rstrip("/")
+        if path == "/health":
+            return JsonResponse({"status": "healthy"})
+        if path == "/health/ready":
+            ok, checks = readiness()
+            failing = [name for name, result in checks.items() if result != "ok" and not result.startswith("skipped")]
+            body: dict[str, object] = {"status": "ready" if ok else "unavailable", "checks": checks}
+            if failing:
+                body["failing"] = failing
+            return JsonResponse(body, status=200 if ok else 503)
+        return self.get_response(request)

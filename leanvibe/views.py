@@ -1,0 +1,32 @@
+"""Error handlers: JSON under /api/, pages elsewhere."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from leanvibe.api.exceptions import error_response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error_response("not_found", "No such endpoint.", 404)
+    return render(request, "errors/404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error_response("server_error", "Something went wrong on our side.", 500)
+    return render(request, "errors/500.html", status=500)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error_response("bad_request", "The request could not be understood.", 400)
+    return render(request, "errors/400.html", status=400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error_response("permission_denied", "You may not do this.", 403)
+    return render(request, "errors/403.html", status=403)

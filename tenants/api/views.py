@@ -1,0 +1,139 @@
+"""Platform API for tenants, and a tenant's own usage."""
+
+from __future__ import annotations
+
+import uuid
+
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+
+from leanvibe.api.base import DangerouslyPublicAPIView, StaffAPIView, StrictSerializer, TenantAPIView
+from leanvibe.errors import DomainError
+from tenants import selectors, services
+from tenants.models import Tenant
+from tenants.plans import Plan
+from tenants.usage import usage_for
+
+
+class TenantOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    organization_name = serializers.CharField()
+    subdomain = serializers.CharField()
+    domain = serializers.CharField(source="primary_domain")
+    plan = serializers.CharField()
+    status = serializers.CharField()
+    is_active = serializers.BooleanField()
+    user_count = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_user_count(self, tenant: Tenant) -> int:
+        counts = self.context.get("user_counts")
+        if counts is not None:
+            return int(counts.get(tenant.id, 0))
+        return selectors.tenant_user_count(tenant)
+
+
+class TenantCreateInput(StrictSerializer):
+    organization_name = serializers.CharField(max_length=200)
+    billing_email = serializers.EmailField(max_length=254)
+    plan = serializers.ChoiceField(choices=Plan.choices, required=False, default=Plan.STARTER)
+    admin_email = serializers.EmailField(max_length=254)
+    admin_password = serializers.CharField(
+        max_length=4096, required=False, trim_whitespace=False, write_only=True
+    )
+
+    def validate_organization_name(self, value: str) -> str:
+        if not any(ch.isalnum() for ch in value):
+            raise serializers.ValidationError("Enter your organisation's name.")
+        return value
+
+
+class SignupRateThrottle(SimpleRateThrottle):
+    """Per client address; platform staff are not limited."""
+
+    scope = "tenant_signup"
+
+    def get_cache_key(self, request: Request, view: object) -> str | None:
+        if request.user and request.user.is_authenticated and request.user.is_staff:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def _tenant_or_404(tenant_id: str) -> Tenant:
+    try:
+        tenant = selectors.tenant_get_by_id(uuid.UUID(str(tenant_id)))
+    except ValueError:
+        tenant = None
+    if tenant is None:
+        raise DomainError("not_found", "Tenant not found.", status=404)
+    return tenant
+
+
+class TenantListCreateApi(DangerouslyPublicAPIView):
+    """POST is self-service sign-up (public, rate limited); GET is for platform staff."""
+
+    throttle_classes = [SignupRateThrottle]
+
+    def get_throttles(self):  # type: ignore[no-untyped-def]
+        return super().get_throttles() if self.request.method == "POST" else []
+
+    def get(self, request: Request) -> Response:
+        if getattr(request, "tenant", None) is not None or not request.user.is_staff:
+            raise DomainError("permission_denied", "Only platform staff may list tenants.", status=403)
+        tenants = list(selectors.tenant_list(status=request.query_params.get("status"), plan=request.query_params.get("plan")).prefetch_related("domains"))
+        counts = selectors.tenant_user_counts(tenants)
+        data = TenantOutput(tenants, many=True, context={"user_counts": counts}).data
+        return Response({"results": data})
+
+    def post(self, request: Request) -> Response:
+        if getattr(request, "tenant", None) is not None:
+            raise DomainError("wrong_host", "Create organisations on the public host.", status=400)
+        data = TenantCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.tenant_provision(**data.validated_data)
+        body = TenantOutput(result.tenant).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TenantDetailApi(DangerouslyPublicAPIView):
+    """Staff see any tenant; a member sees their own (via its host or X-Tenant-ID)."""
+
+    def get(self, request: Request, tenant_id: str) -> Response:
+        if not request.user.is_authenticated:
+            raise DomainError("not_authenticated", "Authentication credentials were not provided.", status=401)
+        current = getattr(request, "tenant", None)
+        if current is None and request.user.is_staff:
+            tenant = _tenant_or_404(tenant_id)
+        elif current is not None and str(current.id) == str(tenant_id).lower():
+            tenant = current
+        else:
+            raise DomainError("not_found", "Tenant not found.", status=404)
+        return Response(TenantOutput(tenant).data)
+
+
+class TenantSuspendApi(StaffAPIView):
+    def post(self, request: Request, tenant_id: str) -> Response:
+        tenant = services.tenant_suspend(tenant=_tenant_or_404(tenant_id))
+        return Response(TenantOutput(tenant).data)
+
+
+class TenantResumeApi(StaffAPIView):
+    def post(self, request: Request, tenant_id: str) -> Response:
+        tenant = services.tenant_resume(tenant=_tenant_or_404(tenant_id))
+        return Response(TenantOutput(tenant).data)
+
+
+class UsageApi(TenantAPIView):
+    def get(self, request: Request) -> Response:
+        tenant = request.tenant  # type: ignore[attr-defined]
+        return Response(
+            {
+                "plan": tenant.plan,
+                "resources": {
+                    u.resource: {"used": u.used, "limit": u.limit, "label": u.label}
+                    for u in usage_for(tenant)
+                },
+            }
+        )

@@ -1,0 +1,39 @@
+"""Emails to a tenant's owner."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django_tenants.utils import schema_context
+
+from tenants.models import Tenant
+
+
+def tenant_site_url(tenant: Tenant) -> str:
+    port = "" if settings.SITE_PORT in (80, 443) else f":{settings.SITE_PORT}"
+    return f"{settings.SITE_SCHEME}://{tenant.primary_domain}{port}/"
+
+
+def _owner_emails(tenant: Tenant) -> list[str]:
+    from accounts.models import Role, User
+
+    with schema_context(tenant.schema_name):
+        return list(User.objects.filter(role=Role.OWNER, is_active=True).values_list("email", flat=True))
+
+
+def _send(tenant: Tenant, template: str, subject: str) -> int:
+    recipients = _owner_emails(tenant)
+    if not recipients:
+        return 0
+    context = {"tenant": tenant, "site_url": tenant_site_url(tenant)}
+    body = render_to_string(f"tenants/email/{template}.txt", context)
+    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+
+
+def send_welcome_email(tenant: Tenant) -> int:
+    return _send(tenant, "welcome", f"Welcome to LeanVibe, {tenant.organization_name}")
+
+
+def send_followup_email(tenant: Tenant) -> int:
+    return _send(tenant, "followup", f"How is {tenant.organization_name} getting on with LeanVibe?")

@@ -1,0 +1,105 @@
+"""Which tenant a request is for: its host, or the ``X-Tenant-ID`` header on the public host."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django_tenants.utils import remove_www
+
+from leanvibe.api.exceptions import error_response
+from tenants import selectors
+from tenants.models import Tenant
+from tenants.subdomains import VALID_SUBDOMAIN, is_reserved
+
+_HEADER_MAX = 64
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "text/html" not in request.headers.get("Accept", "")
+
+
+def _tenant_from_header(value: str) -> Tenant | None:
+    """Only a well-formed uuid or subdomain is ever looked up; anything else is unknown."""
+    value = value.strip()
+    if len(value) > _HEADER_MAX:
+        return None
+    if _UUID.match(value):
+        return selectors.tenant_get_by_id(uuid.UUID(value))
+    lowered = value.lower()
+    if VALID_SUBDOMAIN.match(lowered) and not is_reserved(lowered):
+        return selectors.tenant_get_by_subdomain(lowered)
+    return None
+
+
+class TenantResolutionMiddleware:
+    """Sets ``request.tenant`` (``None`` on the public site) and the connection's schema.
+
+    Unlike django-tenants' own middleware this one never shows a tenant's data on an unknown
+    host, answers in JSON for API clients, refuses suspended tenants, and puts the connection
+    back on the public schema when the response is done.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        connection.set_schema_to_public()
+        hostname = remove_www(request.get_host().split(":")[0]).lower()
+        tenant: Tenant | None = None
+        if hostname in settings.PUBLIC_HOSTS:
+            header = request.headers.get("X-Tenant-ID")
+            if header is not None and request.path.startswith("/api/"):
+                tenant = _tenant_from_header(header)
+                if tenant is None:
+                    return self._not_found(request)
+        else:
+            tenant = selectors.tenant_get_by_domain(hostname)
+            if tenant is None:
+                return self._not_found(request)
+
+        if tenant is not None and not tenant.is_active:
+            if _wants_json(request):
+                return error_response(
+                    "tenant_suspended", "This organisation is suspended. Contact support.", 403
+                )
+            return render(request, "tenants/suspended.html", {"tenant": tenant}, status=403)
+
+        request.tenant = tenant  # type: ignore[attr-defined]
+        if tenant is None:
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
+        else:
+            connection.set_tenant(tenant)
+            request.urlconf = settings.ROOT_URLCONF
+        try:
+            return self.get_response(request)
+        finally:
+            connection.set_schema_to_public()
+
+    @staticmethod
+    def _not_found(request: HttpRequest) -> HttpResponse:
+        if _wants_json(request):
+            return error_response("tenant_not_found", "No organisation is known by that name.", 404)
+        return render(request, "tenants/not_found.html", status=404)
+
+
+class ApiUsageMiddleware:
+    """Counts each tenant's API calls per month in Redis (shown by ``GET /api/v1/usage``)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        tenant = getattr(request, "tenant", None)
+        if tenant is not None and request.path.startswith("/api/") and response.status_code < 500:
+            from tenants.usage import api_calls_record
+
+            api_calls_record(tenant_id=tenant.id)
+        return response

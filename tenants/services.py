@@ -1,0 +1,131 @@
+"""Writes of tenants: provisioning, suspension, resumption."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.password_validation import validate_password
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django_tenants.utils import schema_context, schema_exists
+
+from tenants.models import Domain, Tenant
+from tenants.plans import Plan
+from tenants.schemas import schema_create_for_tenant
+from tenants.subdomains import candidates, slugify_organization
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProvisionedTenant:
+    tenant: Tenant
+    owner_email: str
+    # Set only when the caller gave no password and one was generated for the owner.
+    generated_password: str | None
+    schema_source: str  # "pool" or "clone"
+
+
+def subdomain_allocate(organization_name: str) -> str:
+    """The first free subdomain for ``organization_name``: ``acme``, ``acme-1``, ``acme-2``..."""
+    base = slugify_organization(organization_name)
+    taken = set(
+        Tenant.objects.filter(schema_name__startswith=base[:20]).values_list("schema_name", flat=True)
+    )
+    for candidate in candidates(base):
+        if candidate not in taken and not schema_exists(candidate, case_sensitive=False):
+            return candidate
+    raise AssertionError("unreachable: candidates() is infinite")
+
+
+def tenant_provision(
+    *,
+    organization_name: str,
+    billing_email: str,
+    admin_email: str,
+    plan: str = Plan.STARTER,
+    admin_password: str | None = None,
+) -> ProvisionedTenant:
+    """Create a tenant, its schema, its owner and a Welcome project, all or nothing.
+
+    Emails (welcome now, follow-up later) are queued only once everything is committed.
+    """
+    from accounts.models import Role, User
+    from accounts.services import user_create
+    from agents.services import project_create
+
+    organization_name = organization_name.strip()
+    admin_email = admin_email.strip().lower()
+    validate_email(admin_email)
+    generated = None
+    if admin_password is None:
+        generated = admin_password = secrets.token_urlsafe(12)
+    else:
+        validate_password(admin_password, User(email=admin_email))
+    # Hash outside the transaction: it is the slowest step and needs no lock.
+    password_hash = make_password(admin_password)
+
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                subdomain = subdomain_allocate(organization_name)
+                tenant = Tenant(
+                    schema_name=subdomain,
+                    organization_name=organization_name,
+                    billing_email=billing_email,
+                    plan=plan,
+                )
+                tenant.full_clean()
+                tenant.save()
+                domain = Domain(domain=f"{subdomain}.{settings.BASE_DOMAIN}", tenant=tenant, is_primary=True)
+                domain.full_clean()
+                domain.save()
+                source = schema_create_for_tenant(subdomain)
+                with schema_context(subdomain):
+                    owner = user_create(
+                        email=admin_email, password=password_hash, password_is_hashed=True, role=Role.OWNER
+                    )
+                    _email_address_verified(owner)
+                    project_create(
+                        tenant=tenant, name="Welcome", description="Your first project. Rename it or start another."
+                    )
+                transaction.on_commit(lambda: _after_provision(tenant.id))
+            break
+        except IntegrityError:
+            # Another sign-up took the same subdomain between our check and our insert.
+            if attempt == 2:
+                raise
+    logger.info("provisioned tenant %s (%s) from %s", tenant.schema_name, tenant.id, source)
+    return ProvisionedTenant(tenant, owner.email, generated, source)
+
+
+def _email_address_verified(user: object) -> None:
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)  # type: ignore[attr-defined]
+
+
+def _after_provision(tenant_id: object) -> None:
+    from tenants import tasks
+
+    tasks.tenant_send_welcome_email.delay(str(tenant_id))
+    tasks.tenant_send_followup_email.apply_async(
+        args=[str(tenant_id)], countdown=settings.FOLLOWUP_EMAIL_DELAY
+    )
+    tasks.schema_pool_refill.delay()
+
+
+def tenant_suspend(*, tenant: Tenant) -> Tenant:
+    tenant.status = Tenant.Status.SUSPENDED
+    tenant.save(update_fields=["status", "updated_at"])
+    return tenant
+
+
+def tenant_resume(*, tenant: Tenant) -> Tenant:
+    tenant.status = Tenant.Status.ACTIVE
+    tenant.save(update_fields=["status", "updated_at"])
+    return tenant
