@@ -14,10 +14,15 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-TEST_CACHE_PREFIX = "lvtest"
+# Each test database gets its own cache prefix and Celery queue, so two test runs sharing one
+# Redis (two checkouts, or TEST_DATABASE_NAME set per run) never see each other's keys or tasks.
+TEST_CACHE_PREFIX = f"lvtest-{settings.DATABASES['default']['TEST']['NAME']}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from leanvibe.celery import app as celery_app
+
+    celery_app.conf.task_default_queue = TEST_CACHE_PREFIX
     # Hashing at full strength costs ~0.3 s per password; tests only need a real hash.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

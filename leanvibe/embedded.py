@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,12 +24,16 @@ _pg_server = None  # keeps pgserver's handle (and so the server) alive for this 
 def postgres_url() -> str:
     """Start (or join) the embedded PostgreSQL server and return a URL for the project database."""
     global _pg_server
-    import pgserver  # imported lazily: only needed when no DATABASE_URL is given
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pgserver  # imported lazily: only needed when no DATABASE_URL is given
 
     pgdata = DATA_DIR / "pg"
     pgdata.mkdir(parents=True, exist_ok=True)
     if _pg_server is None:
-        _pg_server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _pg_server = pgserver.get_server(pgdata, cleanup_mode="stop")
     info = _pg_server.get_postmaster_info()
     socket_dir = str(info.socket_dir)
     exists = _pg_server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
@@ -95,5 +100,7 @@ def ensure_environment() -> None:
     """Fill ``DATABASE_URL`` and ``REDIS_URL`` with embedded servers when they are unset."""
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = postgres_url()
+        os.environ["LEANVIBE_EMBEDDED_POSTGRES"] = "1"
     if not os.environ.get("REDIS_URL"):
         os.environ["REDIS_URL"] = redis_url()
+        os.environ["LEANVIBE_EMBEDDED_REDIS"] = "1"
