@@ -72,8 +72,11 @@ class ApiClient:
         raw: bytes | str | None = None,
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
+        remote_addr: str | None = None,
     ) -> Any:
         extra: dict[str, str] = {}
+        if remote_addr:
+            extra["REMOTE_ADDR"] = remote_addr
         if host:
             extra["HTTP_HOST"] = host
         if tenant_header is not None:

@@ -6,9 +6,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.contrib.auth import authenticate
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from django.http import HttpRequest
@@ -16,6 +17,9 @@ from django.utils import timezone
 
 from accounts.models import AuthToken, Role, User
 from leanvibe.errors import DomainError
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
 
 def token_hash(secret: str) -> str:
@@ -46,6 +50,17 @@ def user_create(
             raise DomainError("email_taken", "Email already registered", status=400)
         user.save()
     return user
+
+
+def member_add(*, tenant: Tenant, email: str, password: str | None, role: str = Role.MEMBER, username: str = "") -> User:
+    """Add a member to ``tenant`` (whose schema is the current one), within the plan's user limit."""
+    from tenants.plans import Resource
+    from tenants.usage import quota_check
+
+    with transaction.atomic():
+        type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
+        quota_check(tenant=tenant, resource=Resource.USERS, current=User.objects.filter(is_active=True).count())
+        return user_create(email=email, password=password, role=role, username=username)
 
 
 @dataclass(frozen=True)
@@ -95,8 +110,9 @@ def tokens_issue(*, user: User, request: HttpRequest | None = None) -> IssuedTok
 
 def auth_login(*, email: str, password: str, request: HttpRequest | None = None) -> IssuedTokens:
     """Check credentials in the current schema and issue tokens; 401 on any mismatch."""
-    user = authenticate(request, email=email.strip().lower(), password=password)
-    if user is None or not user.is_active:
-        raise DomainError("invalid_credentials", "Email or password is incorrect.", status=401)
-    assert isinstance(user, User)
-    return tokens_issue(user=user, request=request)
+    user = User.objects.filter(email__iexact=email.strip()).first()
+    if user is None:
+        make_password(password)  # spend the same time as a real check: no user enumeration
+    elif user.check_password(password) and user.is_active:
+        return tokens_issue(user=user, request=request)
+    raise DomainError("invalid_credentials", "Email or password is incorrect.", status=401)

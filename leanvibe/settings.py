@@ -34,9 +34,12 @@ SHARED_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.admin",
+    "leanvibe.admin_site.PlatformAdminConfig",  # the console sees public-schema models only
     "django.contrib.staticfiles",
     "accounts",
+    # allauth's account tables exist on public too: its auth backend serves the admin console.
+    "allauth",
+    "allauth.account",
     "rest_framework",
     "drf_spectacular",
     "django_prometheus",
@@ -114,6 +117,8 @@ _db["CONN_HEALTH_CHECKS"] = True
 _db["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default=f"test_{_db['NAME']}")}
 DATABASES = {"default": _db}
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Set search_path only when the schema changes, not before every query.
+TENANT_LIMIT_SET_CALLS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ["REDIS_URL"]
@@ -167,11 +172,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "leanvibe.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"tenant_signup": env("SIGNUP_RATE", default="10/hour")},
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {"TITLE": "LeanVibe API", "VERSION": "1.0.0"}
+# Self-service sign-ups per client address (platform staff are not limited).
+SIGNUP_RATE = env("SIGNUP_RATE", default="10/hour")
 # Request bodies above this size get a 413 JSON error before anything parses them.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES

@@ -79,11 +79,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
-        code = _CODES.get(type(exc)) or getattr(exc, "default_code", "error")
-        for klass, mapped in _CODES.items():
-            if isinstance(exc, klass):
-                code = mapped
-                break
+        # Our own subclasses (TenantNotFound...) carry their code; DRF's get a readable one.
+        code = _CODES.get(type(exc)) or str(exc.default_code)
         detail = exc.detail if isinstance(exc.detail, str) else " ".join(_flatten(exc.detail))
         return Response(error_body(code, str(detail)), status=exc.status_code, headers=headers)
     return None

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -49,11 +54,25 @@ class TenantCreateInput(StrictSerializer):
             raise serializers.ValidationError("Enter your organisation's name.")
         return value
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        from accounts.models import User
+
+        password = attrs.get("admin_password")
+        if password is not None:
+            try:
+                validate_password(password, User(email=attrs["admin_email"]))
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError({"admin_password": exc.messages}) from exc
+        return attrs
+
 
 class SignupRateThrottle(SimpleRateThrottle):
     """Per client address; platform staff are not limited."""
 
     scope = "tenant_signup"
+
+    def get_rate(self) -> str:
+        return str(settings.SIGNUP_RATE)
 
     def get_cache_key(self, request: Request, view: object) -> str | None:
         if request.user and request.user.is_authenticated and request.user.is_staff:
