@@ -90,7 +90,8 @@ class TenantResolutionMiddleware:
 
 
 class ApiUsageMiddleware:
-    """Counts each tenant's API calls per month in Redis (shown by ``GET /api/v1/usage``)."""
+    """Counts each tenant's authenticated API calls per month in Redis (``GET /api/v1/usage``).
+    Anonymous calls are not counted, so nobody can spend a tenant's quota without its token."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -98,7 +99,14 @@ class ApiUsageMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         tenant = getattr(request, "tenant", None)
-        if tenant is not None and request.path.startswith("/api/") and response.status_code < 500:
+        user = getattr(request, "user", None)
+        if (
+            tenant is not None
+            and request.path.startswith("/api/")
+            and response.status_code < 500
+            and user is not None
+            and user.is_authenticated
+        ):
             from tenants.usage import api_calls_record
 
             api_calls_record(tenant_id=tenant.id)
