@@ -36,6 +36,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "leanvibe.admin_site.PlatformAdminConfig",  # the console sees public-schema models only
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # allauth's sessions page uses its filters
     "accounts",
     # allauth's account tables exist on public too: its auth backend serves the admin console.
     "allauth",
@@ -169,7 +170,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["leanvibe.api.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "leanvibe.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),

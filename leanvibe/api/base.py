@@ -118,9 +118,13 @@ class StrictSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"non_field_errors": ["Expected a JSON object."]}, code="invalid"
             )
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                {name: ["Unknown field."] for name in unknown}, code="unknown_field"
-            )
+        errors: dict[str, list[str]] = {name: ["Unknown field."] for name in set(data) - set(self.fields)}
+        for name, field in self.fields.items():
+            # DRF would quietly turn 42 or true into "42" / "True": a wrong type is an error here.
+            value = data.get(name)
+            if isinstance(field, serializers.CharField | serializers.ChoiceField) and value is not None:
+                if not isinstance(value, str):
+                    errors[name] = ["Expected a string."]
+        if errors:
+            raise serializers.ValidationError(dict(sorted(errors.items())), code="invalid")
         return super().to_internal_value(data)
