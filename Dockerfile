@@ -1,0 +1,54 @@
+# LeanVibe: one image for the web server, the Celery worker, Celery beat and the migrate Job.
+#
+#   web (default):  gunicorn leanvibe.wsgi on :8000
+#   worker:         celery -A leanvibe worker --loglevel INFO
+#   beat:           celery -A leanvibe beat --loglevel INFO --schedule /tmp/celerybeat-schedule
+#   migrate:        python manage.py platform_migrate
+#
+# bookworm is pinned on purpose: the mlx wheels need glibc >= 2.35 (bookworm has 2.36), and every
+# other binary dependency (psycopg, lxml, xmlsec, mlx-cpu) ships a manylinux wheel, so no
+# compiler or system library has to be installed.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=leanvibe.settings \
+    WEB_CONCURRENCY=2
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home app
+
+WORKDIR /app
+
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY . .
+
+# Settings start an embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset, so
+# the build gives them values that are never connected to: importing the settings and
+# collecting static files open no connection. Nothing of these values stays in the image.
+RUN DATABASE_URL=postgres://build:build@127.0.0.1:1/build \
+    REDIS_URL=redis://127.0.0.1:1/0 \
+    SECRET_KEY=collectstatic-only-not-a-secret \
+    python manage.py collectstatic --noinput \
+    && python -m compileall -q leanvibe tenants accounts agents billing \
+    && chown -R app:app /app/.data
+
+# Numeric, so that Kubernetes' runAsNonRoot can check it.
+USER 10001:10001
+
+EXPOSE 8000
+
+# --no-control-socket: gunicorn would otherwise create ~/.gunicorn/gunicorn.ctl, which fails on
+# a read-only root filesystem. /dev/shm keeps worker heartbeats off the container's disk.
+# Workers come from WEB_CONCURRENCY, which gunicorn reads itself.
+CMD ["gunicorn", "leanvibe.wsgi:application", \
+     "--bind", "0.0.0.0:8000", \
+     "--worker-tmp-dir", "/dev/shm", \
+     "--no-control-socket", \
+     "--access-logfile", "-", \
+     "--timeout", "60", \
+     "--graceful-timeout", "25"]
