@@ -95,7 +95,8 @@ class IsPlatformStaff(BasePermission):
 
 
 class StaffAPIView(_LockedAPIView):
-    """A platform endpoint on the public host for staff (tokens or admin-console sessions)."""
+    """A platform endpoint on the public host for platform staff, with a bearer token minted on
+    the public host (``POST /api/v1/auth/login`` there)."""
 
     authentication_classes = [BearerTokenAuthentication]
     permission_classes = [IsAuthenticatedUser, IsPlatformStaff]
