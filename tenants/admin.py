@@ -1,0 +1,208 @@
+"""Admin console for organisations (public host, platform staff only).
+
+Every write goes through ``tenants.services``: adding an organisation provisions it (schema,
+owner, Welcome project, emails) and suspension is an action. The schema name is fixed once
+created, and organisations are not deleted from here: suspending is the reversible way out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth.password_validation import validate_password
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from tenants import selectors, services
+from tenants.models import Domain, PooledSchema, Tenant
+from tenants.schemas import schema_fingerprint
+
+
+class DomainInline(admin.TabularInline):
+    model = Domain
+    fields = ("domain", "is_primary")
+    extra = 0
+
+
+class TenantProvisionForm(forms.ModelForm):
+    """The add form: what ``tenant_provision`` needs, validated before anything is created."""
+
+    admin_email = forms.EmailField(label="Owner email", max_length=254)
+    admin_password = forms.CharField(
+        label="Owner password",
+        required=False,
+        strip=False,
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to generate one; it is shown once, after saving.",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ("organization_name", "billing_email", "plan", "admin_email", "admin_password")
+
+    def clean_organization_name(self) -> str:
+        value: str = self.cleaned_data["organization_name"].strip()
+        if not any(ch.isalnum() for ch in value):
+            raise forms.ValidationError("Enter the organisation's name.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        password, email = cleaned.get("admin_password"), cleaned.get("admin_email")
+        if password and email:
+            from accounts.models import User
+
+            try:
+                validate_password(str(password), User(email=str(email)))
+            except forms.ValidationError as exc:
+                self.add_error("admin_password", exc)
+        return cleaned
+
+
+class TenantChangeList(ChangeList):
+    """Attaches each row's user count, read for the whole page in one query."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        rows: list[Tenant] = list(self.result_list)  # evaluates and caches the page's queryset
+        counts = selectors.tenant_user_counts(rows)
+        for tenant in rows:
+            tenant.admin_user_count = counts.get(tenant.id, 0)  # type: ignore[attr-defined]
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ("organization_name", "subdomain", "plan", "status", "user_count", "created_at")
+    list_display_links = ("organization_name",)
+    list_filter = ("plan", "status")
+    search_fields = ("organization_name", "schema_name", "billing_email")
+    ordering = ("organization_name",)
+    actions = ("suspend_selected", "resume_selected")
+    inlines = (DomainInline,)
+    add_form = TenantProvisionForm
+    fieldsets = (
+        (None, {"fields": ("organization_name", "schema_name", "plan", "billing_email")}),
+        ("State", {"fields": ("status", "user_count", "settings")}),
+        ("Record", {"fields": ("id", "created_at", "updated_at")}),
+    )
+    add_fieldsets = (
+        (None, {"fields": ("organization_name", "billing_email", "plan")}),
+        ("Owner", {"fields": ("admin_email", "admin_password")}),
+    )
+    # Status changes go through the suspend / resume actions, which call the services.
+    change_readonly_fields = ("id", "schema_name", "status", "user_count", "created_at", "updated_at")
+
+    # --- list -------------------------------------------------------------------------------
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return TenantChangeList
+
+    @admin.display(description="Subdomain", ordering="schema_name")
+    def subdomain(self, tenant: Tenant) -> str:
+        return tenant.schema_name
+
+    @admin.display(description="Users")
+    def user_count(self, tenant: Tenant) -> int:
+        count = getattr(tenant, "admin_user_count", None)
+        return selectors.tenant_user_count(tenant) if count is None else int(count)
+
+    # --- actions ----------------------------------------------------------------------------
+    @admin.action(description="Suspend selected organisations", permissions=["change"])
+    def suspend_selected(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        changed = 0
+        for tenant in queryset.filter(status=Tenant.Status.ACTIVE):
+            services.tenant_suspend(tenant=tenant)
+            self.log_change(request, tenant, "Suspended.")
+            changed += 1
+        self.message_user(request, f"Suspended {changed} organisation(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume selected organisations", permissions=["change"])
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        changed = 0
+        for tenant in queryset.filter(status=Tenant.Status.SUSPENDED):
+            services.tenant_resume(tenant=tenant)
+            self.log_change(request, tenant, "Resumed.")
+            changed += 1
+        self.message_user(request, f"Resumed {changed} organisation(s).", messages.SUCCESS)
+
+    # --- add through provisioning, change without touching the schema ----------------------
+    def get_fieldsets(self, request: HttpRequest, obj: Tenant | None = None) -> Any:
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> Any:
+        return () if obj is None else self.change_readonly_fields
+
+    def get_inlines(self, request: HttpRequest, obj: Tenant | None) -> Any:
+        return () if obj is None else self.inlines
+
+    def get_form(
+        self, request: HttpRequest, obj: Tenant | None = None, change: bool = False, **kwargs: Any
+    ) -> type[ModelForm]:
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def save_form(self, request: HttpRequest, form: Any, change: bool) -> Tenant:
+        if change:
+            return super().save_form(request, form, change)
+        data = form.cleaned_data
+        provisioned = services.tenant_provision(
+            organization_name=data["organization_name"],
+            billing_email=data["billing_email"],
+            admin_email=data["admin_email"],
+            plan=data["plan"],
+            admin_password=data["admin_password"] or None,
+        )
+        tenant = provisioned.tenant
+        note = f"Owner {provisioned.owner_email} can sign in at {tenant.primary_domain}."
+        if provisioned.generated_password:
+            note += f" Generated password (shown once): {provisioned.generated_password}"
+        self.message_user(request, note, messages.INFO)
+        return tenant
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+        # On add, save_form has already provisioned and saved the organisation.
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        return False
+
+
+@admin.register(PooledSchema)
+class PooledSchemaAdmin(admin.ModelAdmin):
+    """Pre-cloned schemas waiting for a sign-up; filled and pruned by ``schema_pool_refill``."""
+
+    list_display = ("schema_name", "template_fingerprint", "is_current", "created_at")
+    ordering = ("created_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PooledSchema]:
+        from django.conf import settings
+
+        current = schema_fingerprint(settings.TENANT_TEMPLATE_SCHEMA)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(current=ExpressionWrapper(Q(template_fingerprint=current), output_field=BooleanField()))
+        )
+
+    @admin.display(description="Matches template", boolean=True, ordering="current")
+    def is_current(self, entry: PooledSchema) -> bool:
+        return bool(getattr(entry, "current", False))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: PooledSchema | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: PooledSchema | None = None) -> bool:
+        return False
