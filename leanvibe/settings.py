@@ -193,6 +193,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE = {
     "refill-tenant-schema-pool": {"task": "tenants.tasks.schema_pool_refill", "schedule": 300.0},
+    "send-due-followup-emails": {"task": "tenants.tasks.tenant_send_due_followups", "schedule": 3600.0},
 }
 FOLLOWUP_EMAIL_DELAY = env.int("FOLLOWUP_EMAIL_DELAY", default=3 * 24 * 3600)
 

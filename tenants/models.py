@@ -22,6 +22,8 @@ class Tenant(TenantMixin):
     billing_email = models.EmailField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     settings = models.JSONField(default=dict, blank=True)
+    # Set when the follow-up email has gone out (claimed atomically, so it goes out once).
+    followup_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

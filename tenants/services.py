@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
 from tenants.models import Domain, Tenant
@@ -113,9 +115,7 @@ def _after_provision(tenant_id: object) -> None:
     from tenants import tasks
 
     tasks.tenant_send_welcome_email.delay(str(tenant_id))
-    tasks.tenant_send_followup_email.apply_async(
-        args=[str(tenant_id)], countdown=settings.FOLLOWUP_EMAIL_DELAY
-    )
+    # The follow-up is sent by the beat sweep (tenant_send_due_followups) once it is due.
     tasks.schema_pool_refill.delay()
 
 
@@ -129,3 +129,31 @@ def tenant_resume(*, tenant: Tenant) -> Tenant:
     tenant.status = Tenant.Status.ACTIVE
     tenant.save(update_fields=["status", "updated_at"])
     return tenant
+
+
+def tenant_ids_due_followup() -> list[object]:
+    """Active tenants older than ``FOLLOWUP_EMAIL_DELAY`` whose follow-up has not gone out."""
+    cutoff = timezone.now() - timedelta(seconds=settings.FOLLOWUP_EMAIL_DELAY)
+    return list(
+        Tenant.objects.filter(
+            status=Tenant.Status.ACTIVE, followup_sent_at__isnull=True, created_at__lte=cutoff
+        ).values_list("id", flat=True)
+    )
+
+
+def tenant_send_followup(*, tenant_id: object) -> int:
+    """Send the follow-up email once: the tenant is claimed by a conditional update, so two
+    workers (or a redelivered message) cannot both send it. A failed send releases the claim."""
+    from tenants.emails import send_followup_email
+
+    claimed = Tenant.objects.filter(
+        id=tenant_id, status=Tenant.Status.ACTIVE, followup_sent_at__isnull=True
+    ).update(followup_sent_at=timezone.now())
+    if not claimed:
+        return 0
+    tenant = Tenant.objects.get(id=tenant_id)
+    try:
+        return send_followup_email(tenant)
+    except Exception:
+        Tenant.objects.filter(id=tenant_id).update(followup_sent_at=None)
+        raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from tenants import emails, schemas
+from tenants import emails, schemas, services
 from tenants.models import Tenant
 
 
@@ -16,8 +16,18 @@ def tenant_send_welcome_email(tenant_id: str) -> int:
 
 @shared_task
 def tenant_send_followup_email(tenant_id: str) -> int:
-    tenant = Tenant.objects.filter(id=tenant_id, status=Tenant.Status.ACTIVE).first()
-    return emails.send_followup_email(tenant) if tenant else 0
+    return services.tenant_send_followup(tenant_id=tenant_id)
+
+
+@shared_task
+def tenant_send_due_followups() -> int:
+    """Beat, hourly: queue the follow-up of every tenant whose delay has passed. A sweep rather
+    than one long-countdown message per sign-up: Redis redelivers unacknowledged messages after
+    its visibility timeout, so a three-day ETA would be delivered many times over."""
+    due = services.tenant_ids_due_followup()
+    for tenant_id in due:
+        tenant_send_followup_email.delay(str(tenant_id))
+    return len(due)
 
 
 @shared_task

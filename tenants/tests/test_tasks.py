@@ -97,17 +97,27 @@ def celery_worker(transactional_db: None, settings: Any) -> Iterator[Any]:
 @pytest.mark.integration
 def test_provisioning_sends_welcome_then_followup_email_through_the_worker(celery_worker):
     provisioned = _provision("Initech", "peter@initech.test")
+    welcome = wait_for(lambda: list(mail.outbox), "the welcome email")[0]
+    assert welcome.subject == "Welcome to LeanVibe, Initech"
 
-    sent = wait_for(lambda: len(mail.outbox) >= 2 and list(mail.outbox), "welcome and follow-up emails")
-
-    assert len(sent) == 2
-    by_subject = {message.subject: message for message in sent}
-    welcome = by_subject["Welcome to LeanVibe, Initech"]
-    followup = by_subject["How is Initech getting on with LeanVibe?"]
+    # Beat's sweep finds the tenant due (delay 0 here) and the worker sends the follow-up.
+    tasks.tenant_send_due_followups.delay()
+    sent = wait_for(lambda: len(mail.outbox) >= 2 and list(mail.outbox), "the follow-up email")
+    followup = sent[1]
+    assert followup.subject == "How is Initech getting on with LeanVibe?"
     for message in (welcome, followup):
         assert message.to == ["peter@initech.test"]
         assert "http://initech.localhost:8000/" in message.body
     assert provisioned.tenant.schema_name == "initech"
+    provisioned.tenant.refresh_from_db()
+    assert provisioned.tenant.followup_sent_at is not None
+
+    # Sent once: another sweep and a duplicate message (as a redelivery would be) send nothing.
+    tasks.tenant_send_due_followups.delay()
+    tasks.tenant_send_followup_email.delay(str(provisioned.tenant.id))
+    tasks.tenant_send_welcome_email.delay(str(provisioned.tenant.id))  # FIFO marker
+    wait_for(lambda: len(mail.outbox) >= 3, "the marker email")
+    assert [m.subject for m in mail.outbox].count("How is Initech getting on with LeanVibe?") == 1
 
 
 @pytest.mark.integration
@@ -115,16 +125,35 @@ def test_followup_email_is_not_sent_to_a_suspended_tenant(celery_worker):
     from tenants.services import tenant_suspend
 
     provisioned = _provision("Hooli", "gavin@hooli.test")
-    wait_for(lambda: len(mail.outbox) >= 2, "the first two emails")
+    wait_for(lambda: mail.outbox, "the welcome email")
     tenant_suspend(tenant=provisioned.tenant)
     mail.outbox.clear()
 
     # One worker, one queue, first in first out: the welcome email arrives after the follow-up ran.
+    tasks.tenant_send_due_followups.delay()
     tasks.tenant_send_followup_email.delay(str(provisioned.tenant.id))
     tasks.tenant_send_welcome_email.delay(str(provisioned.tenant.id))
 
     wait_for(lambda: mail.outbox, "the welcome email sent after the follow-up was skipped")
     assert [m.subject for m in mail.outbox] == ["Welcome to LeanVibe, Hooli"]
+
+
+@pytest.mark.django_db
+def test_followup_is_due_only_after_the_delay(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenants.services import tenant_ids_due_followup
+
+    settings.FOLLOWUP_EMAIL_DELAY = 3 * 24 * 3600
+    young = _provision("Young Co", "y@young.test").tenant
+    old = _provision("Old Co", "o@old.test").tenant
+    Tenant.objects.filter(id=old.id).update(created_at=timezone.now() - timedelta(days=3, seconds=1))
+    assert tenant_ids_due_followup() == [old.id]
+    Tenant.objects.filter(id=old.id).update(followup_sent_at=timezone.now())
+    assert tenant_ids_due_followup() == []
+    assert young.followup_sent_at is None
 
 
 @pytest.mark.integration
