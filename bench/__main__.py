@@ -1,0 +1,144 @@
+"""``python -m bench``: provisioning and routing benchmarks in databases of their own.
+
+The databases (``BENCH_DATABASE``, default ``leanvibe_bench``, and ``<that>_*`` for the routing
+runs) live on the same PostgreSQL server as the project's (``DATABASE_URL``, or the embedded
+server when it is unset). Each is created at the start, migrated as a deploy would (public
+schema and tenant template), and dropped at the end. Redis keys and Celery messages go under a
+private prefix and queue, removed at the end too. The development database is never opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+DEFAULT_BENCH_DATABASE = "leanvibe_bench"
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--only", choices=["provisioning", "routing"], help="Run one benchmark.")
+    parser.add_argument("--strict", action="store_true", help="Exit non-zero when a target fails.")
+    parser.add_argument("--migrations", type=int, default=3, help="Tenants made by running migrations.")
+    parser.add_argument("--clones", type=int, default=20, help="Samples of each clone/pool/provision step.")
+    parser.add_argument("--base-tenants", type=int, default=10, help="Tenants in the small routing database.")
+    parser.add_argument("--tenants", type=int, default=500, help="Tenants in the large routing database.")
+    parser.add_argument("--requests", type=int, default=300, help="Timed requests per database and run.")
+    parser.add_argument("--warmup", type=int, default=50, help="Untimed requests before each run.")
+    parser.add_argument(
+        "--server",
+        choices=["http", "inprocess", "both"],
+        default="both",
+        help="Time requests over HTTP against gunicorn, through django.test.Client, or both.",
+    )
+    parser.add_argument("--keep-databases", action="store_true", help="Leave the bench databases behind.")
+    return parser.parse_args(argv)
+
+
+def _clean_redis(prefix: str, queue: str) -> None:
+    from leanvibe import redis as lv_redis
+
+    client = lv_redis.client()
+    keys = list(client.scan_iter(f"*{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    # kombu keeps a queue's messages in a list named after it (deleted above, the queue name
+    # contains the prefix) and its binding as a member of a shared set: remove only ours.
+    for binding in client.scan_iter("_kombu.binding.*", count=1000):
+        for member in client.smembers(binding):
+            text = member.decode(errors="replace") if isinstance(member, bytes) else str(member)
+            if text.endswith(queue):
+                client.srem(binding, member)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    # A plain kill still runs the clean-up below (databases dropped, gunicorn stopped).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.base_tenants < 1 or args.tenants <= args.base_tenants:
+        raise SystemExit("--tenants must be larger than --base-tenants (>= 1)")
+    name = os.environ.get("BENCH_DATABASE", DEFAULT_BENCH_DATABASE)
+    project_url = os.environ.get("DATABASE_URL")
+    if not project_url:
+        from leanvibe import embedded
+
+        project_url = embedded.postgres_url()
+
+    from bench import Databases, Verdict, print_verdicts
+
+    databases = Databases(project_url, name)
+    started = time.perf_counter()
+    print(f"LeanVibe benchmarks: databases {name}* (created now, dropped at the end)", flush=True)
+    # Before Django reads the settings: this process works in the bench database only.
+    os.environ["DATABASE_URL"] = databases.create(name)
+    os.environ["CACHE_KEY_PREFIX"] = f"leanvibe-bench-{name}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leanvibe.settings")
+
+    import django
+
+    django.setup()
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    from leanvibe.celery import app as celery_app
+
+    # Tasks queued by provisioning (emails, pool refill) go to a queue no worker reads.
+    queue = f"leanvibe-bench-{name}"
+    celery_app.conf.task_default_queue = queue
+
+    verdicts: list[Verdict] = []
+    try:
+        print("\n== setup: migrate the public schema and the tenant template ==", flush=True)
+        t0 = time.perf_counter()
+        call_command("platform_migrate", no_pool=True, verbosity=1)
+        print(f"  setup took {time.perf_counter() - t0:.1f} s", flush=True)
+
+        if args.only in (None, "provisioning"):
+            from bench import provisioning
+
+            verdicts += provisioning.run(
+                migrations=args.migrations, samples=args.clones, hasher=settings.PASSWORD_HASHERS[0]
+            )
+        if args.only in (None, "routing"):
+            from bench import routing
+
+            verdicts += routing.run(
+                databases=databases,
+                queue=queue,
+                base_tenants=args.base_tenants,
+                tenants=args.tenants,
+                requests=args.requests,
+                warmup=args.warmup,
+                server=args.server,
+            )
+    finally:
+        connections.close_all()
+        _clean_redis(settings.CACHE_KEY_PREFIX, queue)
+        if args.keep_databases:
+            print(f"\nDatabases kept (--keep-databases): {', '.join(databases.created)}")
+        else:
+            print(
+                f"\nDropping {', '.join(databases.created)} (can take a minute or two)",
+                flush=True,
+            )
+            t0 = time.perf_counter()
+            dropped = databases.drop_all()
+            print(f"  dropped {len(dropped)} database(s) in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    print(f"\n== summary ({time.perf_counter() - started:.0f} s) ==")
+    print_verdicts(verdicts)
+    failed = any(not verdict.passed for verdict in verdicts)
+    if failed and args.strict:
+        return 1
+    if failed:
+        print("  (exit code 0 all the same: pass --strict to fail the run on a missed target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
