@@ -6,12 +6,23 @@ from agents.models import Project
 
 
 class ProjectForm(forms.Form):
-    name = forms.CharField(max_length=100)
-    description = forms.CharField(max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    name = forms.CharField(
+        label="Project name",
+        max_length=100,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Checkout redesign", "autocomplete": "off"}),
+    )
+    description = forms.CharField(
+        label="Description",
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "What is this project about?"}),
+    )
 
 
 class ProjectActionForm(forms.Form):
-    action = forms.ChoiceField(choices=[("rename", "Rename"), ("archive", "Archive"), ("restore", "Restore"), ("delete", "Delete")])
+    action = forms.ChoiceField(
+        choices=[("rename", "Rename"), ("archive", "Archive"), ("restore", "Restore"), ("delete", "Delete")]
+    )
     name = forms.CharField(max_length=100, required=False)
 
     def clean(self) -> dict[str, object]:

@@ -12,14 +12,17 @@ from django.views.decorators.http import require_POST
 
 from agents import selectors, services
 from agents.forms import STATUS_FOR_ACTION, ProjectActionForm, ProjectForm
+from agents.models import Project
 from leanvibe.errors import DomainError
 from tenants.usage import usage_for
 
 
 def _dashboard(request: HttpRequest, form: ProjectForm | None = None, status: int = 200) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
+    projects = list(selectors.project_list())
     context = {
-        "projects": selectors.project_list(),
+        "active_projects": [p for p in projects if p.status == Project.Status.ACTIVE],
+        "archived_projects": [p for p in projects if p.status == Project.Status.ARCHIVED],
         "usage": usage_for(tenant),
         "form": form or ProjectForm(),
     }
@@ -54,20 +57,21 @@ def project_update_view(request: HttpRequest, project_id: uuid.UUID) -> HttpResp
         raise Http404("Project not found")
     form = ProjectActionForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(m for errs in form.errors.values() for m in errs))
+        messages.error(request, " ".join(str(m) for errs in form.errors.values() for m in errs))
         return redirect("dashboard")
     action = form.cleaned_data["action"]
+    name = project.name
     try:
         if action == "delete":
             services.project_delete(project=project)
-            messages.success(request, f"Project “{project.name}” deleted.")
+            messages.success(request, f"Project “{name}” deleted.")
         elif action == "rename":
-            old = project.name
             services.project_update(project=project, name=form.cleaned_data["name"])
-            messages.success(request, f"Renamed “{old}” to “{project.name}”.")
+            messages.success(request, f"Renamed “{name}” to “{project.name}”.")
         else:
             services.project_update(project=project, status=STATUS_FOR_ACTION[action])
-            messages.success(request, f"Project “{project.name}” {'archived' if action == 'archive' else 'restored'}.")
+            done = "archived" if action == "archive" else "restored"
+            messages.success(request, f"Project “{name}” {done}.")
     except DomainError as exc:
         messages.error(request, exc.detail)
     return redirect("dashboard")
