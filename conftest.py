@@ -85,8 +85,11 @@ class ApiClient:
             extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
         for name, value in (headers or {}).items():
             extra["HTTP_" + name.upper().replace("-", "_")] = value
-        body: bytes | str = b"" if data is None and raw is None else (raw if raw is not None else json.dumps(data))
-        response = self.client.generic(method, path, body, content_type=content_type, **extra)
+        body: bytes | str = (
+            b"" if data is None and raw is None else (raw if raw is not None else json.dumps(data))
+        )
+        meta: dict[str, Any] = extra
+        response: Any = self.client.generic(method, path, body, content_type=content_type, **meta)
         assert response.status_code < 500, response.content
         if response.status_code != 204:
             assert response["Content-Type"].startswith("application/json"), response.content[:300]

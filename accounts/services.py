@@ -52,14 +52,18 @@ def user_create(
     return user
 
 
-def member_add(*, tenant: Tenant, email: str, password: str | None, role: str = Role.MEMBER, username: str = "") -> User:
+def member_add(
+    *, tenant: Tenant, email: str, password: str | None, role: str = Role.MEMBER, username: str = ""
+) -> User:
     """Add a member to ``tenant`` (whose schema is the current one), within the plan's user limit."""
     from tenants.plans import Resource
     from tenants.usage import quota_check
 
     with transaction.atomic():
         type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
-        quota_check(tenant=tenant, resource=Resource.USERS, current=User.objects.filter(is_active=True).count())
+        quota_check(
+            tenant=tenant, resource=Resource.USERS, current=User.objects.filter(is_active=True).count()
+        )
         return user_create(email=email, password=password, role=role, username=username)
 
 
@@ -68,7 +72,7 @@ class IssuedTokens:
     access_token: str
     refresh_token: str
     expires_in: int
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 
 
 def _client_ip(request: HttpRequest | None) -> str | None:

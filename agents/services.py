@@ -3,6 +3,7 @@ against the plan so two concurrent creations cannot both take the last slot."""
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
@@ -17,12 +18,10 @@ if TYPE_CHECKING:
 
 
 def _name_taken(name: str) -> DomainError:
-    return DomainError(
-        "project_exists", f"Project '{name}' already exists in your organization", status=409
-    )
+    return DomainError("project_exists", f"Project '{name}' already exists in your organization", status=409)
 
 
-def _check_name_free(name: str, *, exclude_id: object = None) -> None:
+def _check_name_free(name: str, *, exclude_id: uuid.UUID | None = None) -> None:
     qs = Project.objects.exclude(status=Project.Status.DELETED).filter(name__iexact=name)
     if exclude_id is not None:
         qs = qs.exclude(id=exclude_id)

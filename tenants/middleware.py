@@ -7,12 +7,12 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_tenants.utils import remove_www
 
 from leanvibe.api.exceptions import error_response
+from leanvibe.db import connection
 from tenants import selectors
 from tenants.models import Tenant
 from tenants.subdomains import VALID_SUBDOMAIN, is_reserved

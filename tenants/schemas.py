@@ -14,10 +14,11 @@ import secrets
 
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import transaction
 from django_tenants.clone import CloneSchema
 from django_tenants.utils import schema_exists
 
+from leanvibe.db import connection
 from tenants.models import PooledSchema
 
 logger = logging.getLogger(__name__)
@@ -30,15 +31,12 @@ def _quote(name: str) -> str:
 def schema_fingerprint(schema_name: str) -> str:
     """A digest of the migrations recorded in ``schema_name`` (empty if it has none)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", [f"{_quote(schema_name)}.django_migrations"]
-        )
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{_quote(schema_name)}.django_migrations"])
         if not cursor.fetchone()[0]:
             return ""
-        cursor.execute(
-            "SELECT md5(coalesce(string_agg(app || '.' || name, ',' ORDER BY app, name), '')) "
-            f"FROM {_quote(schema_name)}.django_migrations"  # noqa: S608 - quoted identifier
-        )
+        table = f"{_quote(schema_name)}.django_migrations"
+        digest = "md5(coalesce(string_agg(app || '.' || name, ',' ORDER BY app, name), ''))"
+        cursor.execute(f"SELECT {digest} FROM {table}")  # noqa: S608 - quoted identifier
         return str(cursor.fetchone()[0])
 
 
@@ -49,9 +47,7 @@ def template_migrate(*, verbosity: int = 1) -> None:
     if not schema_exists(template):
         with connection.cursor() as cursor:
             cursor.execute(f"CREATE SCHEMA {_quote(template)}")
-    call_command(
-        "migrate_schemas", schema_name=template, tenant=True, interactive=False, verbosity=verbosity
-    )
+    call_command("migrate_schemas", schema_name=template, tenant=True, interactive=False, verbosity=verbosity)
     connection.set_schema_to_public()
     clone_function_install()
 
@@ -67,7 +63,9 @@ def schema_clone_template(schema_name: str) -> None:
     """Copy the template schema, structure and rows (migration history included), to a new one."""
     connection.set_schema_to_public()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regprocedure('public.clone_schema(text, text, public.cloneparms[])') IS NULL")
+        cursor.execute(
+            "SELECT to_regprocedure('public.clone_schema(text, text, public.cloneparms[])') IS NULL"
+        )
         if cursor.fetchone()[0]:
             clone_function_install()
         if schema_exists(schema_name, case_sensitive=False):

@@ -6,6 +6,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
@@ -93,9 +94,11 @@ def tenant_provision(
                     )
                     _email_address_verified(owner)
                     project_create(
-                        tenant=tenant, name="Welcome", description="Your first project. Rename it or start another."
+                        tenant=tenant,
+                        name="Welcome",
+                        description="Your first project. Rename it or start another.",
                     )
-                transaction.on_commit(lambda: _after_provision(tenant.id))
+                transaction.on_commit(partial(_after_provision, tenant.id))
             break
         except IntegrityError:
             # Another sign-up took the same subdomain between our check and our insert.

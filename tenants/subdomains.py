@@ -11,8 +11,20 @@ MAX_LENGTH = 30
 # Names that would collide with platform hosts, or with PostgreSQL's own schemas.
 RESERVED = frozenset(
     {
-        "www", "admin", "api", "app", "public", "static", "media", "mail",
-        "information_schema", "pg_catalog", "pg_toast", "pg_temp", "template0", "template1",
+        "www",
+        "admin",
+        "api",
+        "app",
+        "public",
+        "static",
+        "media",
+        "mail",
+        "information_schema",
+        "pg_catalog",
+        "pg_toast",
+        "pg_temp",
+        "template0",
+        "template1",
         "postgres",
     }
 )

@@ -12,8 +12,11 @@ from accounts.services import token_hash
 
 @pytest.mark.django_db
 def test_login_returns_bearer_tokens(api, tenant_a, settings):
-    response = api.post("/api/v1/auth/login", {"email": tenant_a.owner_email, "password": tenant_a.password},
-                        host=tenant_a.host)
+    response = api.post(
+        "/api/v1/auth/login",
+        {"email": tenant_a.owner_email, "password": tenant_a.password},
+        host=tenant_a.host,
+    )
     assert response.status_code == 200
     body = response.body
     assert body["token_type"] == "bearer"
@@ -28,8 +31,11 @@ def test_login_returns_bearer_tokens(api, tenant_a, settings):
 
 @pytest.mark.django_db
 def test_login_email_is_case_insensitive(api, tenant_a):
-    response = api.post("/api/v1/auth/login", {"email": tenant_a.owner_email.upper(), "password": tenant_a.password},
-                        host=tenant_a.host)
+    response = api.post(
+        "/api/v1/auth/login",
+        {"email": tenant_a.owner_email.upper(), "password": tenant_a.password},
+        host=tenant_a.host,
+    )
     assert response.status_code == 200
 
 
@@ -42,7 +48,10 @@ def test_login_email_is_case_insensitive(api, tenant_a):
     ],
 )
 def test_wrong_credentials_are_401(api, tenant_a, credentials):
-    credentials = {**credentials, "email": credentials["email"].replace("owner1@example.com", tenant_a.owner_email)}
+    credentials = {
+        **credentials,
+        "email": credentials["email"].replace("owner1@example.com", tenant_a.owner_email),
+    }
     response = api.post("/api/v1/auth/login", credentials, host=tenant_a.host)
     assert response.status_code == 401
     assert response.body["error"] == "invalid_credentials"
@@ -50,8 +59,11 @@ def test_wrong_credentials_are_401(api, tenant_a, credentials):
 
 @pytest.mark.django_db
 def test_credentials_of_tenant_a_do_not_work_on_tenant_b(api, tenant_a, tenant_b):
-    response = api.post("/api/v1/auth/login", {"email": tenant_a.owner_email, "password": tenant_a.password},
-                        host=tenant_b.host)
+    response = api.post(
+        "/api/v1/auth/login",
+        {"email": tenant_a.owner_email, "password": tenant_a.password},
+        host=tenant_b.host,
+    )
     assert response.status_code == 401
 
 
@@ -94,8 +106,11 @@ def test_missing_token_is_401(api, tenant_a):
 
 @pytest.mark.django_db
 def test_expired_revoked_and_refresh_tokens_are_refused(api, tenant_a):
-    login = api.post("/api/v1/auth/login", {"email": tenant_a.owner_email, "password": tenant_a.password},
-                     host=tenant_a.host).body
+    login = api.post(
+        "/api/v1/auth/login",
+        {"email": tenant_a.owner_email, "password": tenant_a.password},
+        host=tenant_a.host,
+    ).body
     schema = tenant_a.tenant.schema_name
     # A refresh token is not an access token.
     assert api.get("/api/v1/projects", host=tenant_a.host, token=login["refresh_token"]).status_code == 401
@@ -117,18 +132,26 @@ def test_deactivated_user_cannot_log_in_or_use_tokens(api, tenant_a):
     with schema_context(tenant_a.tenant.schema_name):
         User.objects.filter(email=tenant_a.owner_email).update(is_active=False)
     assert api.get("/api/v1/projects", host=tenant_a.host, token=token).status_code == 401
-    response = api.post("/api/v1/auth/login", {"email": tenant_a.owner_email, "password": tenant_a.password},
-                        host=tenant_a.host)
+    response = api.post(
+        "/api/v1/auth/login",
+        {"email": tenant_a.owner_email, "password": tenant_a.password},
+        host=tenant_a.host,
+    )
     assert response.status_code == 401
 
 
 @pytest.mark.django_db
 def test_platform_staff_log_in_on_the_public_host(api, tenant_a):
     User.objects.create_superuser("staff@leanvibe.test", "staff-password-123")
-    response = api.post("/api/v1/auth/login", {"email": "staff@leanvibe.test", "password": "staff-password-123"})
+    response = api.post(
+        "/api/v1/auth/login", {"email": "staff@leanvibe.test", "password": "staff-password-123"}
+    )
     assert response.status_code == 200
     # A staff token is a public-schema token: unknown to every tenant.
-    assert api.get("/api/v1/projects", host=tenant_a.host, token=response.body["access_token"]).status_code == 401
+    assert (
+        api.get("/api/v1/projects", host=tenant_a.host, token=response.body["access_token"]).status_code
+        == 401
+    )
     # And a tenant owner cannot log in on the public host.
     owner = api.post("/api/v1/auth/login", {"email": tenant_a.owner_email, "password": tenant_a.password})
     assert owner.status_code == 401
@@ -145,5 +168,7 @@ def test_token_authentication_is_one_query(api, tenant_a, django_assert_num_quer
     with schema_context(tenant_a.tenant.schema_name):
         assert User.objects.count() == 1  # sets the connection's search_path first
         with django_assert_num_queries(1):
-            user, auth = BearerTokenAuthentication().authenticate(request)
+            result = BearerTokenAuthentication().authenticate(request)
+            assert result is not None
+            user, _token = result
             assert user.email == tenant_a.owner_email

@@ -26,9 +26,7 @@ class ProjectCreateInput(StrictSerializer):
 class ProjectUpdateInput(StrictSerializer):
     name = serializers.CharField(max_length=100, required=False, trim_whitespace=True)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-    status = serializers.ChoiceField(
-        choices=[Project.Status.ACTIVE, Project.Status.ARCHIVED], required=False
-    )
+    status = serializers.ChoiceField(choices=[Project.Status.ACTIVE, Project.Status.ARCHIVED], required=False)
 
 
 def _project_or_404(project_id: str) -> Project:

@@ -48,7 +48,9 @@ def test_rename_to_taken_name_is_409(api, owner):
 @pytest.mark.django_db
 def test_patch_updates_fields_and_archives(api, owner):
     rocket = api.post("/api/v1/projects", {"name": "Rocket"}, **owner).body
-    patched = api.patch(f"/api/v1/projects/{rocket['id']}", {"description": "New", "status": "archived"}, **owner)
+    patched = api.patch(
+        f"/api/v1/projects/{rocket['id']}", {"description": "New", "status": "archived"}, **owner
+    )
     assert patched.status_code == 200
     assert patched.body["description"] == "New"
     assert patched.body["status"] == "archived"
@@ -78,8 +80,9 @@ def test_delete_is_soft_and_frees_the_name(api, owner):
     again = api.post("/api/v1/projects", {"name": "Rocket"}, **owner)
     assert again.status_code == 201
     assert again.body["id"] != rocket["id"]
-    from agents.models import Project
     from django_tenants.utils import schema_context
+
+    from agents.models import Project
 
     with schema_context(owner["host"].split(".")[0]):
         assert Project.objects.get(id=rocket["id"]).status == "deleted"  # the row is kept
@@ -96,17 +99,25 @@ def test_unknown_project_is_404(api, owner, project_id):
 
 @pytest.mark.django_db
 def test_members_read_and_write_projects(api, tenant_a):
-    from accounts.services import member_add
     from django_tenants.utils import schema_context
+
+    from accounts.services import member_add
 
     with schema_context(tenant_a.tenant.schema_name):
         member_add(tenant=tenant_a.tenant, email="member@acme.test", password="member-password-123")
     token = tenant_a.login(api, email="member@acme.test", password="member-password-123")
     created = api.post("/api/v1/projects", {"name": "Member's"}, host=tenant_a.host, token=token)
     assert created.status_code == 201
-    assert api.patch(f"/api/v1/projects/{created.body['id']}", {"name": "Renamed"}, host=tenant_a.host,
-                     token=token).status_code == 200
-    assert api.delete(f"/api/v1/projects/{created.body['id']}", host=tenant_a.host, token=token).status_code == 204
+    assert (
+        api.patch(
+            f"/api/v1/projects/{created.body['id']}", {"name": "Renamed"}, host=tenant_a.host, token=token
+        ).status_code
+        == 200
+    )
+    assert (
+        api.delete(f"/api/v1/projects/{created.body['id']}", host=tenant_a.host, token=token).status_code
+        == 204
+    )
 
 
 @pytest.mark.django_db

@@ -76,9 +76,9 @@ class TenantAPIView(_LockedAPIView):
 
     authentication_classes = [BearerTokenAuthentication]
     permission_classes = [RequiresTenant, IsAuthenticatedUser, HasRoleForMethod]
-    role_map: ClassVar[dict[str, Role]] = {
-        method: Role.MEMBER for method in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
-    }
+    role_map: ClassVar[dict[str, Role]] = dict.fromkeys(
+        ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"), Role.MEMBER
+    )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -123,9 +123,9 @@ class StrictSerializer(serializers.Serializer):
         for name, field in self.fields.items():
             # DRF would quietly turn 42 or true into "42" / "True": a wrong type is an error here.
             value = data.get(name)
-            if isinstance(field, serializers.CharField | serializers.ChoiceField) and value is not None:
-                if not isinstance(value, str):
-                    errors[name] = ["Expected a string."]
+            is_text = isinstance(field, serializers.CharField | serializers.ChoiceField)
+            if is_text and value is not None and not isinstance(value, str):
+                errors[name] = ["Expected a string."]
         if errors:
             raise serializers.ValidationError(dict(sorted(errors.items())), code="invalid")
         return super().to_internal_value(data)

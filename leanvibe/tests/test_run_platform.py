@@ -43,13 +43,21 @@ def _request(url: str, *, host: str, data: dict | None = None, token: str | None
 
 class Platform:
     def __init__(self, data_dir: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "LEANVIBE_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DATABASE_URL", "REDIS_URL", "LEANVIBE_"))
+        }
         env.update({"LEANVIBE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "TENANT_POOL_SIZE": "1"})
         self.log = data_dir.parent / f"run-{time.monotonic_ns()}.log"
         self.log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "run_platform", "--port", str(port), "--web-workers", "1"],
-            cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.port = port
 
@@ -110,14 +118,18 @@ def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
         status, body = _request(f"{base}/accounts/login/", host=acme)
         assert status == 200
 
-        status, body = _request(f"{base}/api/v1/auth/login", host=acme,
-                                data={"email": owner.group(1), "password": owner.group(2)})
+        status, body = _request(
+            f"{base}/api/v1/auth/login", host=acme, data={"email": owner.group(1), "password": owner.group(2)}
+        )
         assert status == 200, body
         token = json.loads(body)["access_token"]
         status, body = _request(f"{base}/api/v1/projects", host=acme, data={"name": "Kept"}, token=token)
         assert status == 201, body
-        status, body = _request(f"{base}/api/v1/auth/login", host="localhost",
-                                data={"email": staff.group(1), "password": staff.group(2)})
+        status, body = _request(
+            f"{base}/api/v1/auth/login",
+            host="localhost",
+            data={"email": staff.group(1), "password": staff.group(2)},
+        )
         assert status == 200, body
 
         # The worker is consuming: the welcome email to the demo owner appears in its log.
@@ -139,8 +151,11 @@ def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
         assert output.count("Acme owner sign-in") == 1
         assert owner.group(2) in output
         acme = f"acme-corporation.localhost:{port}"
-        status, body = _request(f"http://127.0.0.1:{port}/api/v1/auth/login", host=acme,
-                                data={"email": owner.group(1), "password": owner.group(2)})
+        status, body = _request(
+            f"http://127.0.0.1:{port}/api/v1/auth/login",
+            host=acme,
+            data={"email": owner.group(1), "password": owner.group(2)},
+        )
         token = json.loads(body)["access_token"]
         status, body = _request(f"http://127.0.0.1:{port}/api/v1/projects", host=acme, token=token)
         assert sorted(p["name"] for p in json.loads(body)["results"]) == ["Kept", "Welcome"]

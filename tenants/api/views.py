@@ -8,7 +8,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -101,7 +100,11 @@ class TenantListCreateApi(DangerouslyPublicAPIView):
     def get(self, request: Request) -> Response:
         if getattr(request, "tenant", None) is not None or not request.user.is_staff:
             raise DomainError("permission_denied", "Only platform staff may list tenants.", status=403)
-        tenants = list(selectors.tenant_list(status=request.query_params.get("status"), plan=request.query_params.get("plan")).prefetch_related("domains"))
+        tenants = list(
+            selectors.tenant_list(
+                status=request.query_params.get("status"), plan=request.query_params.get("plan")
+            ).prefetch_related("domains")
+        )
         counts = selectors.tenant_user_counts(tenants)
         data = TenantOutput(tenants, many=True, context={"user_counts": counts}).data
         return Response({"results": data})
@@ -121,7 +124,9 @@ class TenantDetailApi(DangerouslyPublicAPIView):
 
     def get(self, request: Request, tenant_id: str) -> Response:
         if not request.user.is_authenticated:
-            raise DomainError("not_authenticated", "Authentication credentials were not provided.", status=401)
+            raise DomainError(
+                "not_authenticated", "Authentication credentials were not provided.", status=401
+            )
         current = getattr(request, "tenant", None)
         if current is None and request.user.is_staff:
             tenant = _tenant_or_404(tenant_id)

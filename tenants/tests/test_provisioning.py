@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.hashers import check_password
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django_tenants.utils import schema_context, schema_exists
 
 from accounts.models import Role, User
 from agents.models import Project
+from leanvibe.db import connection
 from tenants.models import Domain, PooledSchema, Tenant
 from tenants.schemas import schema_fingerprint, schema_pool_refill
 from tenants.services import tenant_provision
@@ -31,7 +31,10 @@ def test_provision_creates_schema_owner_domain_and_welcome_project(settings):
     assert tenant.schema_name == "acme-corporation"
     assert tenant.plan == "professional"
     assert tenant.status == Tenant.Status.ACTIVE
-    assert Domain.objects.get(tenant=tenant, is_primary=True).domain == f"acme-corporation.{settings.BASE_DOMAIN}"
+    assert (
+        Domain.objects.get(tenant=tenant, is_primary=True).domain
+        == f"acme-corporation.{settings.BASE_DOMAIN}"
+    )
     assert schema_exists("acme-corporation")
     # The clone carries the template's full migration history.
     assert schema_fingerprint("acme-corporation") == schema_fingerprint(settings.TENANT_TEMPLATE_SCHEMA)
@@ -53,15 +56,24 @@ def test_taken_names_get_numbered_subdomains():
     second = _provision("ACME corporation!", admin_email="b@acme.test").tenant
     third = _provision("acme---corporation", admin_email="c@acme.test").tenant
     assert [first.schema_name, second.schema_name, third.schema_name] == [
-        "acme-corporation", "acme-corporation-1", "acme-corporation-2",
+        "acme-corporation",
+        "acme-corporation-1",
+        "acme-corporation-2",
     ]
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("name", "subdomain"),
-    [("Admin", "admin-1"), ("WWW", "www-1"), ("public", "public-1"), ("API", "api-1"),
-     ("Mail", "mail-1"), ("Static", "static-1"), ("pg_catalog", "pg-catalog")],
+    [
+        ("Admin", "admin-1"),
+        ("WWW", "www-1"),
+        ("public", "public-1"),
+        ("API", "api-1"),
+        ("Mail", "mail-1"),
+        ("Static", "static-1"),
+        ("pg_catalog", "pg-catalog"),
+    ],
 )
 def test_reserved_names_are_never_used(name, subdomain):
     assert _provision(name).tenant.schema_name == subdomain

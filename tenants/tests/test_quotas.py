@@ -10,7 +10,12 @@ from tenants.plans import CATALOGUE, GB
 
 def test_plan_catalogue():
     starter, pro, ent = CATALOGUE["starter"], CATALOGUE["professional"], CATALOGUE["enterprise"]
-    assert (starter.projects, starter.users, starter.api_calls, starter.storage_bytes) == (5, 3, 10_000, 1 * GB)
+    assert (starter.projects, starter.users, starter.api_calls, starter.storage_bytes) == (
+        5,
+        3,
+        10_000,
+        1 * GB,
+    )
     assert (pro.projects, pro.users, pro.api_calls, pro.storage_bytes) == (50, 25, 100_000, 10 * GB)
     assert (ent.projects, ent.users, ent.api_calls, ent.storage_bytes) == (None, None, None, None)
 
@@ -19,7 +24,10 @@ def test_plan_catalogue():
 def test_project_limit_of_starter_plan(api, tenant_a):
     token = tenant_a.login(api)
     for n in range(4):  # plus the Welcome project = 5
-        assert api.post("/api/v1/projects", {"name": f"P{n}"}, host=tenant_a.host, token=token).status_code == 201
+        assert (
+            api.post("/api/v1/projects", {"name": f"P{n}"}, host=tenant_a.host, token=token).status_code
+            == 201
+        )
     response = api.post("/api/v1/projects", {"name": "One too many"}, host=tenant_a.host, token=token)
     assert response.status_code == 403
     assert response.body == {
@@ -29,10 +37,16 @@ def test_project_limit_of_starter_plan(api, tenant_a):
     }
     # Deleting one frees a slot; archived projects still count.
     projects = api.get("/api/v1/projects", host=tenant_a.host, token=token).body["results"]
-    api.patch(f"/api/v1/projects/{projects[0]['id']}", {"status": "archived"}, host=tenant_a.host, token=token)
-    assert api.post("/api/v1/projects", {"name": "Still no"}, host=tenant_a.host, token=token).status_code == 403
+    api.patch(
+        f"/api/v1/projects/{projects[0]['id']}", {"status": "archived"}, host=tenant_a.host, token=token
+    )
+    assert (
+        api.post("/api/v1/projects", {"name": "Still no"}, host=tenant_a.host, token=token).status_code == 403
+    )
     api.delete(f"/api/v1/projects/{projects[1]['id']}", host=tenant_a.host, token=token)
-    assert api.post("/api/v1/projects", {"name": "Now yes"}, host=tenant_a.host, token=token).status_code == 201
+    assert (
+        api.post("/api/v1/projects", {"name": "Now yes"}, host=tenant_a.host, token=token).status_code == 201
+    )
 
 
 @pytest.mark.django_db

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.db import connection
 
+from leanvibe.db import connection
 from tenants.services import tenant_suspend
 
 
@@ -58,9 +58,23 @@ def test_unknown_subdomain_page_is_html_404(client):
 @pytest.mark.parametrize(
     "value",
     [
-        "public", "PUBLIC", "pg_catalog", "information_schema", "tenant_template", "pool_0123abcd",
-        "acme'; DROP SCHEMA public CASCADE; --", "acme\"", "../acme", "acme corporation",
-        "x" * 5000, "", "   ", str(uuid.uuid4()), "00000000-0000-0000-0000-000000000000", "%00", "acme;",
+        "public",
+        "PUBLIC",
+        "pg_catalog",
+        "information_schema",
+        "tenant_template",
+        "pool_0123abcd",
+        "acme'; DROP SCHEMA public CASCADE; --",
+        'acme"',
+        "../acme",
+        "acme corporation",
+        "x" * 5000,
+        "",
+        "   ",
+        str(uuid.uuid4()),
+        "00000000-0000-0000-0000-000000000000",
+        "%00",
+        "acme;",
     ],
 )
 def test_header_values_that_are_not_a_tenant_are_plain_404(api, tenant_a, value):
@@ -93,8 +107,11 @@ def test_suspended_tenant_is_403_by_host_and_header(api, client, tenant_a):
         response = api.get("/api/v1/projects", token=token, **kwargs)
         assert response.status_code == 403
         assert response.body["error"] == "tenant_suspended"
-    login = api.post("/api/v1/auth/login", {"email": tenant_a.owner_email, "password": tenant_a.password},
-                     host=tenant_a.host)
+    login = api.post(
+        "/api/v1/auth/login",
+        {"email": tenant_a.owner_email, "password": tenant_a.password},
+        host=tenant_a.host,
+    )
     assert login.status_code == 403
     page = client.get("/", HTTP_HOST=tenant_a.host, HTTP_ACCEPT="text/html")
     assert page.status_code == 403

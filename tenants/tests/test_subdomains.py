@@ -33,8 +33,22 @@ def test_candidates_add_numbers_within_30_characters():
 
 
 @pytest.mark.parametrize(
-    "name", ["www", "admin", "api", "app", "public", "static", "media", "mail", "pg_catalog",
-             "information_schema", "pg_toast", "tenant_template", "pool_abc"],
+    "name",
+    [
+        "www",
+        "admin",
+        "api",
+        "app",
+        "public",
+        "static",
+        "media",
+        "mail",
+        "pg_catalog",
+        "information_schema",
+        "pg_toast",
+        "tenant_template",
+        "pool_abc",
+    ],
 )
 def test_reserved_names_are_never_candidates(name):
     assert is_reserved(name)

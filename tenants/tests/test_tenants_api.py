@@ -36,8 +36,11 @@ def test_signup_returns_the_new_tenant(api, settings):
     assert body["user_count"] == 1
     assert "admin_password" not in body
     # The owner can sign in on the new tenant's host straight away.
-    login = api.post("/api/v1/auth/login", {"email": "owner@acme.test", "password": SIGNUP["admin_password"]},
-                     host=body["domain"])
+    login = api.post(
+        "/api/v1/auth/login",
+        {"email": "owner@acme.test", "password": SIGNUP["admin_password"]},
+        host=body["domain"],
+    )
     assert login.status_code == 200
 
 
@@ -72,9 +75,13 @@ def test_signup_rejects_bad_input(api, payload, field):
 def test_signup_is_rate_limited_per_client_address(api, settings):
     settings.SIGNUP_RATE = "2/hour"
     for n in range(2):
-        ok = api.post("/api/v1/tenants", {**SIGNUP, "admin_email": f"o{n}@acme.test"}, remote_addr="198.51.100.7")
+        ok = api.post(
+            "/api/v1/tenants", {**SIGNUP, "admin_email": f"o{n}@acme.test"}, remote_addr="198.51.100.7"
+        )
         assert ok.status_code == 201
-    limited = api.post("/api/v1/tenants", {**SIGNUP, "admin_email": "o3@acme.test"}, remote_addr="198.51.100.7")
+    limited = api.post(
+        "/api/v1/tenants", {**SIGNUP, "admin_email": "o3@acme.test"}, remote_addr="198.51.100.7"
+    )
     assert limited.status_code == 429
     assert limited.body["error"] == "rate_limited"
     assert int(limited["Retry-After"]) > 0
@@ -86,7 +93,9 @@ def test_signup_is_rate_limited_per_client_address(api, settings):
 def test_platform_staff_are_not_rate_limited(api, settings, staff_token):
     settings.SIGNUP_RATE = "1/hour"
     for n in range(3):
-        response = api.post("/api/v1/tenants", {**SIGNUP, "admin_email": f"o{n}@acme.test"}, token=staff_token)
+        response = api.post(
+            "/api/v1/tenants", {**SIGNUP, "admin_email": f"o{n}@acme.test"}, token=staff_token
+        )
         assert response.status_code == 201
 
 

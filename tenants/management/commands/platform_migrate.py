@@ -27,7 +27,10 @@ class Command(BaseCommand):
         self.stdout.write(f"[3/4] {len(tenants)} tenant schema(s)")
         for index, schema_name in enumerate(tenants, 1):
             call_command(
-                "migrate_schemas", schema_name=schema_name, tenant=True, interactive=False,
+                "migrate_schemas",
+                schema_name=schema_name,
+                tenant=True,
+                interactive=False,
                 verbosity=max(0, verbosity - 1),
             )
             self.stdout.write(f"      {index}/{len(tenants)} {schema_name}")

@@ -15,9 +15,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import connection
 
 from leanvibe import embedded
+from leanvibe.db import connection
 
 DEMO_ORGANIZATION = "Acme Corporation"
 DEMO_OWNER = "owner@acme.example.com"
@@ -68,7 +68,9 @@ class Command(BaseCommand):
 
         connection.set_schema_to_public()
         if User.objects.filter(is_superuser=True).exists():
-            stored: dict[str, Any] = credentials.get("staff", {"email": "(existing superuser)", "password": None})
+            stored: dict[str, Any] = credentials.get(
+                "staff", {"email": "(existing superuser)", "password": None}
+            )
             stored["created"] = False
             return stored
         password = secrets.token_urlsafe(12)
@@ -100,14 +102,41 @@ class Command(BaseCommand):
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "leanvibe.settings", "SITE_PORT": str(port)}
         commands = {
             "web": [
-                str(bin_dir / "gunicorn"), "leanvibe.wsgi:application",
-                "--bind", f"0.0.0.0:{port}", "--workers", str(web_workers),
-                "--access-logfile", "-", "--graceful-timeout", "5",
+                str(bin_dir / "gunicorn"),
+                "leanvibe.wsgi:application",
+                "--bind",
+                f"0.0.0.0:{port}",
+                "--workers",
+                str(web_workers),
+                "--access-logfile",
+                "-",
+                "--graceful-timeout",
+                "5",
             ],
-            "worker": [python, "-m", "celery", "-A", "leanvibe", "worker", "--loglevel", "INFO",
-                       "--concurrency", "2"],
-            "beat": [python, "-m", "celery", "-A", "leanvibe", "beat", "--loglevel", "INFO",
-                     "--schedule", str(embedded.DATA_DIR / "celerybeat-schedule")],
+            "worker": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "leanvibe",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+            ],
+            "beat": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "leanvibe",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(embedded.DATA_DIR / "celerybeat-schedule"),
+            ],
         }
         processes = {}
         for name, command in commands.items():
@@ -126,9 +155,13 @@ class Command(BaseCommand):
         if demo:
             lines.append(f"  Demo tenant     http://{demo['domain']}:{port}/")
         lines.append("")
-        lines.append(f"  Admin console sign-in   {staff['email']}  /  {staff.get('password') or '(unchanged)'}")
+        lines.append(
+            f"  Admin console sign-in   {staff['email']}  /  {staff.get('password') or '(unchanged)'}"
+        )
         if demo:
-            lines.append(f"  Acme owner sign-in      {demo['email']}  /  {demo.get('password') or '(unchanged)'}")
+            lines.append(
+                f"  Acme owner sign-in      {demo['email']}  /  {demo.get('password') or '(unchanged)'}"
+            )
         lines.append(f"  (credentials are kept in {self._credentials_path})")
         lines.append("")
         self.stdout.write("\n".join(lines))

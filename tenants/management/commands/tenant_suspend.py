@@ -23,4 +23,6 @@ class Command(BaseCommand):
         if tenant is None:
             raise CommandError(f"No organisation {ref!r}")
         services.tenant_suspend(tenant=tenant)
-        self.stdout.write(self.style.SUCCESS(f"{tenant.organization_name} ({tenant.schema_name}) is now {tenant.status}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"{tenant.organization_name} ({tenant.schema_name}) is now {tenant.status}")
+        )

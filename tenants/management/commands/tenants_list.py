@@ -15,12 +15,16 @@ class Command(BaseCommand):
         parser.add_argument("--plan", choices=["starter", "professional", "enterprise"])
 
     def handle(self, *args: Any, **options: Any) -> None:
-        tenants = list(selectors.tenant_list(status=options["status"], plan=options["plan"]).prefetch_related("domains"))
+        tenants = list(
+            selectors.tenant_list(status=options["status"], plan=options["plan"]).prefetch_related("domains")
+        )
         counts = selectors.tenant_user_counts(tenants)
         header = f"{'ID':36}  {'SUBDOMAIN':30}  {'PLAN':12}  {'STATUS':9}  {'USERS':>5}  NAME"
         self.stdout.write(header)
         for t in tenants:
+            users = counts.get(t.id, 0)
             self.stdout.write(
-                f"{t.id!s:36}  {t.schema_name:30}  {t.plan:12}  {t.status:9}  {counts.get(t.id, 0):>5}  {t.organization_name}"
+                f"{t.id!s:36}  {t.schema_name:30}  {t.plan:12}  {t.status:9}  {users:>5}  "
+                f"{t.organization_name}"
             )
         self.stdout.write(f"{len(tenants)} organisation(s)")
