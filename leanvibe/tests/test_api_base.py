@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from rest_framework.permissions import AllowAny
 
@@ -24,7 +26,7 @@ from leanvibe.api.base import DangerouslyPublicAPIView, StaffAPIView, TenantAPIV
 )
 @pytest.mark.parametrize("base", [TenantAPIView, StaffAPIView, DangerouslyPublicAPIView])
 def test_subclass_may_not_override_access_hooks(base, attribute):
-    value = [AllowAny] if attribute.endswith("classes") else (lambda self, *a, **k: [])
+    value: Any = [AllowAny] if attribute.endswith("classes") else (lambda self, *a, **k: [])
     with pytest.raises(TypeError, match=attribute):
         type("Weakened", (base,), {"__module__": "somewhere.api", attribute: value})
 
@@ -36,7 +38,7 @@ def test_grandchildren_are_checked_too():
 
 
 def test_role_map_may_raise_but_every_method_needs_at_least_member():
-    raised = type("AdminOnly", (TenantAPIView,), {"__module__": "x", "role_map": {"POST": Role.ADMIN}})
+    raised: Any = type("AdminOnly", (TenantAPIView,), {"__module__": "x", "role_map": {"POST": Role.ADMIN}})
     assert raised.role_map["POST"] == Role.ADMIN
     with pytest.raises(KeyError):
         type("Bogus", (TenantAPIView,), {"__module__": "x", "role_map": {"GET": "anonymous"}})
@@ -48,11 +50,12 @@ def test_a_method_missing_from_role_map_needs_the_owner(api, tenant_a, rf):
 
     from accounts.services import member_add, tokens_issue
 
-    view = type(
+    view_class: Any = type(
         "OwnersPost",
         (TenantAPIView,),
         {"__module__": "x", "role_map": {"GET": Role.MEMBER}, "post": lambda self, request: None},
-    ).as_view()
+    )
+    view = view_class.as_view()
     with schema_context(tenant_a.tenant.schema_name):
         member = member_add(tenant=tenant_a.tenant, email="m@acme.test", password="member-password-123")
         token = tokens_issue(user=member).access_token
