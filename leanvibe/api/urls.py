@@ -1,8 +1,7 @@
 """API routes shared by the public and tenant URL configurations."""
 
-from django.urls import path
+from django.urls import include, path
 
-from accounts.api.views import LoginApi
 from agents.api.views import ProjectDetailApi, ProjectListApi
 from tenants.api.views import (
     TenantDetailApi,
@@ -13,7 +12,7 @@ from tenants.api.views import (
 )
 
 urlpatterns = [
-    path("auth/login", LoginApi.as_view(), name="api-login"),
+    path("", include("accounts.api.urls")),
     path("tenants", TenantListCreateApi.as_view(), name="api-tenants"),
     path("tenants/<str:tenant_id>", TenantDetailApi.as_view(), name="api-tenant"),
     path("tenants/<str:tenant_id>/suspend", TenantSuspendApi.as_view(), name="api-tenant-suspend"),

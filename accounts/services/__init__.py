@@ -114,9 +114,19 @@ def tokens_issue(*, user: User, request: HttpRequest | None = None) -> IssuedTok
 
 def auth_login(*, email: str, password: str, request: HttpRequest | None = None) -> IssuedTokens:
     """Check credentials in the current schema and issue tokens; 401 on any mismatch."""
+    from accounts.models import AuditEvent
+    from accounts.services.audit import audit_record
+
     user = User.objects.filter(email__iexact=email.strip()).first()
     if user is None:
         make_password(password)  # spend the same time as a real check: no user enumeration
     elif user.check_password(password) and user.is_active:
+        audit_record(type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method="password")
         return tokens_issue(user=user, request=request)
+    audit_record(
+        type=AuditEvent.Type.LOGIN_FAILED,
+        request=request,
+        actor_email=email.strip().lower()[:254],
+        method="password",
+    )
     raise DomainError("invalid_credentials", "Email or password is incorrect.", status=401)

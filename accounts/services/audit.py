@@ -1,0 +1,40 @@
+"""Recording security events in the current tenant's schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from accounts.models import AuditEvent, User
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def audit_record(
+    *,
+    type: str,
+    request: HttpRequest | None = None,
+    actor: User | None = None,
+    actor_email: str = "",
+    target_user: User | None = None,
+    **data: Any,
+) -> AuditEvent:
+    """Record one security event. ``actor`` defaults to the request's authenticated user."""
+    if actor is None and request is not None:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            actor = user
+    return AuditEvent.objects.create(
+        type=type,
+        actor=actor,
+        actor_email=actor_email or (actor.email if actor else ""),
+        target_user=target_user,
+        ip_address=client_ip(request),
+        user_agent=(request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
+        data=data,
+    )
