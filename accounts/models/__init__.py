@@ -1,6 +1,7 @@
 """Models of the accounts app, one module per area, all in every tenant's schema (and public)."""
 
 from accounts.models.audit import AuditEvent
+from accounts.models.invitations import Invitation
 from accounts.models.users import ROLE_RANK, AuthToken, Role, User, UserManager
 
-__all__ = ["ROLE_RANK", "AuditEvent", "AuthToken", "Role", "User", "UserManager"]
+__all__ = ["ROLE_RANK", "AuditEvent", "AuthToken", "Invitation", "Role", "User", "UserManager"]
