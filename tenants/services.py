@@ -23,6 +23,9 @@ from tenants.subdomains import candidates, slugify_organization
 
 logger = logging.getLogger(__name__)
 
+# Settings every new tenant starts with (security switches are off until an admin turns them on).
+DEFAULT_TENANT_SETTINGS: dict[str, object] = {"require_mfa": False, "sso_only": False, "timezone": "UTC"}
+
 
 @dataclass(frozen=True)
 class ProvisionedTenant:
@@ -81,6 +84,7 @@ def tenant_provision(
                     organization_name=organization_name,
                     billing_email=billing_email,
                     plan=plan,
+                    settings=dict(DEFAULT_TENANT_SETTINGS),
                 )
                 tenant.full_clean()
                 tenant.save()
