@@ -11,6 +11,7 @@ from rest_framework.request import Request
 
 from accounts.models import AuthToken
 from accounts.services import token_hash
+from accounts.services.tokens import token_activity_touch
 
 
 class BearerTokenAuthentication(BaseAuthentication):
@@ -37,6 +38,8 @@ class BearerTokenAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid or expired access token.")
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("This account is deactivated.")
+        # Last activity goes to the cache (shown in the sessions list), never an extra query.
+        token_activity_touch(token)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -16,6 +16,7 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.db.models import Model
 from django.db.models.base import ModelBase
+from django.http import HttpRequest
 from django_tenants.routers import TenantSyncRouter
 
 
@@ -24,9 +25,26 @@ def lives_in_public_schema(model: type[Model]) -> bool:
 
 
 class PlatformAdminSite(admin.AdminSite):
+    """Staff must also pass a verified second factor, as with django-otp's ``OTPAdminSite``: a
+    TOTP device of ``django_otp.plugins.otp_totp`` (public schema). A signed-in but unverified
+    staff member is treated as not staff and sent to the login form, which asks for the code.
+    (``OTPAdminSite`` itself cannot be the base class: this module is imported while apps load,
+    before django-otp's admin module can be.)"""
+
     site_header = "LeanVibe platform console"
     site_title = "LeanVibe console"
     index_title = "Platform administration"
+    login_template = "otp/admin111/login.html"
+
+    @property
+    def login_form(self) -> Any:  # type: ignore[override]
+        from leanvibe.admin_forms import PlatformOTPAuthenticationForm
+
+        return PlatformOTPAuthenticationForm
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        # request.user.is_verified comes from django_otp.middleware.OTPMiddleware.
+        return super().has_permission(request) and bool(request.user.is_verified())  # type: ignore[union-attr]
 
     def register(
         self,

@@ -41,6 +41,9 @@ SHARED_APPS = [
     # allauth's account tables exist on public too: its auth backend serves the admin console.
     "allauth",
     "allauth.account",
+    # Staff verify a second factor for the admin console (leanvibe.admin_site).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "rest_framework",
     "drf_spectacular",
     "django_prometheus",
@@ -54,6 +57,8 @@ TENANT_APPS = [
     "allauth.account",
     "allauth.mfa",
     "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
+    "allauth.socialaccount.providers.saml",
     "allauth.usersessions",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -82,9 +87,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # allauth.usersessions.middleware.UserSessionsMiddleware, skipped on the public site.
+    "accounts.session_tracking.TenantUserSessionsMiddleware",
+    "accounts.middleware.MfaEnrollmentMiddleware",
     "tenants.middleware.ApiUsageMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -157,6 +166,48 @@ ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCESS_TOKEN_LIFETIME = env.int("ACCESS_TOKEN_LIFETIME", default=3600)
 REFRESH_TOKEN_LIFETIME = env.int("REFRESH_TOKEN_LIFETIME", default=30 * 24 * 3600)
+# Web sessions are allauth's UserSession rows; their last activity is kept up to date.
+USERSESSIONS_TRACK_ACTIVITY = True
+# Brute-force protection (accounts/services/throttle.py), for the API login and the web form:
+# LOGIN_FAILURE_LIMIT failures of one account, or LOGIN_FAILURE_IP_LIMIT from one address,
+# within LOGIN_FAILURE_WINDOW seconds lock it for LOGIN_FAILURE_WINDOW seconds (429 with
+# Retry-After). Before that, each attempt waits LOGIN_FAILURE_DELAY seconds per recent failure.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_IP_LIMIT = env.int("LOGIN_FAILURE_IP_LIMIT", default=20)
+LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=300)
+LOGIN_FAILURE_DELAY = env.float("LOGIN_FAILURE_DELAY", default=0.25)
+# allauth's own limit on the web form, with the same numbers (a second line of defence).
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": (
+        f"{LOGIN_FAILURE_IP_LIMIT}/{LOGIN_FAILURE_WINDOW}s/ip,{LOGIN_FAILURE_LIMIT}/{LOGIN_FAILURE_WINDOW}s/key"
+    ),
+}
+# --- two-factor (allauth.mfa for members, django-otp for email codes and the admin console) ---
+MFA_ADAPTER = "accounts.mfa_adapter.MfaAdapter"
+# Single sign-on: each tenant's OIDC/SAML apps are SocialApp rows in its own schema
+# (accounts/services/sso.py); the adapter applies just-in-time provisioning and its rules.
+SOCIALACCOUNT_ADAPTER = "accounts.socialaccount_adapter.SocialAccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True}}
+# Seconds an OIDC sign-in (state, nonce, PKCE verifier) may take from start to callback.
+SSO_STATE_TTL = env.int("SSO_STATE_TTL", default=600)
+# Seconds allowed between our clock and an identity provider's (ID token iat/exp).
+SSO_CLOCK_SKEW = env.int("SSO_CLOCK_SKEW", default=60)
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_TOLERANCE = 1  # one 30 s step of clock drift either way
+MFA_TOTP_ISSUER = env("MFA_TOTP_ISSUER", default="LeanVibe")
+MFA_RECOVERY_CODES_SHOW_ONCE = True
+# Fernet key (urlsafe base64 of 32 bytes) encrypting TOTP secrets and recovery codes at rest.
+# Empty: derived from SECRET_KEY (rotating SECRET_KEY then makes enrolled authenticators unreadable).
+MFA_ENCRYPTION_KEY = env("MFA_ENCRYPTION_KEY", default="")
+# Wrong second-factor codes allowed per account per MFA_FAILURE_WINDOW seconds before a 429.
+MFA_MAX_FAILURES = env.int("MFA_MAX_FAILURES", default=5)
+MFA_FAILURE_WINDOW = env.int("MFA_FAILURE_WINDOW", default=900)
+OTP_EMAIL_SUBJECT = "Your LeanVibe sign-in code"
+OTP_EMAIL_TOKEN_VALIDITY = 600
 PASSWORD_HASHERS = env.list(
     "PASSWORD_HASHERS",
     default=[
@@ -176,6 +227,8 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# allauth (its rate limits, the sessions list) reads the client address behind the same proxies.
+ALLAUTH_TRUSTED_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]
 SPECTACULAR_SETTINGS = {"TITLE": "LeanVibe API", "VERSION": "1.0.0"}
 # Self-service sign-ups per client address (platform staff are not limited).
 SIGNUP_RATE = env("SIGNUP_RATE", default="10/hour")

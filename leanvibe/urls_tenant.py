@@ -2,12 +2,49 @@
 
 from django.urls import include, path
 
+from accounts.views import audit as audit_views
+from accounts.views import login as login_views
+from accounts.views import members as member_views
+from accounts.views import sessions as session_views
+from accounts.views import sso as sso_views
 from agents import views as agent_views
 
 urlpatterns = [
     path("", agent_views.dashboard, name="dashboard"),
     path("projects/", agent_views.project_create_view, name="project-create"),
     path("projects/<uuid:project_id>/", agent_views.project_update_view, name="project-update"),
+    path("members/", member_views.members_page, name="members"),
+    path("members/<int:user_id>/", member_views.member_update_view, name="member-update"),
+    path("members/invitations/", member_views.invitations_page, name="invitations"),
+    path(
+        "members/invitations/<uuid:invitation_id>/",
+        member_views.invitation_update_view,
+        name="invitation-update",
+    ),
+    path("invitations/accept/<str:secret>/", member_views.invitation_accept_view, name="invitation-accept"),
+    path("account/sessions/", session_views.sessions_page, name="sessions"),
+    path("account/sessions/<str:session_id>/end/", session_views.session_end_view, name="session-end"),
+    path("audit/", audit_views.audit_log_page, name="audit-log"),
+    # allauth's sign-in view behind the brute-force protection the API login has.
+    path("accounts/login/", login_views.login_view, name="account_login"),
+    # Single sign-on: our OIDC flow (nonce + PKCE) and SAML finish step on allauth's own paths.
+    path("accounts/oidc/<str:provider_id>/login/", sso_views.oidc_login, name="openid_connect_login"),
+    path(
+        "accounts/oidc/<str:provider_id>/login/callback/",
+        sso_views.oidc_callback,
+        name="openid_connect_callback",
+    ),
+    path(
+        "accounts/saml/<str:organization_slug>/acs/finish/", sso_views.saml_finish_acs, name="saml_finish_acs"
+    ),
+    path("sso/", sso_views.sso_choose, name="sso-choose"),
+    path("settings/sso/", sso_views.sso_settings_page, name="sso-settings"),
+    path("settings/sso/only/", sso_views.sso_only_view, name="sso-only"),
+    path(
+        "settings/sso/<str:provider_id>/delete/",
+        sso_views.sso_provider_delete_view,
+        name="sso-provider-delete",
+    ),
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("leanvibe.api.urls")),
 ]

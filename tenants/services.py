@@ -138,6 +138,26 @@ def tenant_resume(*, tenant: Tenant) -> Tenant:
     return tenant
 
 
+def tenant_update_security(*, tenant: Tenant, changes: dict[str, bool]) -> dict[str, bool]:
+    """Change the tenant's security switches (``require_mfa``); returns the switches that
+    actually changed, with their new values. Locks the row: concurrent edits of other settings
+    keys are not lost."""
+    allowed = {"require_mfa"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"unknown security settings: {sorted(unknown)}")
+    with transaction.atomic():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        current = dict(locked.settings or {})
+        changed = {key: value for key, value in changes.items() if bool(current.get(key)) != value}
+        if changed:
+            current.update(changed)
+            locked.settings = current
+            locked.save(update_fields=["settings", "updated_at"])
+    tenant.settings = current
+    return changed
+
+
 def tenant_ids_due_followup() -> list[object]:
     """Active tenants older than ``FOLLOWUP_EMAIL_DELAY`` whose follow-up has not gone out."""
     cutoff = timezone.now() - timedelta(seconds=settings.FOLLOWUP_EMAIL_DELAY)

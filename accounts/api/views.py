@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import services
+from accounts.services import throttle
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer
+from leanvibe.errors import DomainError
 
 
 class LoginInput(StrictSerializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    mfa_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
 
 class LoginApi(DangerouslyPublicAPIView):
@@ -24,5 +27,18 @@ class LoginApi(DangerouslyPublicAPIView):
     def post(self, request: Request) -> Response:
         data = LoginInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tokens = services.auth_login(request=request, **data.validated_data)
+        email, ip = data.validated_data["email"], throttle.client_address(request)
+        try:
+            # Brute-force protection (accounts/services/throttle.py): refused while locked,
+            # slowed after failures; the failure that reaches the limit is already a 429.
+            throttle.login_attempt_guard(email=email, ip=ip)
+            try:
+                tokens = services.auth_login(request=request, **data.validated_data)
+            except DomainError as exc:
+                if exc.code == "invalid_credentials":
+                    throttle.login_failure_record(email=email, ip=ip)
+                raise
+        except throttle.LoginLocked as locked:
+            raise exceptions.Throttled(wait=locked.retry_after, detail=locked.detail) from None
+        throttle.login_success_reset(email=email)
         return Response(asdict(tokens))

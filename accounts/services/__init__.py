@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -44,7 +45,8 @@ def user_create(
     else:
         validate_password(password, user)
         user.set_password(password)
-    user.full_clean()
+    # Uniqueness is checked below as the API's "email_taken" (and by the database constraint).
+    user.full_clean(validate_unique=False, validate_constraints=False)
     with transaction.atomic():
         if User.objects.filter(email__iexact=user.email).exists():
             raise DomainError("email_taken", "Email already registered", status=400)
@@ -81,8 +83,11 @@ def _client_ip(request: HttpRequest | None) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def tokens_issue(*, user: User, request: HttpRequest | None = None) -> IssuedTokens:
-    """Mint an access token and a refresh token for ``user`` in the current schema."""
+def tokens_issue(
+    *, user: User, request: HttpRequest | None = None, family: uuid.UUID | None = None
+) -> IssuedTokens:
+    """Mint an access token and a refresh token for ``user`` in the current schema, in a new
+    family or (when refreshing) in ``family``."""
     now = timezone.now()
     access, refresh = f"lva_{secrets.token_urlsafe(32)}", f"lvr_{secrets.token_urlsafe(32)}"
     common = {
@@ -90,7 +95,7 @@ def tokens_issue(*, user: User, request: HttpRequest | None = None) -> IssuedTok
         "ip_address": _client_ip(request),
         "user_agent": (request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
     }
-    family = AuthToken(kind=AuthToken.Kind.ACCESS).family
+    family = family or uuid.uuid4()
     AuthToken.objects.bulk_create(
         [
             AuthToken(
@@ -112,16 +117,32 @@ def tokens_issue(*, user: User, request: HttpRequest | None = None) -> IssuedTok
     return IssuedTokens(access, refresh, settings.ACCESS_TOKEN_LIFETIME)
 
 
-def auth_login(*, email: str, password: str, request: HttpRequest | None = None) -> IssuedTokens:
-    """Check credentials in the current schema and issue tokens; 401 on any mismatch."""
+def auth_login(
+    *, email: str, password: str, mfa_code: str | None = None, request: HttpRequest | None = None
+) -> IssuedTokens:
+    """Check credentials in the current schema and issue tokens; 401 on any mismatch.
+
+    A member with two-factor must also send ``mfa_code`` (422 ``mfa_required`` without it,
+    401 when wrong: see ``accounts.services.mfa.mfa_check_login``)."""
+    from django.db import connection
+
     from accounts.models import AuditEvent
     from accounts.services.audit import audit_record
+    from accounts.services.mfa import mfa_check_login
 
     user = User.objects.filter(email__iexact=email.strip()).first()
     if user is None:
         make_password(password)  # spend the same time as a real check: no user enumeration
     elif user.check_password(password) and user.is_active:
-        audit_record(type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method="password")
+        from accounts.services.sso import password_login_check
+
+        password_login_check(tenant=getattr(request, "tenant", None), user=user)  # "SSO only" tenants
+        mfa_method = None
+        # allauth.mfa's tables exist in tenant schemas only; staff verify OTP in the admin console.
+        if connection.schema_name != settings.PUBLIC_SCHEMA_NAME:  # type: ignore[attr-defined]
+            mfa_method = mfa_check_login(user=user, code=mfa_code, request=request)
+        method = f"password+{mfa_method}" if mfa_method else "password"
+        audit_record(type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method=method)
         return tokens_issue(user=user, request=request)
     audit_record(
         type=AuditEvent.Type.LOGIN_FAILED,

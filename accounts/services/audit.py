@@ -15,6 +15,9 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+LOGIN_AUDITED_ATTRIBUTE = "_leanvibe_login_audited"
+
+
 def audit_record(
     *,
     type: str,
@@ -29,7 +32,7 @@ def audit_record(
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             actor = user
-    return AuditEvent.objects.create(
+    event = AuditEvent.objects.create(
         type=type,
         actor=actor,
         actor_email=actor_email or (actor.email if actor else ""),
@@ -38,3 +41,7 @@ def audit_record(
         user_agent=(request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
         data=data,
     )
+    if request is not None and type == AuditEvent.Type.LOGIN_SUCCEEDED:
+        # The web sign-in receiver (accounts.services.throttle) then does not record it twice.
+        setattr(request, LOGIN_AUDITED_ATTRIBUTE, True)
+    return event

@@ -58,6 +58,28 @@ class IsAuthenticatedUser(BasePermission):
         return True
 
 
+class MfaEnrollmentRequired(exceptions.PermissionDenied):
+    default_detail = (
+        "Your organisation requires two-factor authentication: enrol with "
+        "POST /api/v1/auth/mfa/setup and /api/v1/auth/mfa/verify first."
+    )
+    default_code = "mfa_enrollment_required"
+
+
+class EnrolledInMfaIfRequired(BasePermission):
+    """The tenant's "require two-factor for everyone" switch: a member without a second factor
+    may only call the enrolment endpoints (``mfa_enrollment_exempt = True``)."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        from accounts.services.mfa import mfa_enrollment_required
+
+        if getattr(view, "mfa_enrollment_exempt", False):
+            return True
+        if mfa_enrollment_required(tenant=getattr(request, "tenant", None), user=request.user):
+            raise MfaEnrollmentRequired()
+        return True
+
+
 class _LockedAPIView(APIView):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -75,7 +97,9 @@ class TenantAPIView(_LockedAPIView):
     """A tenant-scoped endpoint: tenant, then authentication, then role."""
 
     authentication_classes = [BearerTokenAuthentication]
-    permission_classes = [RequiresTenant, IsAuthenticatedUser, HasRoleForMethod]
+    permission_classes = [RequiresTenant, IsAuthenticatedUser, HasRoleForMethod, EnrolledInMfaIfRequired]
+    # Only the two-factor enrolment endpoints set this (accounts.api.mfa).
+    mfa_enrollment_exempt: ClassVar[bool] = False
     role_map: ClassVar[dict[str, Role]] = dict.fromkeys(
         ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"), Role.MEMBER
     )

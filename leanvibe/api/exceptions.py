@@ -55,7 +55,9 @@ def error_response(code: str, detail: str, status_code: int, **extra: Any) -> Js
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     headers: dict[str, str] = {}
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
+        if exc.status == status.HTTP_429_TOO_MANY_REQUESTS and "retry_after" in exc.extra:
+            headers["Retry-After"] = str(int(exc.extra["retry_after"]))
+        return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status, headers=headers)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, DjangoPermissionDenied):

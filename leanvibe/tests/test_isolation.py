@@ -12,6 +12,28 @@ TENANT_SCOPED_ROUTES = {
     "api-project": "test_project_detail_of_another_tenant_is_404",
     "api-usage": "test_usage_is_per_tenant",
     "api-tenant": "test_tenant_detail_of_another_tenant_is_404",
+    "api-refresh": "test_refresh_token_of_another_tenant_is_401",
+    "api-logout": "test_sessions_never_cross_tenants",
+    "api-sessions": "test_sessions_never_cross_tenants",
+    "api-session": "test_sessions_never_cross_tenants",
+    "api-user-sessions": "test_ending_sessions_of_another_tenants_user_is_404",
+    "api-audit-events": "test_audit_events_are_per_tenant",
+    "api-users": "test_users_of_another_tenant_are_404",
+    "api-user": "test_users_of_another_tenant_are_404",
+    "api-invitations": "test_invitations_of_another_tenant_are_404",
+    "api-invitation": "test_invitations_of_another_tenant_are_404",
+    "api-invitation-resend": "test_invitations_of_another_tenant_are_404",
+    "api-sso-providers": "test_sso_providers_of_another_tenant_are_404",
+    "api-sso-provider": "test_sso_providers_of_another_tenant_are_404",
+    "api-sso-settings": "test_sso_providers_of_another_tenant_are_404",
+    "api-sso-initiate": "test_sso_providers_of_another_tenant_are_404",
+    "api-sso-callback": "test_sso_providers_of_another_tenant_are_404",
+    "api-mfa": "test_mfa_and_security_settings_never_cross_tenants",
+    "api-mfa-setup": "test_mfa_and_security_settings_never_cross_tenants",
+    "api-mfa-verify": "test_mfa_and_security_settings_never_cross_tenants",
+    "api-mfa-email": "test_mfa_and_security_settings_never_cross_tenants",
+    "api-mfa-email-verify": "test_mfa_and_security_settings_never_cross_tenants",
+    "api-security": "test_mfa_and_security_settings_never_cross_tenants",
 }
 # Platform routes: staff only on the public host (tested in tenants/tests/test_tenants_api.py).
 PLATFORM_ROUTES = {"api-tenants", "api-tenant-suspend", "api-tenant-resume", "api-login"}
@@ -116,3 +138,195 @@ def test_tenant_detail_of_another_tenant_is_404(api, world):
         assert api.get(path, **ctx).status_code == 404
     for ctx in _b_token_in_a_context(world):
         assert api.get(path, **ctx).status_code == 401
+
+
+# --- tokens, sessions, audit (accounts/tests/test_tokens.py, test_sessions.py, test_audit.py) --
+def _login_pair(api, handle):
+    response = api.post(
+        "/api/v1/auth/login", {"email": handle.owner_email, "password": handle.password}, host=handle.host
+    )
+    assert response.status_code == 200
+    return response.body
+
+
+@pytest.mark.django_db
+def test_refresh_token_of_another_tenant_is_401(api, world):
+    pair_a = _login_pair(api, world["a"])
+    b = world["b"]
+    for ctx in ({"host": b.host}, {"tenant_header": b.id}, {}):
+        response = api.post("/api/v1/auth/refresh", {"refresh_token": pair_a["refresh_token"]}, **ctx)
+        assert response.status_code == 401
+        assert response.body["error"] == "invalid_refresh_token"
+    # Still unused in A: it works there, once.
+    assert (
+        api.post(
+            "/api/v1/auth/refresh", {"refresh_token": pair_a["refresh_token"]}, host=world["a"].host
+        ).status_code
+        == 200
+    )
+
+
+@pytest.mark.django_db
+def test_sessions_never_cross_tenants(api, world):
+    a_sessions = api.get("/api/v1/auth/sessions", host=world["a"].host, token=world["token_a"]).body[
+        "results"
+    ]
+    a_ids = {s["id"] for s in a_sessions}
+    assert a_ids
+    for ctx in _as_b(world):
+        b_ids = {s["id"] for s in api.get("/api/v1/auth/sessions", **ctx).body["results"]}
+        assert not b_ids & a_ids
+        for session_id in a_ids:
+            assert api.delete(f"/api/v1/auth/sessions/{session_id}", **ctx).status_code == 404
+    for ctx in _b_token_in_a_context(world):
+        assert api.get("/api/v1/auth/sessions", **ctx).status_code == 401
+        assert api.post("/api/v1/auth/logout", **ctx).status_code == 401
+    # A's token survived every attempt.
+    assert api.get("/api/v1/projects", host=world["a"].host, token=world["token_a"]).status_code == 200
+
+
+@pytest.mark.django_db
+def test_ending_sessions_of_another_tenants_user_is_404(api, world):
+    from django_tenants.utils import schema_context
+
+    from accounts.models import User
+
+    with schema_context(world["a"].tenant.schema_name):
+        a_owner_id = User.objects.get(email=world["a"].owner_email).pk
+    with schema_context(world["b"].tenant.schema_name):
+        b_ids = set(User.objects.values_list("pk", flat=True))
+    for ctx in _as_b(world):
+        other = next(i for i in range(a_owner_id, a_owner_id + 100) if i not in b_ids)
+        assert api.delete(f"/api/v1/users/{other}/sessions", **ctx).status_code == 404
+    for ctx in _b_token_in_a_context(world):
+        assert api.delete(f"/api/v1/users/{a_owner_id}/sessions", **ctx).status_code == 401
+    assert api.get("/api/v1/projects", host=world["a"].host, token=world["token_a"]).status_code == 200
+
+
+@pytest.mark.django_db
+def test_audit_events_are_per_tenant(api, world):
+    api.post("/api/v1/auth/login", {"email": "intruder@example.com", "password": "x"}, host=world["a"].host)
+    a_events = api.get("/api/v1/audit-events", host=world["a"].host, token=world["token_a"]).body["results"]
+    assert any((e["actor"] or {}).get("email") == "intruder@example.com" for e in a_events)
+    a_ids = {e["id"] for e in a_events}
+    for ctx in _as_b(world):
+        b_events = api.get("/api/v1/audit-events", **ctx).body["results"]
+        assert b_events
+        assert not {e["id"] for e in b_events} & a_ids
+        assert all((e["actor"] or {}).get("email") != "intruder@example.com" for e in b_events)
+    for ctx in _b_token_in_a_context(world):
+        assert api.get("/api/v1/audit-events", **ctx).status_code == 401
+
+
+@pytest.mark.django_db
+def test_users_of_another_tenant_are_404(api, world):
+    a = world["a"]
+    created = api.post(
+        "/api/v1/users",
+        {"email": "a-only@example.com", "password": "a-long-enough-passphrase-42"},
+        host=a.host,
+        token=world["token_a"],
+    ).body
+    path = f"/api/v1/users/{created['id']}"  # ids repeat across schemas: this one is A's only
+    for ctx in _as_b(world):
+        emails = [u["email"] for u in api.get("/api/v1/users", **ctx).body["results"]]
+        assert emails == [world["b"].owner_email]
+        assert api.get(path, **ctx).status_code == 404
+        assert api.patch(path, {"role": "admin"}, **ctx).status_code == 404
+        assert api.delete(path, **ctx).status_code == 404
+    for ctx in _b_token_in_a_context(world):
+        assert api.get("/api/v1/users", **ctx).status_code == 401
+        assert (
+            api.post("/api/v1/users", {"email": "x@example.com", "password": "x"}, **ctx).status_code == 401
+        )
+        assert api.patch(path, {"role": "admin"}, **ctx).status_code == 401
+    fetched = api.get(path, host=a.host, token=world["token_a"]).body
+    assert (fetched["role"], fetched["is_active"]) == ("member", True)
+
+
+@pytest.mark.django_db
+def test_invitations_of_another_tenant_are_404(api, world):
+    a = world["a"]
+    invitation = api.post(
+        "/api/v1/invitations", {"email": "invitee@example.com"}, host=a.host, token=world["token_a"]
+    ).body
+    path = f"/api/v1/invitations/{invitation['id']}"
+    for ctx in _as_b(world):
+        assert api.get("/api/v1/invitations", **ctx).body["results"] == []
+        assert api.get(path, **ctx).status_code == 404
+        assert api.delete(path, **ctx).status_code == 404
+        assert api.post(f"{path}/resend", **ctx).status_code == 404
+    for ctx in _b_token_in_a_context(world):
+        assert api.get("/api/v1/invitations", **ctx).status_code == 401
+        assert api.delete(path, **ctx).status_code == 401
+        assert api.post(f"{path}/resend", **ctx).status_code == 401
+    assert api.get(path, host=a.host, token=world["token_a"]).body["status"] == "pending"
+
+
+@pytest.mark.django_db
+def test_sso_providers_of_another_tenant_are_404(api, world):
+    a = world["a"]
+    provider = api.post(
+        "/api/v1/auth/sso/providers",
+        {
+            "type": "oidc",
+            "name": "A Okta",
+            "server_url": "https://a.okta.test",
+            "client_id": "a",
+            "client_secret": "s",
+        },
+        host=a.host,
+        token=world["token_a"],
+    ).body
+    path = f"/api/v1/auth/sso/providers/{provider['id']}"
+    initiate = {"provider": provider["id"], "redirect_uri": "https://app.example/cb"}
+    for ctx in _as_b(world):
+        assert api.get("/api/v1/auth/sso/providers", **ctx).body == []
+        assert api.get(path, **ctx).status_code == 404
+        assert api.patch(path, {"name": "stolen"}, **ctx).status_code == 404
+        assert api.delete(path, **ctx).status_code == 404
+        assert api.get("/api/v1/auth/sso/settings", **ctx).body == {"sso_only": False}
+        ctx_public = {k: v for k, v in ctx.items() if k != "token"}
+        assert api.post("/api/v1/auth/sso/initiate", initiate, **ctx_public).status_code == 404
+        assert (
+            api.post("/api/v1/auth/sso/callback", {"code": "c", "state": "s" * 43}, **ctx_public).status_code
+            == 400
+        )
+    for ctx in _b_token_in_a_context(world):
+        assert api.get("/api/v1/auth/sso/providers", **ctx).status_code == 401
+        assert api.delete(path, **ctx).status_code == 401
+        assert api.patch("/api/v1/auth/sso/settings", {"sso_only": True}, **ctx).status_code == 401
+    assert api.get(path, host=a.host, token=world["token_a"]).body["name"] == "A Okta"
+
+
+@pytest.mark.django_db
+def test_mfa_and_security_settings_never_cross_tenants(api, world):
+    from accounts.tests.mfa_helpers import enrol_totp, totp_code, wait_away_from_step_boundary
+
+    a = world["a"]
+    setup_a = enrol_totp(api, a.host, world["token_a"])
+    for ctx in _as_b(world):
+        assert api.get("/api/v1/auth/mfa", **ctx).body == {"enabled": False, "methods": []}
+        assert api.get("/api/v1/auth/security", **ctx).body == {"require_mfa": False}
+    calls = [
+        ("GET", "/api/v1/auth/mfa", None),
+        ("DELETE", "/api/v1/auth/mfa", {"code": setup_a["backup_codes"][0]}),
+        ("POST", "/api/v1/auth/mfa/setup", None),
+        ("POST", "/api/v1/auth/mfa/verify", {"code": "123456"}),
+        ("POST", "/api/v1/auth/mfa/email", None),
+        ("POST", "/api/v1/auth/mfa/email/verify", {"code": "123456"}),
+        ("PATCH", "/api/v1/auth/security", {"require_mfa": True}),
+    ]
+    for ctx in _b_token_in_a_context(world):
+        for method, path, data in calls:
+            assert api.call(method, path, data, **ctx).status_code == 401, (method, path)
+
+    # B's owner has the same user id as A's: B's switch and B's pending setup stay in B.
+    b_ctx = _as_b(world)[0]
+    assert api.patch("/api/v1/auth/security", {"require_mfa": True}, **b_ctx).status_code == 200
+    assert api.get("/api/v1/projects", host=a.host, token=world["token_a"]).status_code == 200
+    assert api.post("/api/v1/auth/mfa/setup", **b_ctx).status_code == 200
+    wait_away_from_step_boundary()
+    crossed = api.post("/api/v1/auth/mfa/verify", {"code": totp_code(setup_a["secret"])}, **b_ctx)
+    assert crossed.status_code == 400
+    assert api.get("/api/v1/auth/mfa", host=a.host, token=world["token_a"]).body["enabled"] is True

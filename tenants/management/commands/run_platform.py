@@ -64,6 +64,8 @@ class Command(BaseCommand):
         path.chmod(0o600)
 
     def _ensure_staff(self, credentials: dict[str, Any]) -> dict[str, Any]:
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
         from accounts.models import User
 
         connection.set_schema_to_public()
@@ -74,8 +76,10 @@ class Command(BaseCommand):
             stored["created"] = False
             return stored
         password = secrets.token_urlsafe(12)
-        User.objects.create_superuser(STAFF_EMAIL, password)
-        credentials["staff"] = {"email": STAFF_EMAIL, "password": password}
+        user = User.objects.create_superuser(STAFF_EMAIL, password)
+        # The console asks for a second factor (django-otp): give the operator an authenticator.
+        device = TOTPDevice.objects.create(user=user, name="console", confirmed=True)
+        credentials["staff"] = {"email": STAFF_EMAIL, "password": password, "otpauth_url": device.config_url}
         return {**credentials["staff"], "created": True}
 
     def _ensure_demo_tenant(self, credentials: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +162,8 @@ class Command(BaseCommand):
         lines.append(
             f"  Admin console sign-in   {staff['email']}  /  {staff.get('password') or '(unchanged)'}"
         )
+        if staff.get("otpauth_url"):
+            lines.append(f"  Admin console code      add to an authenticator app: {staff['otpauth_url']}")
         if demo:
             lines.append(
                 f"  Acme owner sign-in      {demo['email']}  /  {demo.get('password') or '(unchanged)'}"

@@ -1,0 +1,1 @@
+"""Web pages of the accounts app, one module per area."""

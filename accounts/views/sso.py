@@ -1,0 +1,289 @@
+"""Single sign-on pages: the OpenID Connect browser flow, the end of allauth's SAML flow with
+our extra checks, the "sign in with SSO" chooser and the admins' SSO settings page.
+
+The OIDC routes take allauth's own paths (``/accounts/oidc/<id>/login/`` and ``…/callback/``),
+so the redirect URI given to the IdP is the usual allauth one, but every sign-in sends a nonce
+and PKCE and verifies the ID token (see ``accounts.services.sso``).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from allauth.account.utils import perform_login
+from allauth.socialaccount.helpers import render_authentication_error
+from allauth.socialaccount.providers.saml.views import FinishACSView
+from django.contrib import messages
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+from lxml import etree
+
+from accounts.models import AuditEvent, Role
+from accounts.permissions import role_required
+from accounts.services import sso
+from accounts.services.audit import audit_record
+from accounts.socialaccount_adapter import sso_error_page
+from leanvibe.errors import DomainError
+
+logger = logging.getLogger(__name__)
+_SESSION_STATES = "leanvibe_sso_states"
+_SAML_NS = {"saml": "urn:oasis:names:tc:SAML:2.0:assertion", "samlp": "urn:oasis:names:tc:SAML:2.0:protocol"}
+
+
+def _refused(request: HttpRequest, exc: DomainError, provider: str = "") -> HttpResponse:
+    sso.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
+    status = exc.status if 400 <= exc.status < 500 else 403
+    return sso_error_page(request, exc.detail, status=status, code=exc.code)
+
+
+def _safe_next(request: HttpRequest) -> str:
+    target = str(request.GET.get("next") or request.POST.get("next") or "")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return ""
+
+
+# --- OpenID Connect -----------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def oidc_login(request: HttpRequest, provider_id: str) -> HttpResponse:
+    try:
+        app = sso.sso_provider_get(provider_id)
+        callback = request.build_absolute_uri(
+            reverse("openid_connect_callback", kwargs={"provider_id": provider_id})
+        )
+        started = sso.oidc_begin(app=app, redirect_uri=callback, flow="web", next_url=_safe_next(request))
+    except DomainError as exc:
+        return _refused(request, exc, provider_id)
+    # The state is also bound to this browser: a callback carrying someone else's state
+    # (login CSRF) is refused.
+    states = [s for s in request.session.get(_SESSION_STATES, []) if isinstance(s, str)][-4:]
+    request.session[_SESSION_STATES] = [*states, started.state]
+    return HttpResponseRedirect(started.authorization_url)
+
+
+@require_http_methods(["GET"])
+def oidc_callback(request: HttpRequest, provider_id: str) -> HttpResponse:
+    state = str(request.GET.get("state", ""))
+    states = request.session.get(_SESSION_STATES, [])
+    try:
+        if "error" in request.GET:
+            raise DomainError(
+                "sso_cancelled",
+                f"The identity provider did not sign you in ({request.GET['error'][:100]}).",
+                status=403,
+            )
+        if not state or state not in states:
+            raise DomainError("sso_state_invalid", "The sign-in state is unknown or expired: start again.")
+        request.session[_SESSION_STATES] = [s for s in states if s != state]
+        app, claims, stashed = sso.oidc_complete(
+            state=state, code=str(request.GET.get("code", "")), flow="web"
+        )
+        if app.provider_id != provider_id:
+            raise DomainError("sso_state_invalid", "The sign-in state belongs to another provider.")
+        user = sso.sso_user_resolve(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            app=app,
+            identity=sso.oidc_identity(app, claims),
+            request=request,
+        )
+    except DomainError as exc:
+        return _refused(request, exc, provider_id)
+    audit_record(
+        type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method="sso", provider=provider_id
+    )
+    response: HttpResponse = perform_login(
+        request, user, email_verification="none", redirect_url=stashed.get("next") or reverse("dashboard")
+    )
+    return response
+
+
+# --- SAML: allauth's finish step plus replay and comment checks ----------------------------
+
+
+def _assertion_has_comments(response_xml: str | bytes) -> bool:
+    """True if the assertion carries XML comments. Exclusive canonicalisation drops comments
+    before the digest, so a comment slipped into a signed NameID ("admin@acme.test<!-- -->.evil")
+    keeps the signature valid while text readers may see only the part before it."""
+    data = response_xml.encode() if isinstance(response_xml, str) else response_xml
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=False)
+    root = etree.fromstring(data, parser=parser)
+    return bool(root.xpath("//saml:Assertion//comment()", namespaces=_SAML_NS))
+
+
+class CheckedFinishACSView(FinishACSView):
+    """allauth's ``FinishACSView`` (strict python3-saml validation: signature, audience,
+    recipient, destination, time conditions; InResponseTo matched against the state allauth
+    stashed in the session), plus: an assertion id is accepted once until it expires, and
+    assertions carrying XML comments are refused."""
+
+    def dispatch(self, request: HttpRequest, organization_slug: str) -> HttpResponse:
+        from allauth.core.internal import httpkit
+        from allauth.socialaccount.sessions import LoginSession
+
+        provider = self.get_provider(organization_slug)
+        acs_session = LoginSession(request, "saml_acs_session", "saml-acs-session")
+        stored = acs_session.store.get("request")
+        if not stored:
+            return render_authentication_error(request, provider)
+        acs_request = httpkit.deserialize_request(stored, HttpRequest())
+        from allauth.socialaccount.providers.saml.utils import build_auth
+
+        auth = build_auth(acs_request, provider)
+        try:
+            auth.process_response(request_id=None)
+            errors = auth.get_errors()
+        except Exception as exc:
+            logger.warning("SAML response refused: %s", exc)
+            errors = ["invalid_response"]
+        if errors or not auth.is_authenticated():
+            reason = auth.get_last_error_reason() or ", ".join(errors) or "not authenticated"
+            acs_session.delete()
+            return _refused(
+                request,
+                DomainError("saml_invalid", f"The SAML response was refused: {reason}.", status=403),
+                provider.app.provider_id,
+            )
+        try:
+            # The raw document as posted: python3-saml's own parse has dropped comments already.
+            raw = base64.b64decode(str(acs_request.POST.get("SAMLResponse", "")), validate=False)
+            if _assertion_has_comments(raw):
+                raise DomainError("saml_invalid", "The SAML assertion contains XML comments.", status=403)
+            self._accept_assertion_once(provider.app, auth)
+        except DomainError as exc:
+            acs_session.delete()
+            return _refused(request, exc, provider.app.provider_id)
+        # The checks passed: let allauth finish (it validates again, matches InResponseTo with
+        # the request it stashed in this session, then signs the user in).
+        try:
+            return super().dispatch(request, organization_slug)
+        except PermissionDenied:
+            unsolicited = DomainError(
+                "saml_unsolicited",
+                "This SAML response does not answer a sign-in started in this browser (InResponseTo).",
+                status=403,
+            )
+            return _refused(request, unsolicited, provider.app.provider_id)
+
+    @staticmethod
+    def _accept_assertion_once(app: Any, auth: Any) -> None:
+        assertion_id = auth.get_last_assertion_id()
+        not_after = auth.get_last_assertion_not_on_or_after()
+        if not assertion_id:
+            raise DomainError("saml_invalid", "The SAML assertion has no id.", status=403)
+        now = datetime.now(tz=UTC).timestamp()
+        # Kept until the assertion expires (+ skew), at least 5 minutes, at most a day.
+        ttl = int(min(max((not_after or now) - now, 0) + 300, 86400))
+        key = f"sso:saml:assertion:{app.provider_id}:{assertion_id}"
+        if not cache.add(key, 1, timeout=ttl):
+            raise DomainError("saml_replayed", "This SAML assertion was already used.", status=403)
+
+
+saml_finish_acs = CheckedFinishACSView.as_view()
+
+
+# --- pages --------------------------------------------------------------------------------
+
+
+def sso_choose(request: HttpRequest) -> HttpResponse:
+    """Anyone: the organisation's identity providers, one button each."""
+    providers = [
+        {
+            "name": app.name,
+            "login_url": sso.sso_urls(app, request)["login_url"],
+            "type": sso.KIND_FOR_PROVIDER[app.provider],
+        }
+        for app in sso.sso_provider_list()
+    ]
+    return render(request, "accounts/sso/choose.html", {"providers": providers, "next": _safe_next(request)})
+
+
+def _settings_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    return {
+        "providers": [sso.sso_provider_describe(app, request) for app in sso.sso_provider_list()],
+        "sso_only": sso.sso_only_enabled(request.tenant),  # type: ignore[attr-defined]
+        "form_data": {},
+        "error": "",
+        **extra,
+    }
+
+
+def _lines(value: str) -> list[str]:
+    return [part.strip() for part in value.replace(",", "\n").splitlines() if part.strip()]
+
+
+def _role_mapping(value: str) -> dict[str, str]:
+    mapping = {}
+    for line in _lines(value):
+        source, _, role = line.partition("=")
+        mapping[source.strip()] = role.strip()
+    return mapping
+
+
+@role_required(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
+def sso_settings_page(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "accounts/sso/settings.html", _settings_context(request))
+    post = request.POST
+    kind = str(post.get("type", ""))
+    data = sso.ProviderInput(
+        name=str(post.get("name", "")),
+        allowed_domains=_lines(str(post.get("allowed_domains", ""))),
+        role_mapping=_role_mapping(str(post.get("role_mapping", ""))),
+        role_claim=str(post.get("role_claim", "")),
+    )
+    if kind == "oidc":
+        data.server_url = str(post.get("server_url", ""))
+        data.client_id = str(post.get("client_id", ""))
+        data.client_secret = str(post.get("client_secret", ""))
+    elif kind == "saml":
+        data.metadata_xml = str(post.get("metadata_xml", "")) or None
+        data.metadata_url = str(post.get("metadata_url", "")) or None
+    try:
+        app = sso.sso_provider_create(kind=kind, data=data, request=request)
+    except DomainError as exc:
+        fields = {k: v for k, v in post.items() if k not in ("client_secret", "csrfmiddlewaretoken")}
+        context = _settings_context(request, error=exc.detail, form_data=fields, form_type=kind)
+        return render(request, "accounts/sso/settings.html", context, status=400)
+    messages.success(request, f"Identity provider “{app.name}” added. Copy the URLs below into it.")
+    return redirect("sso-settings")
+
+
+@role_required(Role.ADMIN)
+@require_POST
+def sso_provider_delete_view(request: HttpRequest, provider_id: str) -> HttpResponse:
+    try:
+        app = sso.sso_provider_get(provider_id)
+    except DomainError as exc:
+        return render(
+            request, "accounts/sso/settings.html", _settings_context(request, error=exc.detail), status=404
+        )
+    sso.sso_provider_delete(app=app, request=request)
+    messages.success(request, f"Identity provider “{app.name}” removed.")
+    return redirect("sso-settings")
+
+
+@role_required(Role.ADMIN)
+@require_POST
+def sso_only_view(request: HttpRequest) -> HttpResponse:
+    enable = request.POST.get("sso_only") == "on"
+    if enable and not sso.sso_provider_list():
+        context = _settings_context(
+            request, error="Add an identity provider before making SSO the only way in."
+        )
+        return render(request, "accounts/sso/settings.html", context, status=400)
+    sso.sso_settings_update(tenant=request.tenant, sso_only=enable, request=request)  # type: ignore[attr-defined]
+    messages.success(
+        request, "Single sign-on is now the only way in." if enable else "Passwords are accepted again."
+    )
+    return redirect("sso-settings")
