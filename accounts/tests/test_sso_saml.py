@@ -349,4 +349,5 @@ def test_provider_of_another_tenant_is_refused(api, tenant_a, tenant_b, idp):
         )
         assert_refused(post_to_acs(client, provider_a["acs_url"], idp_b.encode(xml)), "saml_invalid")
     assert counts(tenant_a) == (1, 0)
-    assert AuditEvent.objects is not None
+    with tenant_context(tenant_a.tenant):
+        assert AuditEvent.objects.filter(type=AuditEvent.Type.SSO_LOGIN_REFUSED).exists()
