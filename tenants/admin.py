@@ -12,12 +12,12 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.contrib.auth.password_validation import validate_password
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
 from tenants import selectors, services
+from tenants.forms import OrganisationOwnerFormMixin
 from tenants.models import Domain, PooledSchema, Tenant
 from tenants.schemas import schema_fingerprint
 
@@ -28,7 +28,7 @@ class DomainInline(admin.TabularInline):
     extra = 0
 
 
-class TenantProvisionForm(forms.ModelForm):
+class TenantProvisionForm(OrganisationOwnerFormMixin, forms.ModelForm):
     """The add form: what ``tenant_provision`` needs, validated before anything is created."""
 
     admin_email = forms.EmailField(label="Owner email", max_length=254)
@@ -45,22 +45,9 @@ class TenantProvisionForm(forms.ModelForm):
         model = Tenant
         fields = ("organization_name", "billing_email", "plan", "admin_email", "admin_password")
 
-    def clean_organization_name(self) -> str:
-        value: str = self.cleaned_data["organization_name"].strip()
-        if not any(ch.isalnum() for ch in value):
-            raise forms.ValidationError("Enter the organisation's name.")
-        return value
-
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        password, email = cleaned.get("admin_password"), cleaned.get("admin_email")
-        if password and email:
-            from accounts.models import User
-
-            try:
-                validate_password(str(password), User(email=str(email)))
-            except forms.ValidationError as exc:
-                self.add_error("admin_password", exc)
+        self.validate_owner_password(cleaned)
         return cleaned
 
 

@@ -1,12 +1,41 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth.password_validation import validate_password
 
 from tenants.plans import Plan
 
 
-class SignupForm(forms.Form):
+def clean_organization_name(value: str) -> str:
+    value = value.strip()
+    if not any(ch.isalnum() for ch in value):
+        raise forms.ValidationError("Enter your organisation's name.")
+    return value
+
+
+class OrganisationOwnerFormMixin:
+    """Checks shared by every form that provisions a tenant: a real name, and an owner password
+    that passes Django's validators (judged against the owner's email)."""
+
+    cleaned_data: dict[str, Any]
+
+    def clean_organization_name(self) -> str:
+        return clean_organization_name(str(self.cleaned_data["organization_name"]))
+
+    def validate_owner_password(self, cleaned: dict[str, object]) -> None:
+        from accounts.models import User
+
+        password, email = cleaned.get("admin_password"), cleaned.get("admin_email")
+        if password and email:
+            try:
+                validate_password(str(password), User(email=str(email)))
+            except forms.ValidationError as exc:
+                self.add_error("admin_password", exc)  # type: ignore[attr-defined]
+
+
+class SignupForm(OrganisationOwnerFormMixin, forms.Form):
     organization_name = forms.CharField(
         label="Organisation name",
         max_length=200,
@@ -37,22 +66,9 @@ class SignupForm(forms.Form):
     )
     plan = forms.ChoiceField(choices=Plan.choices, initial=Plan.STARTER, widget=forms.RadioSelect)
 
-    def clean_organization_name(self) -> str:
-        value: str = self.cleaned_data["organization_name"].strip()
-        if not any(ch.isalnum() for ch in value):
-            raise forms.ValidationError("Enter your organisation's name.")
-        return value
-
     def clean(self) -> dict[str, object]:
         cleaned = super().clean() or {}
-        password, email = cleaned.get("admin_password"), cleaned.get("admin_email")
-        if password and email:
-            from accounts.models import User
-
-            try:
-                validate_password(str(password), User(email=str(email)))
-            except forms.ValidationError as exc:
-                self.add_error("admin_password", exc)
+        self.validate_owner_password(cleaned)
         if not cleaned.get("billing_email"):
-            cleaned["billing_email"] = email
+            cleaned["billing_email"] = cleaned.get("admin_email")
         return cleaned

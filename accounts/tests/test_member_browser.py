@@ -28,6 +28,8 @@ MEMBER_PASSWORD = "a-long-enough-passphrase-42"
 def test_invite_a_member_who_accepts_and_signs_in(site_url: str) -> None:  # noqa: F811
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     expect = sync_api.expect
+    # Assertions wait as long as actions do: a loaded 2-core CI machine is slower than 5 s.
+    expect.set_options(timeout=20_000)
     from django_tenants.utils import schema_context
 
     from accounts.models import Role, User

@@ -91,6 +91,8 @@ def _project_names(page: Any) -> list[str]:
 def test_sign_up_sign_in_create_project_and_stay_isolated(site_url: str) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     expect = sync_api.expect
+    # Assertions wait as long as actions do: a loaded 2-core CI machine is slower than 5 s.
+    expect.set_options(timeout=20_000)
     port = site_url.rsplit(":", 1)[1]
     ARTIFACTS.mkdir(exist_ok=True)
     failed_requests: list[str] = []
