@@ -1,0 +1,210 @@
+"""In headless Chromium: a colleague signs in through the organisation's identity provider, an
+OpenID Connect provider or a SAML IdP that the test starts on 127.0.0.1, and lands on the
+dashboard as a member created just in time.
+
+The browser really travels: from ``<sub>.localhost:PORT`` (our live server) to the IdP on
+``127.0.0.1:OTHERPORT`` and back. For SAML the IdP answers with an auto-submitting form that
+POSTs the signed response across sites to our ACS; Django's session cookie (SameSite=Lax) is
+not sent with that POST, so this also proves that allauth's "acs" → "finish" redirect carries
+the sign-in over in Chromium.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from accounts.testing.oidc_provider import OidcTestProvider
+from accounts.testing.saml_idp import SamlTestIdp
+from leanvibe.tests.test_browser import (  # noqa: F401 - fixtures
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    dropped_afterwards,
+    site_url,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing"),
+]
+OWNER_PASSWORD = "orbital-mechanics-42"
+ALICE = "alice@initech.example"
+
+
+@pytest.fixture
+def oidc_idp() -> Iterator[OidcTestProvider]:
+    with OidcTestProvider(client_id="leanvibe-initech", client_secret="initech-secret") as provider:
+        provider.user = {
+            "sub": "okta-alice",
+            "email": ALICE,
+            "email_verified": True,
+            "name": "Alice Liddell",
+        }
+        yield provider
+
+
+@pytest.fixture
+def saml_idp() -> Iterator[SamlTestIdp]:
+    with SamlTestIdp() as server:
+        server.user = {
+            "name_id": ALICE,
+            "attributes": {"email": [ALICE], "name": ["Alice Liddell"]},
+        }
+        yield server
+
+
+def _tenant() -> Any:
+    from tenants.services import tenant_provision
+
+    return tenant_provision(
+        organization_name="Initech",
+        billing_email="peter@initech.example",
+        admin_email="peter@initech.example",
+        plan="starter",
+        admin_password=OWNER_PASSWORD,
+    ).tenant
+
+
+def _add_provider(tenant: Any, kind: str, **fields: Any) -> str:
+    from django_tenants.utils import tenant_context
+
+    from accounts.services import sso
+
+    with tenant_context(tenant):
+        app = sso.sso_provider_create(
+            kind=kind, data=sso.ProviderInput(allowed_domains=["initech.example"], **fields)
+        )
+    return str(app.provider_id)
+
+
+def _sign_in_through_idp(
+    site_url: str,  # noqa: F811
+    tenant: Any,
+    *,
+    provider_name: str,
+    idp_origin: str,
+    screenshot: str,
+) -> list[str]:
+    """Drive Chromium from our sign-in page through the IdP and back to the dashboard; return the
+    URLs the browser visited (main frame) and any 5xx or failed requests."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    expect = sync_api.expect
+    # Assertions wait as long as actions do: a loaded 2-core CI machine is slower than 5 s.
+    expect.set_options(timeout=20_000)
+    port = site_url.rsplit(":", 1)[1]
+    origin = f"http://{tenant.primary_domain}:{port}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    failed: list[str] = []
+    visited: list[str] = []
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(20_000)
+            page: Any = context.new_page()
+            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+            page.on("requestfailed", lambda r: failed.append(f"failed {r.url}"))
+            page.on(
+                "request",
+                lambda r: visited.append(f"{r.method} {r.url}") if r.is_navigation_request() else None,
+            )
+
+            page.goto(f"{origin}/accounts/login/")
+            expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to Initech")
+            page.get_by_role("link", name="Sign in with single sign-on").click()
+            expect(page).to_have_url(re.compile(rf"^{re.escape(origin)}/"))
+            expect(page.get_by_role("heading", level=1)).to_have_text("Sign in with single sign-on")
+            page.screenshot(path=str(ARTIFACTS / f"{screenshot}-choose.png"), full_page=True)
+            page.get_by_role("button", name=f"Continue with {provider_name}").click()
+
+            # Through the IdP and back, signed in on our dashboard.
+            expect(page).to_have_url(f"{origin}/")
+            expect(page.locator(".nav-user")).to_have_text(ALICE)
+            expect(page.locator(".nav-user")).to_have_attribute("title", f"Signed in as {ALICE}")
+            page.screenshot(path=str(ARTIFACTS / f"{screenshot}-dashboard.png"), full_page=True)
+
+            # The session is a real one: another page of the organisation opens without sign-in.
+            page.goto(f"{origin}/account/sessions/")
+            expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
+            context.close()
+        finally:
+            browser.close()
+
+    assert failed == []
+    assert any(url.split(" ", 1)[1].startswith(idp_origin) for url in visited), visited
+    return visited
+
+
+def _assert_alice_joined(tenant: Any, provider_id: str) -> None:
+    from allauth.socialaccount.models import SocialAccount
+    from django_tenants.utils import tenant_context
+
+    from accounts.models import AuditEvent, Role, User
+
+    with tenant_context(tenant):
+        alice = User.objects.get(email=ALICE)
+        assert (alice.full_name, alice.role, alice.is_active) == ("Alice Liddell", Role.MEMBER, True)
+        assert not alice.has_usable_password()
+        assert list(SocialAccount.objects.filter(user=alice).values_list("provider", flat=True)) == [
+            provider_id
+        ]
+        assert User.objects.count() == 2  # the owner and Alice
+        assert AuditEvent.objects.filter(
+            type=AuditEvent.Type.LOGIN_SUCCEEDED, actor=alice, data__method="sso"
+        ).exists()
+
+
+def test_sign_in_through_the_oidc_provider_creates_the_member(
+    site_url: str,  # noqa: F811
+    oidc_idp: OidcTestProvider,
+) -> None:
+    tenant = _tenant()
+    provider_id = _add_provider(
+        tenant,
+        "oidc",
+        name="Initech Okta",
+        server_url=oidc_idp.issuer,
+        client_id=oidc_idp.client_id,
+        client_secret=oidc_idp.client_secret,
+    )
+    visited = _sign_in_through_idp(
+        site_url,
+        tenant,
+        provider_name="Initech Okta",
+        idp_origin=f"{oidc_idp.issuer}/authorize",
+        screenshot="sso-oidc",
+    )
+    # The provider saw state, nonce and PKCE, and our server redeemed the code with its verifier.
+    authorize = next(u for u in visited if f"{oidc_idp.issuer}/authorize" in u)
+    for parameter in ("state=", "nonce=", "code_challenge=", "code_challenge_method=S256"):
+        assert parameter in authorize, authorize
+    assert [r["code_verifier"] != "" for r in oidc_idp.token_requests] == [True]
+    _assert_alice_joined(tenant, provider_id)
+
+
+def test_sign_in_through_the_saml_idp_creates_the_member(
+    site_url: str,  # noqa: F811
+    saml_idp: SamlTestIdp,
+) -> None:
+    tenant = _tenant()
+    provider_id = _add_provider(tenant, "saml", name="Initech IdP", metadata_xml=saml_idp.metadata_xml())
+    port = site_url.rsplit(":", 1)[1]
+    acs = f"http://{tenant.primary_domain}:{port}/accounts/saml/{provider_id}/acs/"
+    visited = _sign_in_through_idp(
+        site_url,
+        tenant,
+        provider_name="Initech IdP",
+        idp_origin=saml_idp.sso_url,
+        screenshot="sso-saml",
+    )
+    # The IdP's form POSTed the signed response to our ACS (cross-site), which moved on to
+    # allauth's "finish" step.
+    assert f"POST {acs}" in visited, visited
+    assert any(u.startswith(f"GET {acs}finish/") for u in visited), visited
+    assert [r["acs_url"] for r in saml_idp.requests] == [acs]
+    _assert_alice_joined(tenant, provider_id)
