@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -47,10 +47,15 @@ def user_create(
         user.set_password(password)
     # Uniqueness is checked below as the API's "email_taken" (and by the database constraint).
     user.full_clean(validate_unique=False, validate_constraints=False)
-    with transaction.atomic():
-        if User.objects.filter(email__iexact=user.email).exists():
-            raise DomainError("email_taken", "Email already registered", status=400)
-        user.save()
+    taken = DomainError("email_taken", "Email already registered", status=400)
+    if User.objects.filter(email__iexact=user.email).exists():
+        raise taken
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:
+        # A concurrent request registered the same email between the check and the insert.
+        raise taken from exc
     return user
 
 
