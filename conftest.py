@@ -14,6 +14,9 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+# The headless-Chromium fixtures (site_url, dropped_afterwards), for every app's browser tests.
+pytest_plugins = ["leanvibe.tests.browser"]
+
 # Each test database gets its own cache prefix and Celery queue, so two test runs sharing one
 # Redis (two checkouts, or TEST_DATABASE_NAME set per run) never see each other's keys or tasks.
 TEST_CACHE_PREFIX = f"lvtest-{settings.DATABASES['default']['TEST']['NAME']}"

@@ -22,6 +22,14 @@ class AccountAdapter(DefaultAccountAdapter):
                 raise forms.ValidationError(exc.detail, code=exc.code) from exc
         return user
 
+    def get_login_stages(self) -> list[str]:
+        # Email codes (django-otp) are challenged just before allauth's authenticator-app stage.
+        stages = list(super().get_login_stages())
+        ours = "accounts.login_stages.EmailCodeStage"
+        anchor = "allauth.mfa.stages.AuthenticateStage"
+        stages.insert(stages.index(anchor) if anchor in stages else len(stages), ours)
+        return stages
+
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         # Organisations sign up on the public site; members join by invitation.
         return False

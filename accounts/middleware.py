@@ -2,8 +2,8 @@
 
 allauth has no such enforcement. A signed-in member of a tenant with ``settings["require_mfa"]``
 and no second factor is sent to the TOTP enrolment page for every page but enrolment itself,
-sign-out, reauthentication and static files. Only an authenticator app counts here: allauth's
-sign-in form does not challenge django-otp email codes. The API enforces the same rule in
+sign-out, reauthentication and static files. Any second factor counts, a confirmed email device
+too: the web sign-in challenges email codes (``accounts.login_stages``). The API enforces the same rule in
 ``leanvibe.api.base.TenantAPIView`` (403 ``mfa_enrollment_required``), where the bearer token
 is known.
 """
@@ -36,7 +36,7 @@ class MfaEnrollmentMiddleware:
         # The switch is read from the tenant row already loaded: no query unless it is on.
         if tenant_requires_mfa(tenant) and not self._allowed(request.path):
             user = getattr(request, "user", None)
-            if mfa_enrollment_required(tenant=tenant, user=user, web=True):
+            if mfa_enrollment_required(tenant=tenant, user=user):
                 return HttpResponseRedirect(reverse("mfa_activate_totp", urlconf="leanvibe.urls_tenant"))
         return self.get_response(request)
 

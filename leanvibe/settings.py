@@ -161,7 +161,12 @@ ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
-ACCOUNT_EMAIL_VERIFICATION = "none"
+# Owners who sign up on the public site confirm their address from the welcome email; sign-in
+# does not wait for it. Invited and SSO members are verified (their address was proven).
+ACCOUNT_EMAIL_VERIFICATION = "optional"
+# Confirmation keys are random and stored in the tenant's schema: an HMAC key signs only the
+# EmailAddress id, which repeats across schemas, so tenant A's link would confirm B's address.
+ACCOUNT_EMAIL_CONFIRMATION_HMAC = False
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 ACCESS_TOKEN_LIFETIME = env.int("ACCESS_TOKEN_LIFETIME", default=3600)
@@ -197,6 +202,10 @@ SSO_STATE_TTL = env.int("SSO_STATE_TTL", default=600)
 # Seconds allowed between our clock and an identity provider's (ID token iat/exp).
 SSO_CLOCK_SKEW = env.int("SSO_CLOCK_SKEW", default=60)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# allauth refuses two-factor to an unverified address (against sign-up squatting of someone else's
+# account). Here a sign-up creates a new organisation, nobody else's account, and the API enrols
+# regardless; an owner who has not yet confirmed must still be able to meet "require two-factor".
+MFA_ALLOW_UNVERIFIED_EMAIL = True
 MFA_TOTP_TOLERANCE = 1  # one 30 s step of clock drift either way
 MFA_TOTP_ISSUER = env("MFA_TOTP_ISSUER", default="LeanVibe")
 MFA_RECOVERY_CODES_SHOW_ONCE = True

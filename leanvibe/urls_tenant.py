@@ -5,6 +5,7 @@ from django.urls import include, path
 from accounts.views import audit as audit_views
 from accounts.views import login as login_views
 from accounts.views import members as member_views
+from accounts.views import mfa_email as mfa_email_views
 from accounts.views import sessions as session_views
 from accounts.views import sso as sso_views
 from agents import views as agent_views
@@ -37,6 +38,9 @@ urlpatterns = [
     path(
         "accounts/saml/<str:organization_slug>/acs/finish/", sso_views.saml_finish_acs, name="saml_finish_acs"
     ),
+    # Email codes as the second factor of the web sign-in (accounts.login_stages).
+    path("accounts/2fa/email/", mfa_email_views.mfa_email_view, name="mfa-email"),
+    path("accounts/2fa/authenticate/", mfa_email_views.authenticate_view, name="mfa_authenticate"),
     path("sso/", sso_views.sso_choose, name="sso-choose"),
     path("settings/sso/", sso_views.sso_settings_page, name="sso-settings"),
     path("settings/sso/only/", sso_views.sso_only_view, name="sso-only"),

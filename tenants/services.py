@@ -96,7 +96,9 @@ def tenant_provision(
                     owner = user_create(
                         email=admin_email, password=password_hash, password_is_hashed=True, role=Role.OWNER
                     )
-                    _email_address_verified(owner)
+                    # An owner who chose a password on the sign-up page/API has not proved the
+                    # address yet: the welcome email carries the confirmation link.
+                    _email_address_record(owner, verified=generated is not None)
                     project_create(
                         tenant=tenant,
                         name="Welcome",
@@ -112,10 +114,10 @@ def tenant_provision(
     return ProvisionedTenant(tenant, owner.email, generated, source)
 
 
-def _email_address_verified(user: object) -> None:
+def _email_address_record(user: object, *, verified: bool) -> None:
     from allauth.account.models import EmailAddress
 
-    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)  # type: ignore[attr-defined]
+    EmailAddress.objects.create(user=user, email=user.email, verified=verified, primary=True)  # type: ignore[attr-defined]
 
 
 def _after_provision(tenant_id: object) -> None:

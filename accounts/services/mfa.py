@@ -86,11 +86,11 @@ def tenant_requires_mfa(tenant: Any) -> bool:
 def mfa_enrollment_required(*, tenant: Any, user: Any, web: bool = False) -> bool:
     """True when the tenant requires two-factor and this signed-in member has none yet.
 
-    ``web``: the pages' sign-in (allauth) challenges TOTP only, not email codes, so only an
-    authenticator app counts there."""
+    Any second factor counts, on the pages as in the API: the web sign-in challenges email codes
+    too (``accounts.login_stages``). ``web`` is kept for callers; it no longer changes the answer."""
     if not tenant_requires_mfa(tenant) or not getattr(user, "is_authenticated", False):
         return False
-    return not (user_has_totp(user) if web else user_has_mfa(user))
+    return not user_has_mfa(user)
 
 
 # --- TOTP enrolment ---------------------------------------------------------------------------
@@ -276,6 +276,37 @@ def mfa_check_login(*, user: User, code: str | None, request: HttpRequest | None
         audit_record(type=AuditEvent.Type.RECOVERY_CODE_USED, request=request, actor=user)
     cache.delete(_failures_key(user))
     return method
+
+
+# --- email codes at the web sign-in (accounts.login_stages) ------------------------------------
+def user_email_device(user: User) -> EmailDevice | None:
+    return EmailDevice.objects.filter(user_id=user.pk, confirmed=True).first()
+
+
+def mfa_email_login_send(*, user: User) -> bool:
+    """Email a sign-in code to ``user`` unless one went out less than a minute ago (False)."""
+    device = user_email_device(user)
+    if device is None or not device.generate_is_allowed()[0]:
+        return False
+    device.generate_challenge()
+    return True
+
+
+def mfa_email_login_check(*, user: User, code: str, request: HttpRequest | None = None) -> None:
+    """Check an emailed code at the web sign-in: single use, counted like the API's wrong codes
+    (429 ``rate_limited`` after too many), audited as ``mfa_failed``."""
+    _failures_check(user)
+    device = user_email_device(user)
+    if device is not None and not device.verify_is_allowed()[0]:
+        # django-otp's own back-off after a wrong code (a doubling delay of seconds).
+        raise DomainError(
+            "rate_limited", "Wrong code just now: wait a few seconds and try again.", status=429
+        )
+    if device is None or not device.verify_token(code.strip()):
+        _failures_count(user)
+        audit_record(type=AuditEvent.Type.MFA_FAILED, request=request, actor=user, method="login", via="web")
+        raise DomainError("invalid_mfa_code", "The code is wrong, expired or was already used.", status=401)
+    cache.delete(_failures_key(user))
 
 
 # --- removal ----------------------------------------------------------------------------------

@@ -112,8 +112,8 @@ def test_without_the_switch_nobody_is_redirected(client, tenant_a):
     assert client.get("/", HTTP_HOST=tenant_a.host).status_code == 200
 
 
-def test_email_codes_satisfy_the_api_but_the_pages_need_an_authenticator_app(client, api, tenant_a):
-    """allauth's sign-in form challenges TOTP only: an email device must not let pages through."""
+def test_email_codes_satisfy_the_switch_on_the_api_and_the_pages(client, api, tenant_a):
+    """The web sign-in challenges email codes too (accounts.login_stages): an email device counts."""
     from django_otp.plugins.otp_email.models import EmailDevice
 
     owner = tenant_a.login(api)
@@ -122,9 +122,13 @@ def test_email_codes_satisfy_the_api_but_the_pages_need_an_authenticator_app(cli
         EmailDevice.objects.create(user=user, name="email", confirmed=True)
     _require(api, tenant_a, owner)
     assert api.get("/api/v1/projects", host=tenant_a.host, token=owner).status_code == 200
-    client.post(
+    signed = client.post(
         "/accounts/login/",
         {"login": tenant_a.owner_email, "password": tenant_a.password},
         HTTP_HOST=tenant_a.host,
     )
-    assert client.get("/", HTTP_HOST=tenant_a.host)["Location"] == "/accounts/2fa/totp/activate/"
+    assert signed["Location"] == "/accounts/2fa/email/"
+    with schema_context(tenant_a.tenant.schema_name):
+        code = EmailDevice.objects.get().token
+    assert client.post("/accounts/2fa/email/", {"code": code}, HTTP_HOST=tenant_a.host).status_code == 302
+    assert client.get("/", HTTP_HOST=tenant_a.host).status_code == 200

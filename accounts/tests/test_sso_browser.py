@@ -19,18 +19,17 @@ import pytest
 
 from accounts.testing.oidc_provider import OidcTestProvider
 from accounts.testing.saml_idp import SamlTestIdp
-from leanvibe.tests.test_browser import (  # noqa: F401 - fixtures
+from leanvibe.tests.browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    dropped_afterwards,
-    site_url,
+    BROWSER_MARKS,
+    chromium,
+    expect,
+    new_page,
+    provision,
+    tenant_origin,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing"),
-]
+pytestmark = BROWSER_MARKS
 OWNER_PASSWORD = "orbital-mechanics-42"
 ALICE = "alice@initech.example"
 
@@ -58,15 +57,7 @@ def saml_idp() -> Iterator[SamlTestIdp]:
 
 
 def _tenant() -> Any:
-    from tenants.services import tenant_provision
-
-    return tenant_provision(
-        organization_name="Initech",
-        billing_email="peter@initech.example",
-        admin_email="peter@initech.example",
-        plan="starter",
-        admin_password=OWNER_PASSWORD,
-    ).tenant
+    return provision("Initech", "peter@initech.example", OWNER_PASSWORD)
 
 
 def _add_provider(tenant: Any, kind: str, **fields: Any) -> str:
@@ -82,7 +73,7 @@ def _add_provider(tenant: Any, kind: str, **fields: Any) -> str:
 
 
 def _sign_in_through_idp(
-    site_url: str,  # noqa: F811
+    site_url: str,
     tenant: Any,
     *,
     provider_name: str,
@@ -91,49 +82,35 @@ def _sign_in_through_idp(
 ) -> list[str]:
     """Drive Chromium from our sign-in page through the IdP and back to the dashboard; return the
     URLs the browser visited (main frame) and any 5xx or failed requests."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    expect = sync_api.expect
-    # Assertions wait as long as actions do: a loaded 2-core CI machine is slower than 5 s.
-    expect.set_options(timeout=20_000)
-    port = site_url.rsplit(":", 1)[1]
-    origin = f"http://{tenant.primary_domain}:{port}"
-    ARTIFACTS.mkdir(exist_ok=True)
+    origin = tenant_origin(site_url, tenant)
     failed: list[str] = []
     visited: list[str] = []
 
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(20_000)
-            page: Any = context.new_page()
-            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 500 else None)
-            page.on("requestfailed", lambda r: failed.append(f"failed {r.url}"))
-            page.on(
-                "request",
-                lambda r: visited.append(f"{r.method} {r.url}") if r.is_navigation_request() else None,
-            )
+    with chromium() as browser:
+        context, page = new_page(browser, failed)
+        page.on(
+            "request",
+            lambda r: visited.append(f"{r.method} {r.url}") if r.is_navigation_request() else None,
+        )
 
-            page.goto(f"{origin}/accounts/login/")
-            expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to Initech")
-            page.get_by_role("link", name="Sign in with single sign-on").click()
-            expect(page).to_have_url(re.compile(rf"^{re.escape(origin)}/"))
-            expect(page.get_by_role("heading", level=1)).to_have_text("Sign in with single sign-on")
-            page.screenshot(path=str(ARTIFACTS / f"{screenshot}-choose.png"), full_page=True)
-            page.get_by_role("button", name=f"Continue with {provider_name}").click()
+        page.goto(f"{origin}/accounts/login/")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to Initech")
+        page.get_by_role("link", name="Sign in with single sign-on").click()
+        expect(page).to_have_url(re.compile(rf"^{re.escape(origin)}/"))
+        expect(page.get_by_role("heading", level=1)).to_have_text("Sign in with single sign-on")
+        page.screenshot(path=str(ARTIFACTS / f"{screenshot}-choose.png"), full_page=True)
+        page.get_by_role("button", name=f"Continue with {provider_name}").click()
 
-            # Through the IdP and back, signed in on our dashboard.
-            expect(page).to_have_url(f"{origin}/")
-            expect(page.locator(".nav-user")).to_have_text(ALICE)
-            expect(page.locator(".nav-user")).to_have_attribute("title", f"Signed in as {ALICE}")
-            page.screenshot(path=str(ARTIFACTS / f"{screenshot}-dashboard.png"), full_page=True)
+        # Through the IdP and back, signed in on our dashboard.
+        expect(page).to_have_url(f"{origin}/")
+        expect(page.locator(".nav-user")).to_have_text(ALICE)
+        expect(page.locator(".nav-user")).to_have_attribute("title", f"Signed in as {ALICE}")
+        page.screenshot(path=str(ARTIFACTS / f"{screenshot}-dashboard.png"), full_page=True)
 
-            # The session is a real one: another page of the organisation opens without sign-in.
-            page.goto(f"{origin}/account/sessions/")
-            expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
-            context.close()
-        finally:
-            browser.close()
+        # The session is a real one: another page of the organisation opens without sign-in.
+        page.goto(f"{origin}/account/sessions/")
+        expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
+        context.close()
 
     assert failed == []
     assert any(url.split(" ", 1)[1].startswith(idp_origin) for url in visited), visited
@@ -160,7 +137,7 @@ def _assert_alice_joined(tenant: Any, provider_id: str) -> None:
 
 
 def test_sign_in_through_the_oidc_provider_creates_the_member(
-    site_url: str,  # noqa: F811
+    site_url: str,
     oidc_idp: OidcTestProvider,
 ) -> None:
     tenant = _tenant()
@@ -188,13 +165,12 @@ def test_sign_in_through_the_oidc_provider_creates_the_member(
 
 
 def test_sign_in_through_the_saml_idp_creates_the_member(
-    site_url: str,  # noqa: F811
+    site_url: str,
     saml_idp: SamlTestIdp,
 ) -> None:
     tenant = _tenant()
     provider_id = _add_provider(tenant, "saml", name="Initech IdP", metadata_xml=saml_idp.metadata_xml())
-    port = site_url.rsplit(":", 1)[1]
-    acs = f"http://{tenant.primary_domain}:{port}/accounts/saml/{provider_id}/acs/"
+    acs = f"{tenant_origin(site_url, tenant)}/accounts/saml/{provider_id}/acs/"
     visited = _sign_in_through_idp(
         site_url,
         tenant,

@@ -8,66 +8,13 @@ so the database is transactional here: every schema the test creates is dropped 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from django.conf import settings as django_settings
-from django.db import connection
+from leanvibe.tests.browser import ARTIFACTS, BROWSER_MARKS, chromium, expect, new_page
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(django_settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "orbital-mechanics-42"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)",
-    ),
-]
-
-
-def _schemas() -> set[str]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT nspname FROM pg_namespace")
-        return {row[0] for row in cursor.fetchall()}
-
-
-@pytest.fixture
-def dropped_afterwards(transactional_db: None) -> Iterator[None]:
-    """Tenant schemas made through the live server are committed; drop them when the test ends so
-    that later tests start from the same database as ever (pytest-django then flushes the rows)."""
-    from tenants.models import Tenant
-    from tenants.schemas import schema_drop
-
-    connection.set_schema_to_public()  # type: ignore[attr-defined]
-    schemas_before = _schemas()
-    tenants_before = set(Tenant.objects.values_list("id", flat=True))
-    yield
-    connection.set_schema_to_public()  # type: ignore[attr-defined]
-    for tenant in Tenant.objects.exclude(id__in=tenants_before):
-        tenant.delete(force_drop=True)
-    for leftover in _schemas() - schemas_before:
-        schema_drop(leftover)
-
-
-@pytest.fixture
-def site_url(live_server: Any, settings: Any, dropped_afterwards: None) -> str:
-    """The public site on the live server; links to tenants point at the same port."""
-    port = int(live_server.url.rsplit(":", 1)[1])
-    settings.SITE_PORT = port
-    settings.SITE_SCHEME = "http"
-    return f"http://localhost:{port}"
+pytestmark = BROWSER_MARKS
 
 
 def _sign_up(page: Any, site_url: str, organisation: str, email: str) -> None:
@@ -89,100 +36,82 @@ def _project_names(page: Any) -> list[str]:
 
 
 def test_sign_up_sign_in_create_project_and_stay_isolated(site_url: str) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    expect = sync_api.expect
-    # Assertions wait as long as actions do: a loaded 2-core CI machine is slower than 5 s.
-    expect.set_options(timeout=20_000)
     port = site_url.rsplit(":", 1)[1]
-    ARTIFACTS.mkdir(exist_ok=True)
     failed_requests: list[str] = []
 
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(20_000)
-            page = context.new_page()
-            page.on(
-                "response",
-                lambda r: failed_requests.append(f"{r.status} {r.url}") if r.status >= 500 else None,
-            )
-            page.on("requestfailed", lambda r: failed_requests.append(f"failed {r.url}"))
+    with chromium() as browser:
+        context, page = new_page(browser, failed_requests)
 
-            # The landing page, styled by our own stylesheet.
-            page.goto(f"{site_url}/")
-            expect(page.get_by_role("heading", level=1)).to_contain_text("AI coding agents")
-            expect(page.locator("article.plan")).to_have_count(3)
-            brand_colour = page.locator(".brand-mark").evaluate("el => getComputedStyle(el).color")
-            assert brand_colour == "rgb(255, 255, 255)", "leanvibe.css was not applied"
-            page.screenshot(path=str(ARTIFACTS / "landing.png"), full_page=True)
+        # The landing page, styled by our own stylesheet.
+        page.goto(f"{site_url}/")
+        expect(page.get_by_role("heading", level=1)).to_contain_text("AI coding agents")
+        expect(page.locator("article.plan")).to_have_count(3)
+        brand_colour = page.locator(".brand-mark").evaluate("el => getComputedStyle(el).color")
+        assert brand_colour == "rgb(255, 255, 255)", "leanvibe.css was not applied"
+        page.screenshot(path=str(ARTIFACTS / "landing.png"), full_page=True)
 
-            # Sign up "Initech" and land on its own sign-in page, email filled in.
-            page.locator(".hero").get_by_role("link", name="Create your organisation").click()
-            expect(page).to_have_url(f"{site_url}/signup/")
-            # An empty form comes back with each problem under its field.
-            page.get_by_role("button", name="Create organisation").click()
-            expect(page.locator(".has-error .field-error")).to_have_count(3)
-            page.screenshot(path=str(ARTIFACTS / "signup-errors.png"), full_page=True)
-            _sign_up(page, site_url, "Initech", "peter@initech.example")
-            expect(page).to_have_url(
-                f"http://initech.localhost:{port}/accounts/login/?email=peter%40initech.example"
-            )
-            expect(page.get_by_label("Email")).to_have_value("peter@initech.example")
-            expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to Initech")
-            page.screenshot(path=str(ARTIFACTS / "sign-in.png"), full_page=True)
+        # Sign up "Initech" and land on its own sign-in page, email filled in.
+        page.locator(".hero").get_by_role("link", name="Create your organisation").click()
+        expect(page).to_have_url(f"{site_url}/signup/")
+        # An empty form comes back with each problem under its field.
+        page.get_by_role("button", name="Create organisation").click()
+        expect(page.locator(".has-error .field-error")).to_have_count(3)
+        page.screenshot(path=str(ARTIFACTS / "signup-errors.png"), full_page=True)
+        _sign_up(page, site_url, "Initech", "peter@initech.example")
+        expect(page).to_have_url(
+            f"http://initech.localhost:{port}/accounts/login/?email=peter%40initech.example"
+        )
+        expect(page.get_by_label("Email")).to_have_value("peter@initech.example")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to Initech")
+        page.screenshot(path=str(ARTIFACTS / "sign-in.png"), full_page=True)
 
-            _sign_in(page)
-            expect(page).to_have_url(f"http://initech.localhost:{port}/")
-            expect(page.locator("#active-projects .project-name")).to_have_text(["Welcome"])
+        _sign_in(page)
+        expect(page).to_have_url(f"http://initech.localhost:{port}/")
+        expect(page.locator("#active-projects .project-name")).to_have_text(["Welcome"])
 
-            # Create "Apollo"; it is listed first, the usage bar counts it.
-            page.get_by_label("Project name").fill("Apollo")
-            page.get_by_label("Description").fill("Put a dashboard on the moon.")
-            page.get_by_role("button", name="Create project").click()
-            expect(page.locator(".messages")).to_contain_text("Project “Apollo” created.")
-            expect(page.locator("#active-projects .project-name")).to_have_text(["Apollo", "Welcome"])
-            expect(page.locator('[data-resource="projects"] .meter-value')).to_contain_text("2")
+        # Create "Apollo"; it is listed first, the usage bar counts it.
+        page.get_by_label("Project name").fill("Apollo")
+        page.get_by_label("Description").fill("Put a dashboard on the moon.")
+        page.get_by_role("button", name="Create project").click()
+        expect(page.locator(".messages")).to_contain_text("Project “Apollo” created.")
+        expect(page.locator("#active-projects .project-name")).to_have_text(["Apollo", "Welcome"])
+        expect(page.locator('[data-resource="projects"] .meter-value')).to_contain_text("2")
 
-            # A duplicate is refused next to the name field.
-            page.get_by_label("Project name").fill("apollo")
-            page.get_by_role("button", name="Create project").click()
-            expect(page.locator(".field-error")).to_have_text(
-                "Project 'apollo' already exists in your organization"
-            )
+        # A duplicate is refused next to the name field.
+        page.get_by_label("Project name").fill("apollo")
+        page.get_by_role("button", name="Create project").click()
+        expect(page.locator(".field-error")).to_have_text(
+            "Project 'apollo' already exists in your organization"
+        )
 
-            # Rename through the row's popover.
-            welcome = page.locator("#active-projects .project").filter(has_text="Welcome")
-            welcome.locator("summary", has_text="Rename").click()
-            welcome.get_by_label("New name").fill("Onboarding")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-rename.png"))
-            welcome.get_by_role("button", name="Save name").click()
-            expect(page.locator("#active-projects .project-name")).to_have_text(["Apollo", "Onboarding"])
+        # Rename through the row's popover.
+        welcome = page.locator("#active-projects .project").filter(has_text="Welcome")
+        welcome.locator("summary", has_text="Rename").click()
+        welcome.get_by_label("New name").fill("Onboarding")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-rename.png"))
+        welcome.get_by_role("button", name="Save name").click()
+        expect(page.locator("#active-projects .project-name")).to_have_text(["Apollo", "Onboarding"])
 
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
-            context.close()
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+        context.close()
 
-            # A second organisation, in a browser of its own, does not see Apollo.
-            other = browser.new_context(viewport={"width": 1280, "height": 900})
-            other.set_default_timeout(20_000)
-            page = other.new_page()
-            _sign_up(page, site_url, "Hooli", "gavin@hooli.example")
-            expect(page).to_have_url(re.compile(rf"^http://hooli\.localhost:{port}/accounts/login/"))
-            _sign_in(page)
-            expect(page).to_have_url(f"http://hooli.localhost:{port}/")
-            expect(page.locator("#active-projects .project-name")).to_have_text(["Welcome"])
-            expect(page.locator("main")).not_to_contain_text("Apollo")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-second-org.png"), full_page=True)
+        # A second organisation, in a browser of its own, does not see Apollo.
+        other, page = new_page(browser)
+        _sign_up(page, site_url, "Hooli", "gavin@hooli.example")
+        expect(page).to_have_url(re.compile(rf"^http://hooli\.localhost:{port}/accounts/login/"))
+        _sign_in(page)
+        expect(page).to_have_url(f"http://hooli.localhost:{port}/")
+        expect(page.locator("#active-projects .project-name")).to_have_text(["Welcome"])
+        expect(page.locator("main")).not_to_contain_text("Apollo")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-second-org.png"), full_page=True)
 
-            # Nor can it walk into Initech's dashboard: its session does not exist there.
-            page.goto(f"http://initech.localhost:{port}/")
-            expect(page).to_have_url(re.compile(rf"^http://initech\.localhost:{port}/accounts/login/"))
-            expect(page.locator("main")).not_to_contain_text("Apollo")
-            other.close()
-        finally:
-            browser.close()
+        # Nor can it walk into Initech's dashboard: its session does not exist there.
+        page.goto(f"http://initech.localhost:{port}/")
+        expect(page).to_have_url(re.compile(rf"^http://initech\.localhost:{port}/accounts/login/"))
+        expect(page.locator("main")).not_to_contain_text("Apollo")
+        other.close()
 
     assert failed_requests == []
     # What the browser saw is what the database holds.
