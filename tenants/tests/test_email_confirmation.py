@@ -22,7 +22,7 @@ def _address(handle) -> EmailAddress:
 def _confirm_link(handle) -> str:
     mail.outbox.clear()
     assert emails.send_welcome_email(handle.tenant) == 1  # the body of the on-commit task
-    body = mail.outbox[0].body
+    body = str(mail.outbox[0].body)
     match = re.search(r"(http://[^\s]+/accounts/confirm-email/[^\s]+/)", body)
     assert match, body
     return match.group(1)
