@@ -106,7 +106,11 @@ def stop_redis() -> None:
 
 
 def ensure_environment() -> None:
-    """Fill ``DATABASE_URL`` and ``REDIS_URL`` with embedded servers when they are unset."""
+    """Fill ``DATABASE_URL`` and ``REDIS_URL`` with embedded servers when they are unset.
+
+    Called by the settings after ``.env`` is read, so ``LEANVIBE_DATA_DIR`` may be set there too."""
+    global DATA_DIR
+    DATA_DIR = Path(os.environ.get("LEANVIBE_DATA_DIR", BASE_DIR / ".data"))
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = postgres_url()
         os.environ["LEANVIBE_EMBEDDED_POSTGRES"] = "1"

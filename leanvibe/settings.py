@@ -239,6 +239,8 @@ REST_FRAMEWORK = {
 # allauth (its rate limits, the sessions list) reads the client address behind the same proxies.
 ALLAUTH_TRUSTED_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]
 SPECTACULAR_SETTINGS = {"TITLE": "LeanVibe API", "VERSION": "1.0.0"}
+# Bearer token Prometheus must send to read /metrics; unset, /metrics answers only to localhost.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Self-service sign-ups per client address (platform staff are not limited).
 SIGNUP_RATE = env("SIGNUP_RATE", default="10/hour")
 # Request bodies above this size get a 413 JSON error before anything parses them.

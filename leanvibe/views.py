@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django_prometheus.exports import ExportToDjangoView
 from django.shortcuts import render
 
 from leanvibe.api.exceptions import error_response
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics: with ``METRICS_TOKEN`` set, for scrapers that send it as a bearer
+    token; without it, only to the machine itself (development)."""
+    token = settings.METRICS_TOKEN
+    if token:
+        supplied = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+            return error_response("not_authenticated", "A valid metrics token is required.", 401)
+    elif request.META.get("REMOTE_ADDR") not in {"127.0.0.1", "::1"}:
+        return error_response("not_found", "No such endpoint.", 404)
+    return ExportToDjangoView(request)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
