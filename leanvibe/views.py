@@ -6,8 +6,8 @@ import hmac
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django_prometheus.exports import ExportToDjangoView
 from django.shortcuts import render
+from django_prometheus.exports import ExportToDjangoView
 
 from leanvibe.api.exceptions import error_response
 
