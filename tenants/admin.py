@@ -7,6 +7,7 @@ created, and organisations are not deleted from here: suspending is the reversib
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -100,21 +101,25 @@ class TenantAdmin(admin.ModelAdmin):
     # --- actions ----------------------------------------------------------------------------
     @admin.action(description="Suspend selected organisations", permissions=["change"])
     def suspend_selected(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
-        changed = 0
-        for tenant in queryset.filter(status=Tenant.Status.ACTIVE):
-            services.tenant_suspend(tenant=tenant)
-            self.log_change(request, tenant, "Suspended.")
-            changed += 1
-        self.message_user(request, f"Suspended {changed} organisation(s).", messages.SUCCESS)
+        self._change_status(
+            request, queryset.filter(status=Tenant.Status.ACTIVE), services.tenant_suspend, "Suspended"
+        )
 
     @admin.action(description="Resume selected organisations", permissions=["change"])
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        self._change_status(
+            request, queryset.filter(status=Tenant.Status.SUSPENDED), services.tenant_resume, "Resumed"
+        )
+
+    def _change_status(
+        self, request: HttpRequest, tenants: QuerySet[Tenant], action: Callable[..., Tenant], verb: str
+    ) -> None:
         changed = 0
-        for tenant in queryset.filter(status=Tenant.Status.SUSPENDED):
-            services.tenant_resume(tenant=tenant)
-            self.log_change(request, tenant, "Resumed.")
+        for tenant in tenants:
+            action(tenant=tenant)
+            self.log_change(request, tenant, f"{verb}.")
             changed += 1
-        self.message_user(request, f"Resumed {changed} organisation(s).", messages.SUCCESS)
+        self.message_user(request, f"{verb} {changed} organisation(s).", messages.SUCCESS)
 
     # --- add through provisioning, change without touching the schema ----------------------
     def get_fieldsets(self, request: HttpRequest, obj: Tenant | None = None) -> Any:
