@@ -33,6 +33,14 @@ class AuditEvent(models.Model):
         INVITATION_ACCEPTED = "invitation.accepted", "Invitation accepted"
         INVITATION_REVOKED = "invitation.revoked", "Invitation revoked"
         SECURITY_SETTINGS_CHANGED = "security.settings_changed", "Security settings changed"
+        SSO_LINKED = "sso.linked", "SSO identity linked to an account"
+        SSO_LINK_REQUIRED = "sso.link_required", "SSO sign-in needs the account proven once"
+        PASSWORD_CHANGED = "password.changed", "Password changed"
+        PASSWORD_RESET = "password.reset", "Password reset"
+        CREDENTIALS_REVOKED = "credentials.revoked", "Tokens and sessions revoked"
+        EMAIL_CHANGED = "email.changed", "Primary email changed"
+        INVITATION_RATE_LIMITED = "invitation.rate_limited", "Invitations rate limited"
+        OUTBOUND_REFUSED = "outbound.refused", "Outbound request refused"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=40, choices=Type.choices, db_index=True)
