@@ -24,10 +24,14 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def get_login_stages(self) -> list[str]:
         # Email codes (django-otp) are challenged just before allauth's authenticator-app stage.
+        # allauth's authenticator-app stage is replaced by a subclass (same key and page) that a
+        # sign-in which already had its second factor skips (accounts.login_stages).
         stages = list(super().get_login_stages())
-        ours = "accounts.login_stages.EmailCodeStage"
         anchor = "allauth.mfa.stages.AuthenticateStage"
-        stages.insert(stages.index(anchor) if anchor in stages else len(stages), ours)
+        position = stages.index(anchor) if anchor in stages else len(stages)
+        if anchor in stages:
+            stages[position] = "accounts.login_stages.SsoAwareAuthenticateStage"
+        stages.insert(position, "accounts.login_stages.EmailCodeStage")
         return stages
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:

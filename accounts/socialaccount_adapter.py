@@ -1,10 +1,10 @@
 """allauth's social-account adapter for per-tenant single sign-on (the SAML flow runs through
 allauth; see ``accounts.services.sso`` for the OpenID Connect flow).
 
-Every social sign-in goes through ``sso_user_resolve``: the member linked to this IdP account,
-else the member with the same verified email (linked now), else a new member created just in
-time within the plan's user limit. A refusal is an error page and an audit event, and nothing
-is created.
+Every social sign-in goes through ``sso_signin.sso_user_resolve``: the member linked to this IdP
+identity, else — for an existing account with that email — the link page where its holder proves
+the account once, else a new member created just in time within the plan's user limit. A
+refusal is an error page and an audit event, and nothing is created.
 """
 
 from __future__ import annotations
@@ -15,10 +15,17 @@ from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialApp, SocialLogin
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
-from accounts.services import sso
+from accounts.login_stages import second_factor_mark_given
+from accounts.models import User
+from accounts.services import sso, sso_signin
 from leanvibe.errors import DomainError
+
+# Set by accounts.views.sso.CheckedFinishACSView: the AuthnContextClassRef values of the
+# assertion being completed (python3-saml's ``get_last_authn_contexts``).
+SAML_AUTHN_CONTEXTS_ATTRIBUTE = "_leanvibe_saml_authn_contexts"
+SESSION_LINK_TOKEN = "leanvibe_sso_link"  # noqa: S105 - a session key name
 
 
 def sso_error_page(
@@ -33,7 +40,21 @@ def _first(values: Any) -> str:
     return "" if values is None else str(values)
 
 
-def saml_identity(app: SocialApp, sociallogin: SocialLogin) -> sso.SsoIdentity:
+def link_required_redirect(
+    request: HttpRequest, *, app: SocialApp, user: User, identity: sso_signin.SsoIdentity, next_url: str = ""
+) -> HttpResponse:
+    """An SSO sign-in matched an existing account that has not linked this identity: keep it
+    waiting server-side, bound to this browser's session, and ask for the account's password."""
+    token = sso_signin.sso_pending_stash(
+        purpose=sso_signin.Pending.LINK, app=app, user=user, identity=identity, next_url=next_url
+    )
+    request.session[SESSION_LINK_TOKEN] = token
+    return redirect("sso-link")
+
+
+def saml_identity(
+    app: SocialApp, sociallogin: SocialLogin, authn_contexts: list[str] | None = None
+) -> sso_signin.SsoIdentity:
     """Name and role from the raw SAML attributes, through the provider's attribute mapping."""
     raw: dict[str, Any] = sociallogin.account.extra_data or {}
     mapping = app.settings.get("attribute_mapping") or sso.DEFAULT_SAML_ATTRIBUTE_MAPPING
@@ -54,12 +75,13 @@ def saml_identity(app: SocialApp, sociallogin: SocialLogin) -> sso.SsoIdentity:
     role_values = (
         [str(v) for v in raw.get(policy["role_claim"], [])] if policy["role_claim"] else values("role")
     )
-    return sso.SsoIdentity(
+    return sso_signin.SsoIdentity(
         uid=str(sociallogin.account.uid),
         email=email,
         email_verified=verified,
         name=_first(values("name")),
         role_values=tuple(role_values),
+        idp_mfa=sso_signin.saml_contexts_have_mfa(authn_contexts),
     )
 
 
@@ -71,15 +93,31 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
     def pre_social_login(self, request: HttpRequest, sociallogin: SocialLogin) -> None:
         provider = str(sociallogin.account.provider)
+        tenant = request.tenant  # type: ignore[attr-defined]
         try:
             app = sso.sso_provider_get(provider)
-            identity = saml_identity(app, sociallogin)
-            sso.sso_user_resolve(tenant=request.tenant, app=app, identity=identity, request=request)  # type: ignore[attr-defined]
+            identity = saml_identity(app, sociallogin, getattr(request, SAML_AUTHN_CONTEXTS_ATTRIBUTE, None))
+            try:
+                user = sso_signin.sso_user_resolve(tenant=tenant, app=app, identity=identity, request=request)
+            except sso_signin.SsoLinkRequired as exc:
+                raise ImmediateHttpResponse(
+                    link_required_redirect(
+                        request,
+                        app=app,
+                        user=exc.user,
+                        identity=identity,
+                        next_url=sociallogin.state.get("next") or "",
+                    )
+                ) from None
         except DomainError as exc:
             sso.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
             raise ImmediateHttpResponse(
                 sso_error_page(request, exc.detail, status=exc.status, code=exc.code)
             ) from exc
+        if not sso_signin.sso_second_factor_required(tenant=tenant, user=user, identity=identity):
+            # No second factor, or one the IdP asserted and the tenant trusts: allauth's MFA
+            # stage is skipped for this sign-in only.
+            second_factor_mark_given(request)
         if not sociallogin.is_existing:
             sociallogin.lookup()
 

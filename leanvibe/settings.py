@@ -199,6 +199,8 @@ SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True}}
 # Seconds an OIDC sign-in (state, nonce, PKCE verifier) may take from start to callback.
 SSO_STATE_TTL = env.int("SSO_STATE_TTL", default=600)
+# Seconds an SSO sign-in may wait for the person to prove an existing account or give a second factor.
+SSO_PENDING_TTL = env.int("SSO_PENDING_TTL", default=600)
 # Seconds allowed between our clock and an identity provider's (ID token iat/exp).
 SSO_CLOCK_SKEW = env.int("SSO_CLOCK_SKEW", default=60)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]

@@ -3,6 +3,7 @@
 from django.urls import include, path
 
 from accounts.views import audit as audit_views
+from accounts.views import emails as email_views
 from accounts.views import login as login_views
 from accounts.views import members as member_views
 from accounts.views import mfa_email as mfa_email_views
@@ -28,6 +29,8 @@ urlpatterns = [
     path("audit/", audit_views.audit_log_page, name="audit-log"),
     # allauth's sign-in view behind the brute-force protection the API login has.
     path("accounts/login/", login_views.login_view, name="account_login"),
+    # allauth's email page, where only a verified address may become the primary one.
+    path("accounts/email/", email_views.email_view, name="account_email"),
     # Single sign-on: our OIDC flow (nonce + PKCE) and SAML finish step on allauth's own paths.
     path("accounts/oidc/<str:provider_id>/login/", sso_views.oidc_login, name="openid_connect_login"),
     path(
@@ -42,6 +45,7 @@ urlpatterns = [
     path("accounts/2fa/email/", mfa_email_views.mfa_email_view, name="mfa-email"),
     path("accounts/2fa/authenticate/", mfa_email_views.authenticate_view, name="mfa_authenticate"),
     path("sso/", sso_views.sso_choose, name="sso-choose"),
+    path("sso/link/", sso_views.sso_link_page, name="sso-link"),
     path("settings/sso/", sso_views.sso_settings_page, name="sso-settings"),
     path("settings/sso/only/", sso_views.sso_only_view, name="sso-only"),
     path(

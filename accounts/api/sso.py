@@ -12,17 +12,25 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, ClassVar
 
-from rest_framework import serializers, status
+from django.conf import settings
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import AuditEvent, Role
-from accounts.services import sso, tokens_issue
+from accounts.services import sso, sso_signin, throttle, tokens_issue
 from accounts.services.audit import audit_record
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer, TenantAPIView, TenantNotFound
 from leanvibe.errors import DomainError
 
-_ADMIN_ONLY: dict[str, Role] = dict.fromkeys(TenantAPIView.role_map, Role.ADMIN)
+# Admins may read the providers and settings; adding, changing or removing a provider and
+# changing the settings is an owner's action (an IdP decides who signs in as whom).
+_OWNER_WRITES: dict[str, Role] = {
+    **dict.fromkeys(TenantAPIView.role_map, Role.OWNER),
+    "GET": Role.ADMIN,
+    "HEAD": Role.ADMIN,
+    "OPTIONS": Role.ADMIN,
+}
 
 
 class _ProviderFields(StrictSerializer):
@@ -69,7 +77,7 @@ def _input(validated: dict[str, Any]) -> sso.ProviderInput:
 
 
 class SsoProviderListApi(TenantAPIView):
-    role_map: ClassVar[dict[str, Role]] = _ADMIN_ONLY
+    role_map: ClassVar[dict[str, Role]] = _OWNER_WRITES
 
     def get(self, request: Request) -> Response:
         return Response([sso.sso_provider_describe(app, request) for app in sso.sso_provider_list()])
@@ -78,12 +86,17 @@ class SsoProviderListApi(TenantAPIView):
         data = ProviderCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         kind = data.validated_data["type"]
-        app = sso.sso_provider_create(kind=kind, data=_input(dict(data.validated_data)), request=request)
+        app = sso.sso_provider_create(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            kind=kind,
+            data=_input(dict(data.validated_data)),
+            request=request,
+        )
         return Response(sso.sso_provider_describe(app, request), status=status.HTTP_201_CREATED)
 
 
 class SsoProviderDetailApi(TenantAPIView):
-    role_map: ClassVar[dict[str, Role]] = _ADMIN_ONLY
+    role_map: ClassVar[dict[str, Role]] = _OWNER_WRITES
 
     def get(self, request: Request, provider_id: str) -> Response:
         return Response(sso.sso_provider_describe(sso.sso_provider_get(provider_id), request))
@@ -92,41 +105,51 @@ class SsoProviderDetailApi(TenantAPIView):
         app = sso.sso_provider_get(provider_id)
         data = ProviderUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        app = sso.sso_provider_update(app=app, data=_input(dict(data.validated_data)), request=request)
+        app = sso.sso_provider_update(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            app=app,
+            data=_input(dict(data.validated_data)),
+            request=request,
+        )
         return Response(sso.sso_provider_describe(app, request))
 
     def delete(self, request: Request, provider_id: str) -> Response:
-        sso.sso_provider_delete(app=sso.sso_provider_get(provider_id), request=request)
+        sso.sso_provider_delete(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            app=sso.sso_provider_get(provider_id),
+            request=request,
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class SsoSettingsInput(StrictSerializer):
-    sso_only = serializers.BooleanField()
+    sso_only = serializers.BooleanField(required=False)
+    trust_idp_mfa = serializers.BooleanField(required=False)
 
-    def validate_sso_only(self, value: Any) -> bool:
-        if not isinstance(self.initial_data.get("sso_only"), bool):
-            raise serializers.ValidationError("Expected true or false.")
-        return bool(value)
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        for name in ("sso_only", "trust_idp_mfa"):
+            if name in self.initial_data and not isinstance(self.initial_data[name], bool):
+                raise serializers.ValidationError({name: "Expected true or false."})
+        return attrs
 
 
 class SsoSettingsApi(TenantAPIView):
-    role_map: ClassVar[dict[str, Role]] = _ADMIN_ONLY
+    """``{"sso_only", "trust_idp_mfa"}``: read by admins, changed by owners."""
+
+    role_map: ClassVar[dict[str, Role]] = _OWNER_WRITES
 
     def get(self, request: Request) -> Response:
-        return Response({"sso_only": sso.sso_only_enabled(request.tenant)})  # type: ignore[attr-defined]
+        return Response(sso.sso_settings_of(request.tenant))  # type: ignore[attr-defined]
 
     def patch(self, request: Request) -> Response:
         data = SsoSettingsInput(data=request.data)
         data.is_valid(raise_exception=True)
-        if data.validated_data["sso_only"] and not sso.sso_provider_list():
-            raise DomainError(
-                "sso_provider_required",
-                "Add an identity provider before making SSO the only way in.",
-                status=409,
-            )
-        tenant = request.tenant  # type: ignore[attr-defined]
-        sso.sso_settings_update(tenant=tenant, sso_only=data.validated_data["sso_only"], request=request)
-        return Response({"sso_only": sso.sso_only_enabled(request.tenant)})  # type: ignore[attr-defined]
+        settings_ = sso.sso_settings_update(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            request=request,
+            **data.validated_data,
+        )
+        return Response(settings_)
 
 
 class InitiateInput(StrictSerializer):
@@ -135,8 +158,31 @@ class InitiateInput(StrictSerializer):
 
 
 class CallbackInput(StrictSerializer):
-    code = serializers.CharField(max_length=2048)
-    state = serializers.CharField(max_length=200)
+    """Either the IdP's ``code`` and ``state``, or — when the first call answered 422
+    ``mfa_required`` — its ``mfa_token`` with the ``mfa_code``."""
+
+    code = serializers.CharField(max_length=2048, required=False)
+    state = serializers.CharField(max_length=200, required=False)
+    mfa_token = serializers.CharField(max_length=200, required=False)
+    mfa_code = serializers.CharField(max_length=64, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "mfa_token" in attrs:
+            if "code" in attrs or "state" in attrs:
+                raise serializers.ValidationError("Send either code and state, or mfa_token and mfa_code.")
+            if not attrs.get("mfa_code"):
+                raise serializers.ValidationError({"mfa_code": "This field is required with mfa_token."})
+        else:
+            missing = {name: "This field is required." for name in ("code", "state") if name not in attrs}
+            if missing:
+                raise serializers.ValidationError(missing)
+        return attrs
+
+
+class LinkInput(StrictSerializer):
+    link_token = serializers.CharField(max_length=200)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    mfa_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
 
 def _require_tenant(request: Request) -> Any:
@@ -159,25 +205,75 @@ class SsoInitiateApi(DangerouslyPublicAPIView):
         return Response(asdict(started))
 
 
+def _signed_in(request: Request, *, user: Any, provider: str, method: str = "sso") -> Response:
+    audit_record(
+        type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method=method, provider=provider
+    )
+    return Response(asdict(tokens_issue(user=user, request=request)))
+
+
 class SsoCallbackApi(DangerouslyPublicAPIView):
     """Public by nature: the client trades the IdP's code for our tokens. The state (single
-    use, 10 minutes) ties the code to a sign-in this tenant started."""
+    use, 10 minutes) ties the code to a sign-in this tenant started. An existing account that
+    has not linked this identity is 409 ``sso_link_required`` (with a ``link_token`` for
+    ``/api/v1/auth/sso/link``); an account with a second factor is 422 ``mfa_required`` with an
+    ``mfa_token`` to send back here with the code."""
 
     def post(self, request: Request) -> Response:
         tenant = _require_tenant(request)
         data = CallbackInput(data=request.data)
         data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if "mfa_token" in values:
+            user, pending, method = sso_signin.sso_mfa_complete(
+                token=values["mfa_token"], code=values["mfa_code"], request=request
+            )
+            return _signed_in(request, user=user, provider=pending.provider, method=f"sso+{method}")
         provider = ""
         try:
-            app, claims, _ = sso.oidc_complete(flow="api", **data.validated_data)
+            app, claims, _ = sso.oidc_complete(flow="api", code=values["code"], state=values["state"])
             provider = app.provider_id
-            user = sso.sso_user_resolve(
-                tenant=tenant, app=app, identity=sso.oidc_identity(app, claims), request=request
-            )
+            identity = sso.oidc_identity(app, claims)
+            try:
+                user = sso_signin.sso_user_resolve(tenant=tenant, app=app, identity=identity, request=request)
+            except sso_signin.SsoLinkRequired as exc:
+                token = sso_signin.sso_pending_stash(
+                    purpose=sso_signin.Pending.LINK, app=app, user=exc.user, identity=identity
+                )
+                raise DomainError(
+                    exc.code,
+                    exc.detail,
+                    status=exc.status,
+                    link_token=token,
+                    expires_in=settings.SSO_PENDING_TTL,
+                ) from None
+            sso_signin.sso_mfa_challenge(tenant=tenant, app=app, user=user, identity=identity)
         except DomainError as exc:
-            sso.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
+            if exc.code != "mfa_required":
+                sso.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
             raise
-        audit_record(
-            type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method="sso", provider=provider
-        )
-        return Response(asdict(tokens_issue(user=user, request=request)))
+        method = "sso+idp_mfa" if identity.idp_mfa else "sso"
+        return _signed_in(request, user=user, provider=provider, method=method)
+
+
+class SsoLinkApi(DangerouslyPublicAPIView):
+    """Public by nature: the person proves, with the account's password and second factor,
+    that the account an SSO sign-in matched is theirs; the identity is then linked to it and
+    tokens are issued. Wrong passwords count toward the account's sign-in lock."""
+
+    def post(self, request: Request) -> Response:
+        _require_tenant(request)
+        data = LinkInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            user, pending = sso_signin.sso_link_confirm(
+                token=values["link_token"],
+                password=values["password"],
+                mfa_code=values.get("mfa_code") or None,
+                ip=throttle.client_address(request),
+                request=request,
+            )
+        except throttle.LoginLocked as locked:
+            raise exceptions.Throttled(wait=locked.retry_after, detail=locked.detail) from None
+        return _signed_in(request, user=user, provider=pending.provider, method="sso_link")

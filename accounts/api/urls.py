@@ -22,6 +22,7 @@ from accounts.api.mfa import (
 from accounts.api.sso import (
     SsoCallbackApi,
     SsoInitiateApi,
+    SsoLinkApi,
     SsoProviderDetailApi,
     SsoProviderListApi,
     SsoSettingsApi,
@@ -47,6 +48,7 @@ urlpatterns = [
     path("auth/sso/settings", SsoSettingsApi.as_view(), name="api-sso-settings"),
     path("auth/sso/initiate", SsoInitiateApi.as_view(), name="api-sso-initiate"),
     path("auth/sso/callback", SsoCallbackApi.as_view(), name="api-sso-callback"),
+    path("auth/sso/link", SsoLinkApi.as_view(), name="api-sso-link"),
     path("users", UserListApi.as_view(), name="api-users"),
     path("users/<str:user_id>", UserDetailApi.as_view(), name="api-user"),
     path("invitations", InvitationListApi.as_view(), name="api-invitations"),

@@ -33,12 +33,9 @@ from urllib.parse import urlencode, urlparse
 
 import jwt
 import requests
-from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount, SocialApp
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
@@ -46,6 +43,8 @@ from django.urls import reverse
 from accounts.mfa_adapter import decrypt_text, encrypt_text
 from accounts.models import AuditEvent, Role, User
 from accounts.services.audit import audit_record
+from accounts.services.notify import owners_notify_security_change
+from accounts.services.sso_signin import SsoIdentity, amr_has_mfa
 from leanvibe.errors import DomainError
 
 if TYPE_CHECKING:
@@ -317,8 +316,17 @@ def _unique_slug(name: str) -> str:
     return candidate
 
 
+def _actor(request: HttpRequest | None) -> User | None:
+    user = getattr(request, "user", None)
+    return user if isinstance(user, User) else None
+
+
 @transaction.atomic
-def sso_provider_create(*, kind: str, data: ProviderInput, request: HttpRequest | None = None) -> SocialApp:
+def sso_provider_create(
+    *, tenant: Tenant, kind: str, data: ProviderInput, request: HttpRequest | None = None
+) -> SocialApp:
+    """Add an identity provider (an owner's action: the view checks the role). Audited, and
+    every owner is emailed."""
     if kind not in PROVIDER_FOR_KIND:
         raise _refuse("validation_error", "type: choose “oidc” or “saml”.")
     if not data.name or not data.name.strip():
@@ -332,34 +340,44 @@ def sso_provider_create(*, kind: str, data: ProviderInput, request: HttpRequest 
     audit_record(
         type=AuditEvent.Type.SSO_PROVIDER_ADDED, request=request, provider=app.provider_id, kind=kind
     )
+    owners_notify_security_change(
+        tenant=tenant,
+        actor=_actor(request),
+        change=f"Identity provider “{app.name}” ({KIND_FOR_PROVIDER[app.provider].upper()}) was added.",
+    )
     return app
 
 
 @transaction.atomic
 def sso_provider_update(
-    *, app: SocialApp, data: ProviderInput, request: HttpRequest | None = None
+    *, tenant: Tenant, app: SocialApp, data: ProviderInput, request: HttpRequest | None = None
 ) -> SocialApp:
     app = SocialApp.objects.select_for_update().get(pk=app.pk)
     _apply(app, data, creating=False)
     app.full_clean(exclude=["sites"])
     app.save()
     changed = sorted(k for k, v in vars(data).items() if v is not None and k != "extra")
+    fields = [f for f in changed if f != "client_secret"] + (["client_secret"] if data.client_secret else [])
     audit_record(
-        type=AuditEvent.Type.SSO_PROVIDER_CHANGED,
-        request=request,
-        provider=app.provider_id,
-        fields=[f for f in changed if f != "client_secret"]
-        + (["client_secret"] if data.client_secret else []),
+        type=AuditEvent.Type.SSO_PROVIDER_CHANGED, request=request, provider=app.provider_id, fields=fields
+    )
+    owners_notify_security_change(
+        tenant=tenant,
+        actor=_actor(request),
+        change=f"Identity provider “{app.name}” was changed ({', '.join(fields) or 'no fields'}).",
     )
     return app
 
 
 @transaction.atomic
-def sso_provider_delete(*, app: SocialApp, request: HttpRequest | None = None) -> None:
+def sso_provider_delete(*, tenant: Tenant, app: SocialApp, request: HttpRequest | None = None) -> None:
     slug = app.provider_id
     SocialAccount.objects.filter(provider=slug).delete()
     app.delete()
     audit_record(type=AuditEvent.Type.SSO_PROVIDER_REMOVED, request=request, provider=slug)
+    owners_notify_security_change(
+        tenant=tenant, actor=_actor(request), change=f"Identity provider “{app.name}” was removed."
+    )
 
 
 def sso_only_enabled(tenant: Tenant | None) -> bool:
@@ -377,105 +395,57 @@ def password_login_check(*, tenant: Tenant | None, user: User | None) -> None:
         )
 
 
+def sso_settings_of(tenant: Tenant | None) -> dict[str, bool]:
+    stored = (tenant.settings or {}) if tenant is not None else {}
+    return {"sso_only": bool(stored.get("sso_only")), "trust_idp_mfa": bool(stored.get("trust_idp_mfa"))}
+
+
+_SETTING_LABELS = {
+    "sso_only": (
+        "Single sign-on is now the only way in (owners keep their password).",
+        "Passwords are accepted again.",
+    ),
+    "trust_idp_mfa": (
+        "A second factor given at the identity provider is now accepted instead of LeanVibe's.",
+        "Members with a second factor must now give it after single sign-on too.",
+    ),
+}
+
+
 @transaction.atomic
-def sso_settings_update(*, tenant: Tenant, sso_only: bool, request: HttpRequest | None = None) -> None:
+def sso_settings_update(
+    *,
+    tenant: Tenant,
+    sso_only: bool | None = None,
+    trust_idp_mfa: bool | None = None,
+    request: HttpRequest | None = None,
+) -> dict[str, bool]:
+    """Change the tenant's SSO settings (an owner's action). Each change is audited and emailed
+    to every owner; unchanged values are left alone."""
+    wanted = {
+        k: v for k, v in {"sso_only": sso_only, "trust_idp_mfa": trust_idp_mfa}.items() if v is not None
+    }
+    if wanted.get("sso_only") and not sso_provider_list():
+        raise _refuse(
+            "sso_provider_required", "Add an identity provider before making SSO the only way in.", status=409
+        )
     locked = type(tenant).objects.select_for_update().get(pk=tenant.pk)
-    locked.settings = {**(locked.settings or {}), "sso_only": bool(sso_only)}
-    locked.save(update_fields=["settings"])
+    current = sso_settings_of(locked)
+    changes: dict[str, Any] = {k: bool(v) for k, v in wanted.items() if current[k] != bool(v)}
+    if changes:
+        locked.settings = {**(locked.settings or {}), **changes}
+        locked.save(update_fields=["settings"])
+        audit_record(type=AuditEvent.Type.SECURITY_SETTINGS_CHANGED, request=request, **changes)
+        owners_notify_security_change(
+            tenant=tenant,
+            actor=_actor(request),
+            change="\n".join(_SETTING_LABELS[k][0 if v else 1] for k, v in changes.items()),
+        )
     tenant.settings = locked.settings
-    audit_record(type=AuditEvent.Type.SECURITY_SETTINGS_CHANGED, request=request, sso_only=bool(sso_only))
+    return sso_settings_of(locked)
 
 
-# --- who signs in: link or create (just-in-time provisioning) ------------------------------
-
-
-@dataclass(frozen=True)
-class SsoIdentity:
-    uid: str
-    email: str
-    email_verified: bool
-    name: str = ""
-    role_values: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def identity_role(app: SocialApp, identity: SsoIdentity) -> str:
-    mapping = policy_of(app)["role_mapping"]
-    roles = {mapping[v] for v in identity.role_values if v in mapping}
-    return Role.ADMIN if Role.ADMIN in roles else Role.MEMBER
-
-
-def _check_domain(app: SocialApp, email: str) -> None:
-    allowed = policy_of(app)["allowed_domains"]
-    domain = email.rpartition("@")[2].lower()
-    if allowed and domain not in allowed:
-        raise _refuse(
-            "sso_domain_not_allowed",
-            f"Sign-in refused: {domain} is not an email domain this organisation accepts.",
-            status=403,
-        )
-
-
-def sso_user_resolve(
-    *, tenant: Tenant, app: SocialApp, identity: SsoIdentity, request: HttpRequest | None = None
-) -> User:
-    """The member an SSO identity signs in as: the linked one, else the member with the same
-    verified email (then linked), else a new member (within the plan's user limit)."""
-    from accounts.services import member_add
-
-    linked = (
-        SocialAccount.objects.select_related("user")
-        .filter(provider=app.provider_id, uid=identity.uid)
-        .first()
-    )
-    if linked is not None:
-        if not linked.user.is_active:
-            raise _refuse("account_inactive", "This account is deactivated.", status=403)
-        return linked.user
-    email = identity.email.strip().lower()
-    try:
-        validate_email(email)
-    except ValidationError as exc:
-        raise _refuse(
-            "sso_email_missing", "The identity provider sent no usable email address.", status=403
-        ) from exc
-    if not identity.email_verified:
-        raise _refuse(
-            "sso_email_unverified", "The identity provider did not vouch for this email address.", status=403
-        )
-    _check_domain(app, email)
-    with transaction.atomic():
-        user = User.objects.select_for_update().filter(email__iexact=email).first()
-        if user is not None and not user.is_active:
-            raise _refuse("account_inactive", "This account is deactivated.", status=403)
-        created = user is None
-        if user is None:
-            user = member_add(tenant=tenant, email=email, password=None, role=identity_role(app, identity))
-            if identity.name:
-                user.full_name = identity.name[:200]
-                user.save(update_fields=["full_name"])
-        SocialAccount.objects.create(
-            user=user, provider=app.provider_id, uid=identity.uid[:191], extra_data=identity.extra
-        )
-        EmailAddress.objects.update_or_create(
-            user=user,
-            email=email,
-            defaults={
-                "verified": True,
-                "primary": created or not EmailAddress.objects.filter(user=user).exists(),
-            },
-        )
-    if created:
-        audit_record(
-            type=AuditEvent.Type.MEMBER_ADDED,
-            request=request,
-            actor=user,
-            target_user=user,
-            via="sso",
-            provider=app.provider_id,
-            role=user.role,
-        )
-    return user
+# --- refusals ---------------------------------------------------------------------------
 
 
 def audit_sso_refused(*, request: HttpRequest | None, provider: str, reason: str, email: str = "") -> None:
@@ -659,7 +629,8 @@ def oidc_identity(app: SocialApp, claims: dict[str, Any]) -> SsoIdentity:
         email_verified=verified is True or str(verified).lower() == "true",
         name=str(claims.get(policy["name_claim"] or "name") or ""),
         role_values=_claim_values(claims.get(policy["role_claim"])) if policy["role_claim"] else (),
-        extra={k: claims[k] for k in ("iss", "sub", "email", "name") if k in claims},
+        extra={k: claims[k] for k in ("iss", "sub", "email", "name", "amr") if k in claims},
+        idp_mfa=amr_has_mfa(claims.get("amr")),
     )
 
 

@@ -170,5 +170,7 @@ def _on_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kw: Any
     login_success_reset(email=user.email)
     if getattr(request, LOGIN_AUDITED_ATTRIBUTE, False):
         return  # the flow that signed the user in (SSO) recorded it already
-    method = "sso" if kw.get("sociallogin") is not None else "web"
-    audit_record(type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method=method)
+    provider = kw.get("sso_provider")  # our OpenID Connect and link flows (accounts.views.sso)
+    extra: dict[str, Any] = {"provider": str(provider)} if provider else {}
+    method = "sso" if kw.get("sociallogin") is not None or provider else "web"
+    audit_record(type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method=method, **extra)

@@ -65,6 +65,9 @@ def _new_id() -> str:
     return "_" + secrets.token_hex(20)
 
 
+PASSWORD_CONTEXT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"  # noqa: S105 - a SAML class name
+
+
 class SamlTestIdp:
     def __init__(self) -> None:
         self.key_pem, self.cert_pem = make_key_and_cert()
@@ -162,6 +165,9 @@ class SamlTestIdp:
         now = datetime.now(tz=UTC)
         expires = not_on_or_after or now + timedelta(minutes=5)
         name_id = name_id if name_id is not None else str(self.user["name_id"])
+        # How the person authenticated at the IdP: ``user["authn_context"]`` (e.g. a multi-factor
+        # class) or a password over TLS.
+        authn_context = str(self.user.get("authn_context") or PASSWORD_CONTEXT)
         attributes = attributes if attributes is not None else dict(self.user.get("attributes") or {})
         irt = f' InResponseTo="{in_response_to}"' if in_response_to else ""
         assertion_id = assertion_id or _new_id()
@@ -185,8 +191,7 @@ class SamlTestIdp:
             f' NotOnOrAfter="{_instant(expires)}"><saml:AudienceRestriction>'
             f"<saml:Audience>{escape(audience)}</saml:Audience></saml:AudienceRestriction></saml:Conditions>"
             f'<saml:AuthnStatement AuthnInstant="{_instant(now)}" SessionIndex="{_new_id()}">'
-            "<saml:AuthnContext>"
-            "<saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+            f"<saml:AuthnContext><saml:AuthnContextClassRef>{escape(authn_context)}"
             "</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"
             f"<saml:AttributeStatement>{attribute_xml}</saml:AttributeStatement></saml:Assertion>"
         )

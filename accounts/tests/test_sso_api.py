@@ -147,7 +147,7 @@ def test_sso_only_refuses_passwords_on_api_and_web(api, tenant_a, idp):
     member_token = _member_token(api, tenant_a)
     assert member_token
     response = api.patch("/api/v1/auth/sso/settings", {"sso_only": True}, host=tenant_a.host, token=token)
-    assert response.status_code == 200 and response.body == {"sso_only": True}
+    assert response.status_code == 200 and response.body == {"sso_only": True, "trust_idp_mfa": False}
     refused = api.post(
         "/api/v1/auth/login",
         {"email": "member@acme.test", "password": "a-long-enough-password-1"},

@@ -127,18 +127,17 @@ def test_default_role_is_member_and_second_sign_in_reuses_the_link(api, tenant_a
 
 
 @pytest.mark.django_db
-def test_existing_member_with_the_same_verified_email_is_linked(api, tenant_a, idp):
+def test_existing_member_with_the_same_verified_email_is_not_linked_without_proof(api, tenant_a, idp):
+    """The IdP's word is not enough to open an existing account (the owner's here): 409 and
+    nothing is linked or created (accounts/tests/test_sso_takeover.py covers the link)."""
     add = add_oidc(api, tenant_a, idp)
     idp.user = {"sub": "okta-owner", "email": tenant_a.owner_email.upper(), "email_verified": True}
     response, _ = api_sign_in(api, tenant_a, add["id"])
-    assert response.status_code == 200
+    assert response.status_code == 409 and response.body["error"] == "sso_link_required"
     with db(tenant_a):
-        owner = User.objects.get(email=tenant_a.owner_email)
-    assert owner.role == Role.OWNER  # linking never changes the role
-    with db(tenant_a):
-        assert SocialAccount.objects.get(uid="okta-owner").user == owner
-    with db(tenant_a):
+        assert not SocialAccount.objects.exists()
         assert User.objects.count() == 1
+        assert User.objects.get(email=tenant_a.owner_email).role == Role.OWNER
 
 
 @pytest.mark.django_db

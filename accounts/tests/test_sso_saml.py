@@ -153,13 +153,14 @@ def test_sp_initiated_sign_in_creates_a_member_just_in_time(api, tenant_a, idp):
 
 
 @pytest.mark.django_db
-def test_existing_member_is_linked_by_email(api, tenant_a, idp):
+def test_existing_member_is_sent_to_the_link_page_not_signed_in(api, tenant_a, idp):
     provider = add_saml(api, tenant_a, idp)
     idp.user = {"name_id": tenant_a.owner_email, "attributes": {"email": [tenant_a.owner_email]}}
     client = browser(tenant_a)
-    assert sign_in_via_idp(client, provider).status_code == 302
-    assert signed_in_as(client) == tenant_a.owner_email
-    assert counts(tenant_a) == (1, 1)
+    landed = sign_in_via_idp(client, provider)
+    assert landed.status_code == 302 and landed["Location"] == "/sso/link/"
+    assert signed_in_as(client) is None
+    assert counts(tenant_a) == (1, 0)
 
 
 # --- attacks ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from allauth.account.utils import perform_login
 from allauth.socialaccount.helpers import render_authentication_error
+from allauth.socialaccount.models import SocialApp
 from allauth.socialaccount.providers.saml.views import FinishACSView
 from django.contrib import messages
 from django.core.cache import cache
@@ -26,11 +27,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 from lxml import etree
 
-from accounts.models import AuditEvent, Role
-from accounts.permissions import role_required
-from accounts.services import sso
-from accounts.services.audit import audit_record
-from accounts.socialaccount_adapter import sso_error_page
+from accounts.login_stages import second_factor_mark_given
+from accounts.models import Role, User
+from accounts.permissions import has_role, role_required
+from accounts.services import sso, sso_signin, throttle
+from accounts.services.mfa import user_mfa_methods
+from accounts.socialaccount_adapter import (
+    SAML_AUTHN_CONTEXTS_ATTRIBUTE,
+    SESSION_LINK_TOKEN,
+    link_required_redirect,
+    sso_error_page,
+)
+from accounts.views.login import locked_response
 from leanvibe.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -90,21 +98,112 @@ def oidc_callback(request: HttpRequest, provider_id: str) -> HttpResponse:
         )
         if app.provider_id != provider_id:
             raise DomainError("sso_state_invalid", "The sign-in state belongs to another provider.")
-        user = sso.sso_user_resolve(
-            tenant=request.tenant,  # type: ignore[attr-defined]
-            app=app,
-            identity=sso.oidc_identity(app, claims),
-            request=request,
-        )
+        tenant = request.tenant  # type: ignore[attr-defined]
+        identity = sso.oidc_identity(app, claims)
+        try:
+            user = sso_signin.sso_user_resolve(tenant=tenant, app=app, identity=identity, request=request)
+        except sso_signin.SsoLinkRequired as exc:
+            return link_required_redirect(
+                request, app=app, user=exc.user, identity=identity, next_url=stashed.get("next") or ""
+            )
     except DomainError as exc:
         return _refused(request, exc, provider_id)
-    audit_record(
-        type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method="sso", provider=provider_id
+    return sso_perform_login(
+        request,
+        user=user,
+        tenant=tenant,
+        identity=identity,
+        provider=provider_id,
+        next_url=stashed.get("next"),
     )
+
+
+def sso_perform_login(
+    request: HttpRequest,
+    *,
+    user: Any,
+    tenant: Any,
+    identity: sso_signin.SsoIdentity,
+    provider: str,
+    next_url: str | None,
+    second_factor_given: bool = False,
+) -> HttpResponse:
+    """Sign the browser in through allauth's login stages: its MFA stage asks for the second
+    factor unless this sign-in already had it (an IdP's MFA the tenant trusts, or the code
+    given on the link page)."""
+    if second_factor_given or not sso_signin.sso_second_factor_required(
+        tenant=tenant, user=user, identity=identity
+    ):
+        second_factor_mark_given(request)
+    # The sign-in is recorded when allauth completes it (after its MFA stage, if any) by the
+    # user_logged_in receiver in accounts.services.throttle, which reads ``sso_provider``.
     response: HttpResponse = perform_login(
-        request, user, email_verification="none", redirect_url=stashed.get("next") or reverse("dashboard")
+        request,
+        user,
+        email_verification="none",
+        redirect_url=next_url or reverse("dashboard"),
+        signal_kwargs={"sso_provider": provider},
     )
     return response
+
+
+# --- proving an existing account once ----------------------------------------------------------
+
+
+def _link_context(request: HttpRequest, pending: sso_signin.PendingSignIn, **extra: Any) -> dict[str, Any]:
+    user = User.objects.filter(pk=pending.user_id).first()
+    return {
+        "email": pending.identity.email,
+        "provider_name": SocialApp.objects.filter(provider_id=pending.provider)
+        .values_list("name", flat=True)
+        .first()
+        or pending.provider,
+        "needs_code": bool(user and user_mfa_methods(user)),
+        "error": "",
+        **extra,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def sso_link_page(request: HttpRequest) -> HttpResponse:
+    """Public (the person is signing in): link the identity to the matched account with its
+    password and, if it has one, its second factor; then sign in."""
+    token = str(request.session.get(SESSION_LINK_TOKEN) or "")
+    try:
+        pending = sso_signin.sso_pending_peek(token=token, purpose=sso_signin.Pending.LINK)
+    except DomainError as exc:
+        return sso_error_page(request, exc.detail, status=400, code=exc.code)
+    if request.method == "GET":
+        return render(request, "accounts/sso/link.html", _link_context(request, pending))
+    try:
+        user, pending = sso_signin.sso_link_confirm(
+            token=token,
+            password=str(request.POST.get("password", "")),
+            mfa_code=str(request.POST.get("code", "")).strip() or None,
+            ip=throttle.client_address(request),
+            request=request,
+        )
+    except throttle.LoginLocked as locked:
+        return locked_response(request, locked.retry_after)
+    except DomainError as exc:
+        message = (
+            "Enter the code from your authenticator app or a recovery code."
+            if exc.code == "mfa_required"
+            else exc.detail
+        )
+        context = _link_context(request, pending, error=message)
+        return render(request, "accounts/sso/link.html", context, status=400 if exc.status < 500 else 403)
+    request.session.pop(SESSION_LINK_TOKEN, None)
+    messages.success(request, "Your identity provider is now linked to this account.")
+    return sso_perform_login(
+        request,
+        user=user,
+        tenant=request.tenant,  # type: ignore[attr-defined]
+        identity=pending.identity,
+        provider=pending.provider,
+        next_url=pending.next_url,
+        second_factor_given=True,
+    )
 
 
 # --- SAML: allauth's finish step plus replay and comment checks ----------------------------
@@ -162,6 +261,7 @@ class CheckedFinishACSView(FinishACSView):
         except DomainError as exc:
             acs_session.delete()
             return _refused(request, exc, provider.app.provider_id)
+        setattr(request, SAML_AUTHN_CONTEXTS_ATTRIBUTE, list(auth.get_last_authn_contexts() or []))
         # The checks passed: let allauth finish (it validates again, matches InResponseTo with
         # the request it stashed in this session, then signs the user in).
         try:
@@ -208,9 +308,12 @@ def sso_choose(request: HttpRequest) -> HttpResponse:
 
 
 def _settings_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    tenant = request.tenant  # type: ignore[attr-defined]
     return {
         "providers": [sso.sso_provider_describe(app, request) for app in sso.sso_provider_list()],
-        "sso_only": sso.sso_only_enabled(request.tenant),  # type: ignore[attr-defined]
+        **sso.sso_settings_of(tenant),
+        # Admins see the configuration; only owners change it.
+        "can_edit": has_role(request.user, Role.OWNER),
         "form_data": {},
         "error": "",
         **extra,
@@ -232,8 +335,11 @@ def _role_mapping(value: str) -> dict[str, str]:
 @role_required(Role.ADMIN)
 @require_http_methods(["GET", "POST"])
 def sso_settings_page(request: HttpRequest) -> HttpResponse:
+    """Admins read the providers and the URLs to give them; owners add, remove and switch."""
     if request.method == "GET":
         return render(request, "accounts/sso/settings.html", _settings_context(request))
+    if not has_role(request.user, Role.OWNER):
+        raise PermissionDenied("Only owners change single sign-on.")
     post = request.POST
     kind = str(post.get("type", ""))
     data = sso.ProviderInput(
@@ -250,7 +356,12 @@ def sso_settings_page(request: HttpRequest) -> HttpResponse:
         data.metadata_xml = str(post.get("metadata_xml", "")) or None
         data.metadata_url = str(post.get("metadata_url", "")) or None
     try:
-        app = sso.sso_provider_create(kind=kind, data=data, request=request)
+        app = sso.sso_provider_create(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            kind=kind,
+            data=data,
+            request=request,
+        )
     except DomainError as exc:
         fields = {k: v for k, v in post.items() if k not in ("client_secret", "csrfmiddlewaretoken")}
         context = _settings_context(request, error=exc.detail, form_data=fields, form_type=kind)
@@ -259,7 +370,7 @@ def sso_settings_page(request: HttpRequest) -> HttpResponse:
     return redirect("sso-settings")
 
 
-@role_required(Role.ADMIN)
+@role_required(Role.OWNER)
 @require_POST
 def sso_provider_delete_view(request: HttpRequest, provider_id: str) -> HttpResponse:
     try:
@@ -268,22 +379,24 @@ def sso_provider_delete_view(request: HttpRequest, provider_id: str) -> HttpResp
         return render(
             request, "accounts/sso/settings.html", _settings_context(request, error=exc.detail), status=404
         )
-    sso.sso_provider_delete(app=app, request=request)
+    sso.sso_provider_delete(tenant=request.tenant, app=app, request=request)  # type: ignore[attr-defined]
     messages.success(request, f"Identity provider “{app.name}” removed.")
     return redirect("sso-settings")
 
 
-@role_required(Role.ADMIN)
+@role_required(Role.OWNER)
 @require_POST
 def sso_only_view(request: HttpRequest) -> HttpResponse:
-    enable = request.POST.get("sso_only") == "on"
-    if enable and not sso.sso_provider_list():
-        context = _settings_context(
-            request, error="Add an identity provider before making SSO the only way in."
+    """The two switches: SSO only, and trusting the IdP's second factor."""
+    try:
+        sso.sso_settings_update(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            sso_only=request.POST.get("sso_only") == "on",
+            trust_idp_mfa=request.POST.get("trust_idp_mfa") == "on",
+            request=request,
         )
+    except DomainError as exc:
+        context = _settings_context(request, error=exc.detail)
         return render(request, "accounts/sso/settings.html", context, status=400)
-    sso.sso_settings_update(tenant=request.tenant, sso_only=enable, request=request)  # type: ignore[attr-defined]
-    messages.success(
-        request, "Single sign-on is now the only way in." if enable else "Passwords are accepted again."
-    )
+    messages.success(request, "Single sign-on settings saved.")
     return redirect("sso-settings")

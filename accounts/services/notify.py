@@ -1,0 +1,43 @@
+"""Emails to a tenant's owners about changes to how its members sign in."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from accounts.models import Role, User
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
+
+
+def _header_safe(value: str) -> str:
+    return "".join(ch if ch.isprintable() else " " for ch in value).strip()
+
+
+def owners_notify_security_change(*, tenant: Tenant, actor: User | None, change: str) -> list[str]:
+    """Email every active owner of ``tenant`` (the current schema) once the transaction commits.
+    Returns the recipients."""
+    recipients = list(
+        User.objects.filter(role=Role.OWNER, is_active=True).order_by("pk").values_list("email", flat=True)
+    )
+    if not recipients:
+        return []
+    body = render_to_string(
+        "accounts/email/security_change.txt",
+        {
+            "tenant": tenant,
+            "change": change,
+            "actor": actor.email if actor is not None else "LeanVibe",
+            "when": timezone.now(),
+        },
+    )
+    subject = _header_safe(f"Sign-in settings changed in {tenant.organization_name}")
+    transaction.on_commit(partial(send_mail, subject, body, settings.DEFAULT_FROM_EMAIL, recipients))
+    return recipients
