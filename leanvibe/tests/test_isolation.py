@@ -28,6 +28,7 @@ TENANT_SCOPED_ROUTES = {
     "api-sso-settings": "test_sso_providers_of_another_tenant_are_404",
     "api-sso-initiate": "test_sso_providers_of_another_tenant_are_404",
     "api-sso-callback": "test_sso_providers_of_another_tenant_are_404",
+    "api-sso-link": "test_pending_sso_sign_ins_never_cross_tenants",
     "api-mfa": "test_mfa_and_security_settings_never_cross_tenants",
     "api-mfa-setup": "test_mfa_and_security_settings_never_cross_tenants",
     "api-mfa-verify": "test_mfa_and_security_settings_never_cross_tenants",
@@ -285,7 +286,7 @@ def test_sso_providers_of_another_tenant_are_404(api, world):
         assert api.get(path, **ctx).status_code == 404
         assert api.patch(path, {"name": "stolen"}, **ctx).status_code == 404
         assert api.delete(path, **ctx).status_code == 404
-        assert api.get("/api/v1/auth/sso/settings", **ctx).body == {"sso_only": False}
+        assert api.get("/api/v1/auth/sso/settings", **ctx).body == {"sso_only": False, "trust_idp_mfa": False}
         ctx_public = {k: v for k, v in ctx.items() if k != "token"}
         assert api.post("/api/v1/auth/sso/initiate", initiate, **ctx_public).status_code == 404
         assert (
@@ -297,6 +298,26 @@ def test_sso_providers_of_another_tenant_are_404(api, world):
         assert api.delete(path, **ctx).status_code == 401
         assert api.patch("/api/v1/auth/sso/settings", {"sso_only": True}, **ctx).status_code == 401
     assert api.get(path, host=a.host, token=world["token_a"]).body["name"] == "A Okta"
+
+
+@pytest.mark.django_db
+def test_pending_sso_sign_ins_never_cross_tenants(api, world):
+    """A link token minted by A's SSO sign-in (the IdP asserted A's owner) is unknown to B, by
+    host and by header, even with the right password."""
+    from accounts.tests.test_sso_oidc import acme_oidc_provider, add_oidc, api_sign_in
+
+    a = world["a"]
+    for idp in acme_oidc_provider():
+        provider = add_oidc(api, a, idp)
+        idp.user = {"sub": "a-owner", "email": a.owner_email, "email_verified": True}
+        pending, _ = api_sign_in(api, a, provider["id"])
+        assert pending.status_code == 409
+        body = {"link_token": pending.body["link_token"], "password": a.password}
+        for ctx in _as_b(world):
+            ctx_public = {k: v for k, v in ctx.items() if k != "token"}
+            refused = api.post("/api/v1/auth/sso/link", body, **ctx_public)
+            assert refused.status_code == 400 and refused.body["error"] == "sso_pending_invalid"
+        assert api.post("/api/v1/auth/sso/link", body, host=a.host).status_code == 200
 
 
 @pytest.mark.django_db
