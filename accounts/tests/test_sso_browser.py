@@ -184,3 +184,45 @@ def test_sign_in_through_the_saml_idp_creates_the_member(
     assert any(u.startswith(f"GET {acs}finish/") for u in visited), visited
     assert [r["acs_url"] for r in saml_idp.requests] == [acs]
     _assert_alice_joined(tenant, provider_id)
+
+
+def test_first_sso_of_an_existing_account_asks_for_its_password_once(
+    site_url: str,
+    oidc_idp: OidcTestProvider,
+) -> None:
+    """The IdP asserts the owner's email: the browser lands on the link page, not the dashboard;
+    a wrong password is an inline error; the right one links the identity and signs in."""
+    from allauth.socialaccount.models import SocialAccount
+    from django_tenants.utils import tenant_context
+
+    tenant = _tenant()
+    _add_provider(
+        tenant,
+        "oidc",
+        name="Initech Okta",
+        server_url=oidc_idp.issuer,
+        client_id=oidc_idp.client_id,
+        client_secret=oidc_idp.client_secret,
+    )
+    owner = "peter@initech.example"
+    oidc_idp.user = {"sub": "okta-peter", "email": owner, "email_verified": True, "name": "Peter"}
+    origin = tenant_origin(site_url, tenant)
+    failed: list[str] = []
+    with chromium() as browser:
+        context, page = new_page(browser, failed)
+        page.goto(f"{origin}/sso/")
+        page.get_by_role("button", name="Continue with Initech Okta").click()
+        expect(page).to_have_url(f"{origin}/sso/link/")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Confirm it's your account")
+        page.get_by_label(f"Password of {owner}").fill("not-the-password")
+        page.get_by_role("button", name="Link and sign in").click()
+        expect(page.locator("#sso-link-error")).to_contain_text("password is incorrect")
+        page.screenshot(path=str(ARTIFACTS / "sso-link-error.png"), full_page=True)
+        page.get_by_label(f"Password of {owner}").fill(OWNER_PASSWORD)
+        page.get_by_role("button", name="Link and sign in").click()
+        expect(page).to_have_url(f"{origin}/")
+        expect(page.locator(".nav-user")).to_have_attribute("title", f"Signed in as {owner}")
+        context.close()
+    assert failed == []  # 5xx responses and failed requests
+    with tenant_context(tenant):
+        assert list(SocialAccount.objects.values_list("uid", "user__email")) == [("okta-peter", owner)]
