@@ -33,7 +33,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 
 from accounts.emails import email_canonical
@@ -214,25 +214,28 @@ def sso_identity_link(
     *, user: User, app: SocialApp, identity: SsoIdentity, request: HttpRequest | None = None
 ) -> None:
     """Link ``identity`` to ``user`` (who has just proven the account) and record it."""
-    with transaction.atomic():
-        if SocialAccount.objects.filter(provider=app.provider_id, uid=identity.uid[:191]).exists():
-            raise DomainError(
-                "sso_already_linked", "This identity is already linked to an account.", status=409
+    already = DomainError("sso_already_linked", "This identity is already linked to an account.", status=409)
+    try:
+        with transaction.atomic():
+            if SocialAccount.objects.filter(provider=app.provider_id, uid=identity.uid[:191]).exists():
+                raise already
+            SocialAccount.objects.create(
+                user=user, provider=app.provider_id, uid=identity.uid[:191], extra_data=identity.extra
             )
-        SocialAccount.objects.create(
-            user=user, provider=app.provider_id, uid=identity.uid[:191], extra_data=identity.extra
-        )
-        email = email_canonical(identity.email)
-        if identity.email_verified and email:
-            # The IdP vouches for it: the address is now verified for this account.
-            EmailAddress.objects.update_or_create(user=user, email=email, defaults={"verified": True})
-        audit_record(
-            type=AuditEvent.Type.SSO_LINKED,
-            request=request,
-            actor=user,
-            target_user=user,
-            provider=app.provider_id,
-        )
+            email = email_canonical(identity.email)
+            taken = EmailAddress.objects.filter(email=email, verified=True).exclude(user=user).exists()
+            if identity.email_verified and email and not taken:
+                # The IdP vouches for it: the address is now verified for this account.
+                EmailAddress.objects.update_or_create(user=user, email=email, defaults={"verified": True})
+            audit_record(
+                type=AuditEvent.Type.SSO_LINKED,
+                request=request,
+                actor=user,
+                target_user=user,
+                provider=app.provider_id,
+            )
+    except IntegrityError as exc:  # a concurrent link of the same identity won
+        raise already from exc
 
 
 # --- sign-ins waiting for a link or a second factor ----------------------------------------------
