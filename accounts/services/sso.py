@@ -27,12 +27,11 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlparse
 
 import jwt
-import requests
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount, SocialApp
 from django.conf import settings
@@ -47,6 +46,14 @@ from accounts.mfa_adapter import decrypt_text, encrypt_text
 from accounts.models import AuditEvent, Role, User
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
+from leanvibe.outbound import (
+    MIB,
+    OutboundError,
+    OutboundRefused,
+    OutboundTooLarge,
+    outbound_request,
+    outbound_url_check,
+)
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -60,7 +67,8 @@ SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 MAPPABLE_ROLES = {Role.ADMIN.value, Role.MEMBER.value}
 # Asymmetric algorithms only: "none" and HMAC (keyed with the public client secret) are refused.
 ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
-HTTP_TIMEOUT = 10
+# Discovery documents, key sets, token answers and SAML metadata are small: larger is refused.
+FETCH_MAX_BYTES = MIB
 DISCOVERY_CACHE_SECONDS = 3600
 DEFAULT_SAML_ATTRIBUTE_MAPPING: dict[str, list[str]] = {
     "uid": ["urn:oasis:names:tc:SAML:attribute:subject-id"],
@@ -186,22 +194,36 @@ def _clean_role_mapping(mapping: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
+def saml_metadata_fetch(*, url: str) -> str:
+    """The IdP metadata document at ``url``, through the outbound guard (at most 1 MiB). A
+    refused URL is the guard's 400 ``outbound_url_refused``; any other failure a 400
+    ``sso_metadata_unreachable`` that says what went wrong in our words, never the exception's."""
+    _check_url(url, "metadata_url")
+    try:
+        response = outbound_request(method="GET", url=url, purpose="SAML metadata", max_bytes=FETCH_MAX_BYTES)
+    except OutboundRefused:
+        raise
+    except OutboundError as exc:
+        raise _refuse(
+            "sso_metadata_unreachable", f"The IdP metadata could not be fetched: {exc.reason}."
+        ) from exc
+    if not 200 <= response.status < 300:
+        raise _refuse(
+            "sso_metadata_unreachable",
+            f"The IdP metadata could not be fetched: the server answered {response.status}.",
+        )
+    return response.text
+
+
 def saml_idp_from_metadata(
     *, metadata_xml: str = "", metadata_url: str = "", entity_id: str = ""
 ) -> dict[str, str]:
-    """Parse IdP metadata (inline XML or fetched from its URL) into allauth's ``idp`` settings."""
+    """Parse IdP metadata (inline XML, or fetched from its URL when no XML is given) into
+    allauth's ``idp`` settings."""
     from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
-    if metadata_url:
-        _check_url(metadata_url, "metadata_url")
-        try:
-            response = requests.get(metadata_url, timeout=HTTP_TIMEOUT)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            raise _refuse(
-                "sso_metadata_unreachable", f"The IdP metadata could not be fetched: {exc}."
-            ) from exc
-        metadata_xml = response.text
+    if metadata_url and not metadata_xml:
+        metadata_xml = saml_metadata_fetch(url=metadata_url)
     try:
         parsed = OneLogin_Saml2_IdPMetadataParser.parse(metadata_xml, entity_id=entity_id or None)
     except Exception as exc:
@@ -317,8 +339,33 @@ def _unique_slug(name: str) -> str:
     return candidate
 
 
-@transaction.atomic
+def _fetch_before_transaction(*, provider: str, data: ProviderInput) -> ProviderInput:
+    """The network part of saving a provider, done before its transaction opens: a slow
+    identity provider holds no row lock, and the audit of a refused URL is not rolled back with
+    the refused change. The OIDC ``server_url`` is checked against the outbound rules (resolved
+    unless private addresses are allowed; it is fetched, and checked again, at each sign-in);
+    the SAML ``metadata_url`` is fetched through the guard and its document used as the XML."""
+    if provider == OIDC and data.server_url and data.server_url.strip():
+        url = _check_url(data.server_url.strip(), "server_url")
+        try:
+            outbound_url_check(url=url, purpose="OIDC server_url")
+        except OutboundRefused:
+            raise
+        except OutboundError as exc:
+            raise _refuse("validation_error", f"server_url: {exc.reason}.") from exc
+    if provider == SAML and data.metadata_url:
+        return replace(data, metadata_xml=saml_metadata_fetch(url=data.metadata_url))
+    return data
+
+
 def sso_provider_create(*, kind: str, data: ProviderInput, request: HttpRequest | None = None) -> SocialApp:
+    if kind in PROVIDER_FOR_KIND:
+        data = _fetch_before_transaction(provider=PROVIDER_FOR_KIND[kind], data=data)
+    return _sso_provider_create(kind=kind, data=data, request=request)
+
+
+@transaction.atomic
+def _sso_provider_create(*, kind: str, data: ProviderInput, request: HttpRequest | None = None) -> SocialApp:
     if kind not in PROVIDER_FOR_KIND:
         raise _refuse("validation_error", "type: choose “oidc” or “saml”.")
     if not data.name or not data.name.strip():
@@ -335,8 +382,15 @@ def sso_provider_create(*, kind: str, data: ProviderInput, request: HttpRequest 
     return app
 
 
-@transaction.atomic
 def sso_provider_update(
+    *, app: SocialApp, data: ProviderInput, request: HttpRequest | None = None
+) -> SocialApp:
+    data = _fetch_before_transaction(provider=app.provider, data=data)
+    return _sso_provider_update(app=app, data=data, request=request)
+
+
+@transaction.atomic
+def _sso_provider_update(
     *, app: SocialApp, data: ProviderInput, request: HttpRequest | None = None
 ) -> SocialApp:
     app = SocialApp.objects.select_for_update().get(pk=app.pk)
@@ -491,12 +545,37 @@ def audit_sso_refused(*, request: HttpRequest | None, provider: str, reason: str
 # --- OpenID Connect ------------------------------------------------------------------------
 
 
-def _http_json(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+def _http_json(
+    method: str,
+    url: str,
+    *,
+    purpose: str,
+    form: dict[str, str] | None = None,
+    basic_auth: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """One JSON exchange with an identity provider, through the outbound guard (checked at each
+    fetch, 1 MiB at most). A refused URL stays the guard's 400 ``outbound_url_refused``."""
     try:
-        response = requests.request(method, url, timeout=HTTP_TIMEOUT, **kwargs)
-    except requests.RequestException as exc:
+        response = outbound_request(
+            method=method,
+            url=url,
+            purpose=purpose,
+            form=form,
+            basic_auth=basic_auth,
+            headers={"Accept": "application/json"},
+            max_bytes=FETCH_MAX_BYTES,
+        )
+    except OutboundRefused:
+        raise
+    except OutboundTooLarge as exc:
         raise _refuse(
-            "sso_provider_unreachable", "The identity provider could not be reached.", status=502
+            "sso_provider_error", f"The identity provider's answer was refused: {exc.reason}.", status=502
+        ) from exc
+    except OutboundError as exc:
+        raise _refuse(
+            "sso_provider_unreachable",
+            f"The identity provider could not be reached: {exc.reason}.",
+            status=502,
         ) from exc
     try:
         body = response.json()
@@ -506,8 +585,8 @@ def _http_json(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         raise _refuse(
             "sso_provider_error", "The identity provider answered with something other than JSON.", status=502
         )
-    if response.status_code >= 400:
-        error = str(body.get("error_description") or body.get("error") or response.status_code)[:200]
+    if response.status >= 400:
+        error = str(body.get("error_description") or body.get("error") or response.status)[:200]
         raise _refuse(
             "sso_token_exchange_failed", f"The identity provider refused the sign-in: {error}.", status=401
         )
@@ -521,7 +600,7 @@ def oidc_discovery(app: SocialApp) -> dict[str, Any]:
     key = "sso:oidc:discovery:" + hashlib.sha256(url.encode()).hexdigest()
     config = cache.get(key)
     if config is None:
-        config = _http_json("GET", url)
+        config = _http_json("GET", url, purpose="OIDC discovery")
         for name in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
             if not isinstance(config.get(name), str):
                 raise _refuse(
@@ -611,7 +690,7 @@ def _verify_id_token(*, app: SocialApp, config: dict[str, Any], id_token: str, n
         raise _refuse(
             "sso_id_token_invalid", "The ID token is not signed with an accepted algorithm.", status=401
         )
-    jwks = _http_json("GET", config["jwks_uri"])
+    jwks = _http_json("GET", config["jwks_uri"], purpose="OIDC JWKS")
     keys = [
         k
         for k in jwks.get("keys", [])
@@ -686,7 +765,7 @@ def oidc_complete(*, state: str, code: str, flow: str) -> tuple[SocialApp, dict[
     else:
         auth = (app.client_id, secret)
     tokens = _http_json(
-        "POST", config["token_endpoint"], data=form, auth=auth, headers={"Accept": "application/json"}
+        "POST", config["token_endpoint"], purpose="OIDC token endpoint", form=form, basic_auth=auth
     )
     id_token = tokens.get("id_token")
     if not isinstance(id_token, str):
