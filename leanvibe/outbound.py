@@ -34,6 +34,7 @@ import ipaddress
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -55,7 +56,9 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from urllib3.response import BaseHTTPResponse
 from urllib3.util import make_headers, parse_url
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from leanvibe.errors import DomainError
 
@@ -69,6 +72,8 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "LeanVibe (+outbound)"
 _READ_SIZE = 64 * 1024
 _CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+# urllib3's connect() raises the ssl module's errors as they are (only its pools wrap them).
+_TLS_FAILURES = (SSLError, ssl.SSLError, CertificateError)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -143,6 +148,8 @@ _NAMED_RANGES: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str, s
         ("169.254.0.0/16", "link_local", "a link-local address"),
         ("224.0.0.0/4", "multicast", "a multicast address"),
         ("240.0.0.0/4", "reserved", "a reserved address"),
+        ("192.0.0.0/24", "special_purpose", "an IETF protocol address that is not publicly routable"),
+        ("192.88.99.0/24", "reserved", "a reserved (6to4 relay) address"),
         ("::/128", "unspecified", "an unspecified address"),
         ("::1/128", "loopback", "a loopback address"),
         ("::/96", "reserved", "a reserved (IPv4-compatible) address"),
@@ -151,6 +158,11 @@ _NAMED_RANGES: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str, s
         ("fe80::/10", "link_local", "a link-local address"),
         ("ff00::/8", "multicast", "a multicast address"),
         ("64:ff9b:1::/48", "private", "a private (local NAT64) address"),
+        ("100::/64", "reserved", "a reserved (discard-only) address"),
+        ("2001::/23", "special_purpose", "an IETF protocol address that is not publicly routable"),
+        ("2001:db8::/32", "reserved", "a reserved (documentation) address"),
+        ("3fff::/20", "reserved", "a reserved (documentation) address"),
+        ("5f00::/16", "reserved", "a reserved (segment routing) address"),
     )
 )
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -439,15 +451,15 @@ def _connect(target: OutboundTarget, deadline: _Deadline, *, purpose: str) -> HT
         try:
             connection.connect()
             return connection
-        except (NewConnectionError, ConnectTimeoutError, SSLError, OSError) as exc:
+        except (HTTPError, OSError, CertificateError) as exc:
             connection.close()
             logger.warning(
                 "outbound (%s): connecting to %s (%s) failed: %s", purpose or "-", target.host, ip, exc
             )
             failure = exc
-            if isinstance(exc, SSLError):
+            if isinstance(exc, _TLS_FAILURES):
                 break  # the server answered: its certificate or TLS is the problem, not reachability
-    if isinstance(failure, SSLError):
+    if isinstance(failure, _TLS_FAILURES):
         raise OutboundError(
             "its TLS certificate could not be verified", host=target.host, code="outbound_tls_failed"
         ) from failure
@@ -473,6 +485,7 @@ def _exchange(
 ) -> OutboundResponse:
     connection = _connect(target, deadline, purpose=purpose)
     deadline.arm(connection, target.host)
+    raw: BaseHTTPResponse | None = None
     try:
         connection.request(
             method,
@@ -522,6 +535,10 @@ def _exchange(
         ) from exc
     finally:
         deadline.disarm()
+        # The response holds its own reference to the socket: both must go for it to close now
+        # (an oversized answer is cut here, not when the garbage collector gets to it).
+        if raw is not None:
+            raw.close()
         connection.close()
 
 

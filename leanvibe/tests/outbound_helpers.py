@@ -47,8 +47,23 @@ def _audit_hook(event: str, args: tuple[Any, ...]) -> None:
         return
     if event == "socket.connect":
         log.append(("connect", args[1]))
+        _forbid_non_loopback(args[1])
     else:
         log.append(("getaddrinfo", args[0]))
+
+
+def _forbid_non_loopback(address: Any) -> None:
+    """A safety net for the tests themselves: while recording, a connection to anything but a
+    loopback address is stopped before the packet leaves (the test then fails loudly)."""
+    if not (isinstance(address, tuple) and address and isinstance(address[0], str)):
+        return
+    try:
+        ip = ipaddress.ip_address(address[0].split("%")[0])
+    except ValueError:
+        return
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    if not (mapped or ip).is_loopback:
+        raise PermissionError(f"test tried to connect to a non-loopback address: {address!r}")
 
 
 @dataclass
@@ -206,6 +221,14 @@ class HttpTestServer:
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port: int = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def wait_aborted(self, count: int = 1, *, seconds: float = 5.0) -> bool:
+        """Whether ``count`` answers were cut off by the client within ``seconds`` (the route's
+        thread notices only at its next write)."""
+        until = time.monotonic() + seconds
+        while self.aborted < count and time.monotonic() < until:
+            time.sleep(0.05)
+        return self.aborted >= count
 
     def close(self) -> None:
         self._server.shutdown()
