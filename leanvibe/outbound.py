@@ -40,7 +40,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode, urljoin
 
 import certifi
@@ -267,7 +267,7 @@ class OutboundTarget:
 
 def _refuse(
     reason: str, *, rule: str, host: str = "", purpose: str = "", scheme: str = "", port: int = 0
-) -> None:
+) -> NoReturn:
     refusal = OutboundRefused(reason, host=host, rule=rule, purpose=purpose, scheme=scheme, port=port)
     logger.warning("outbound request refused (%s): host=%r rule=%s: %s", purpose or "-", host, rule, reason)
     for receiver, result in outbound_refused.send_robust(sender=OutboundRefused, refusal=refusal):
@@ -291,9 +291,7 @@ def _target(url: str, *, purpose: str, resolve: bool) -> OutboundTarget:
     allowed_schemes = ("https", "http") if allow_private else ("https",)
     if scheme not in allowed_schemes:
         _refuse(
-            "only https URLs are allowed"
-            if scheme != "https" and "http" not in allowed_schemes
-            else "only http and https URLs are allowed",
+            "only http and https URLs are allowed" if allow_private else "only https URLs are allowed",
             rule="scheme",
             host=host,
             purpose=purpose,
@@ -484,9 +482,9 @@ def _exchange(
     follow_redirects: bool,
 ) -> OutboundResponse:
     connection = _connect(target, deadline, purpose=purpose)
-    deadline.arm(connection, target.host)
     raw: BaseHTTPResponse | None = None
     try:
+        deadline.arm(connection, target.host)
         connection.request(
             method,
             target.request_uri,

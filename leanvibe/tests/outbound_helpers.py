@@ -261,22 +261,29 @@ def redirect_to(location: str, status: int = 302) -> Route:
     return route
 
 
-def endless_body(*, total: int, declare_length: bool, marker: bytes = b"SECRET-BODY-MARKER ") -> Route:
-    """Writes ``total`` bytes in 64 KiB pieces (with or without a Content-Length)."""
+def endless_body(
+    *, total: int, declare_length: bool, chunked: bool = False, marker: bytes = b"SECRET-BODY-MARKER "
+) -> Route:
+    """Writes ``total`` bytes in 64 KiB pieces: with a Content-Length, in chunked encoding, or
+    until the connection closes."""
 
     def route(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "application/xml")
         if declare_length:
             handler.send_header("Content-Length", str(total))
+        elif chunked:
+            handler.send_header("Transfer-Encoding", "chunked")
         else:
             handler.send_header("Connection", "close")
         handler.end_headers()
         piece = (marker * (65536 // len(marker) + 1))[:65536]
         sent = 0
         while sent < total:
-            handler.wfile.write(piece)
+            handler.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
             sent += len(piece)
+        if chunked:
+            handler.wfile.write(b"0\r\n\r\n")
         handler.close_connection = True
 
     return route
