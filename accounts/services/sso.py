@@ -169,8 +169,13 @@ def sso_provider_describe(app: SocialApp, request: HttpRequest) -> dict[str, Any
 
 
 def _check_url(value: str, name: str) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    """The form of a URL (http or https, a host). Where the server will fetch it, the outbound
+    guard's rules apply as well (``leanvibe.outbound``)."""
+    try:
+        parsed = urlparse(value)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise _refuse("validation_error", f"{name}: enter an http(s) URL.")
     return value
 

@@ -229,3 +229,20 @@ def test_metadata_by_url_still_works_with_private_addresses_allowed(api, tenant_
     assert response.status_code == 201 and response.body["idp_entity_id"] == saml_idp.entity_id
     port = int(saml_idp.base_url.rsplit(":", 1)[1])
     assert [t for t in attempts.connects if t[1] == port] == [("127.0.0.1", port)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("allow_private", [True, False])
+@pytest.mark.parametrize(
+    "url", ["https://[::1", "https://[not-an-ip]/", "http://exa mple.com/", "https://:0/", "https://a:99999/"]
+)
+def test_malformed_provider_urls_are_a_400(api, tenant_a, settings, allow_private, url):
+    settings.OUTBOUND_ALLOW_PRIVATE = allow_private
+    token = tenant_a.login(api)
+    for body in (
+        {"type": "oidc", "name": "Bad", "server_url": url, "client_id": "c"},
+        {"type": "saml", "name": "Bad", "metadata_url": url},
+    ):
+        response = api.post(PROVIDERS, body, host=tenant_a.host, token=token)
+        assert response.status_code == 400, (body, response.body)
+        assert response.body["error"] in ("validation_error", "outbound_url_refused")
