@@ -23,12 +23,14 @@ and the ID token is always verified against the issuer's JWKS (signature, ``iss`
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlencode, urlparse
 
 import jwt
@@ -58,6 +60,8 @@ from leanvibe.outbound import (
 if TYPE_CHECKING:
     from tenants.models import Tenant
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 OIDC = "openid_connect"
 SAML = "saml"
 KIND_FOR_PROVIDER = {OIDC: "oidc", SAML: "saml"}
@@ -363,14 +367,26 @@ def _fetch_before_transaction(*, provider: str, data: ProviderInput) -> Provider
     return data
 
 
-def sso_provider_create(*, kind: str, data: ProviderInput, request: HttpRequest | None = None) -> SocialApp:
-    if kind in PROVIDER_FOR_KIND:
-        data = _fetch_before_transaction(provider=PROVIDER_FOR_KIND[kind], data=data)
-    return _sso_provider_create(kind=kind, data=data, request=request)
+def _network_before_transaction(service: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Runs ``_fetch_before_transaction`` on the service's ``data`` (for the provider type of its
+    ``kind`` or ``app``) before the service and its transaction start."""
+
+    @functools.wraps(service)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        app, data = kwargs.get("app"), kwargs.get("data")
+        provider = (
+            app.provider if isinstance(app, SocialApp) else PROVIDER_FOR_KIND.get(str(kwargs.get("kind")))
+        )
+        if provider and isinstance(data, ProviderInput):
+            kwargs["data"] = _fetch_before_transaction(provider=provider, data=data)
+        return service(*args, **kwargs)
+
+    return wrapper
 
 
+@_network_before_transaction
 @transaction.atomic
-def _sso_provider_create(*, kind: str, data: ProviderInput, request: HttpRequest | None = None) -> SocialApp:
+def sso_provider_create(*, kind: str, data: ProviderInput, request: HttpRequest | None = None) -> SocialApp:
     if kind not in PROVIDER_FOR_KIND:
         raise _refuse("validation_error", "type: choose “oidc” or “saml”.")
     if not data.name or not data.name.strip():
@@ -387,15 +403,9 @@ def _sso_provider_create(*, kind: str, data: ProviderInput, request: HttpRequest
     return app
 
 
-def sso_provider_update(
-    *, app: SocialApp, data: ProviderInput, request: HttpRequest | None = None
-) -> SocialApp:
-    data = _fetch_before_transaction(provider=app.provider, data=data)
-    return _sso_provider_update(app=app, data=data, request=request)
-
-
+@_network_before_transaction
 @transaction.atomic
-def _sso_provider_update(
+def sso_provider_update(
     *, app: SocialApp, data: ProviderInput, request: HttpRequest | None = None
 ) -> SocialApp:
     app = SocialApp.objects.select_for_update().get(pk=app.pk)

@@ -229,6 +229,9 @@ def test_metadata_by_url_still_works_with_private_addresses_allowed(api, tenant_
     assert response.status_code == 201 and response.body["idp_entity_id"] == saml_idp.entity_id
     port = int(saml_idp.base_url.rsplit(":", 1)[1])
     assert [t for t in attempts.connects if t[1] == port] == [("127.0.0.1", port)]
+    with tenant_context(tenant_a.tenant):
+        # Fetched once, here: allauth would fetch an idp "metadata_url" itself, unguarded.
+        assert "metadata_url" not in SocialApp.objects.get().settings["idp"]
 
 
 @pytest.mark.django_db
