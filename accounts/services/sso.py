@@ -248,6 +248,42 @@ def saml_idp_from_metadata(
     return {"entity_id": idp["entityId"], "sso_url": sso_url, "x509cert": cert}
 
 
+def _fetch_before_transaction(*, provider: str, data: ProviderInput) -> ProviderInput:
+    """The network part of saving a provider, done before its transaction opens: a slow
+    identity provider holds no row lock, and the audit of a refused URL is not rolled back with
+    the refused change. The OIDC ``server_url`` is checked against the outbound rules (resolved
+    unless private addresses are allowed; it is fetched, and checked again, at each sign-in);
+    the SAML ``metadata_url`` is fetched through the guard and its document used as the XML."""
+    if provider == OIDC and data.server_url and data.server_url.strip():
+        url = _check_url(data.server_url.strip(), "server_url")
+        try:
+            outbound_url_check(url=url, purpose="OIDC server_url")
+        except OutboundRefused:
+            raise
+        except OutboundError as exc:
+            raise _refuse("validation_error", f"server_url: {exc.reason}.") from exc
+    if provider == SAML and data.metadata_url:
+        return replace(data, metadata_xml=saml_metadata_fetch(url=data.metadata_url))
+    return data
+
+
+def _network_before_transaction(service: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Runs ``_fetch_before_transaction`` on the service's ``data`` (for the provider type of its
+    ``kind`` or ``app``) before the service and its transaction start."""
+
+    @functools.wraps(service)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        app, data = kwargs.get("app"), kwargs.get("data")
+        provider = (
+            app.provider if isinstance(app, SocialApp) else PROVIDER_FOR_KIND.get(str(kwargs.get("kind")))
+        )
+        if provider and isinstance(data, ProviderInput):
+            kwargs["data"] = _fetch_before_transaction(provider=provider, data=data)
+        return service(*args, **kwargs)
+
+    return wrapper
+
+
 def _saml_advanced(*, allow_idp_initiated: bool) -> dict[str, Any]:
     return {
         "strict": True,
@@ -346,42 +382,6 @@ def _unique_slug(name: str) -> str:
         n += 1
         candidate = f"{base}-{n}"
     return candidate
-
-
-def _fetch_before_transaction(*, provider: str, data: ProviderInput) -> ProviderInput:
-    """The network part of saving a provider, done before its transaction opens: a slow
-    identity provider holds no row lock, and the audit of a refused URL is not rolled back with
-    the refused change. The OIDC ``server_url`` is checked against the outbound rules (resolved
-    unless private addresses are allowed; it is fetched, and checked again, at each sign-in);
-    the SAML ``metadata_url`` is fetched through the guard and its document used as the XML."""
-    if provider == OIDC and data.server_url and data.server_url.strip():
-        url = _check_url(data.server_url.strip(), "server_url")
-        try:
-            outbound_url_check(url=url, purpose="OIDC server_url")
-        except OutboundRefused:
-            raise
-        except OutboundError as exc:
-            raise _refuse("validation_error", f"server_url: {exc.reason}.") from exc
-    if provider == SAML and data.metadata_url:
-        return replace(data, metadata_xml=saml_metadata_fetch(url=data.metadata_url))
-    return data
-
-
-def _network_before_transaction(service: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Runs ``_fetch_before_transaction`` on the service's ``data`` (for the provider type of its
-    ``kind`` or ``app``) before the service and its transaction start."""
-
-    @functools.wraps(service)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        app, data = kwargs.get("app"), kwargs.get("data")
-        provider = (
-            app.provider if isinstance(app, SocialApp) else PROVIDER_FOR_KIND.get(str(kwargs.get("kind")))
-        )
-        if provider and isinstance(data, ProviderInput):
-            kwargs["data"] = _fetch_before_transaction(provider=provider, data=data)
-        return service(*args, **kwargs)
-
-    return wrapper
 
 
 @_network_before_transaction
