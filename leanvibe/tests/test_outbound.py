@@ -384,7 +384,7 @@ def test_a_slow_server_is_timed_out(settings, localhost_cert, tls):
         started = time.monotonic()
         with pytest.raises(OutboundTimeout) as timed_out:
             _get(f"{'https' if tls else 'http'}://localhost:{server.port}/slow")
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 2.5  # the server answers only after 3 s
     assert timed_out.value.status == 504 and timed_out.value.code == "outbound_timeout"
     assert timed_out.value.detail == "The request to localhost failed: the server took too long to answer."
 
@@ -397,7 +397,7 @@ def test_the_timeout_bounds_the_whole_exchange_not_each_read(settings):
         started = time.monotonic()
         with pytest.raises(OutboundTimeout):
             _get(f"http://127.0.0.1:{server.port}/trickle", timeout=1)
-        assert time.monotonic() - started < 2.5
+        assert time.monotonic() - started < 4  # the whole body would take 10 s
 
 
 def test_a_failed_connection_answers_our_words_not_the_exception(settings):
