@@ -9,6 +9,7 @@ class AccountsConfig(AppConfig):
         from accounts.mfa_adapter import harden_totp_replay_window
         from accounts.services import (
             mfa,  # noqa: F401 - connects the MFA audit receivers
+            outbound_audit,  # noqa: F401 - audits refused outbound requests
             throttle,  # noqa: F401 - counts failed web sign-ins
         )
 

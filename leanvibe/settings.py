@@ -248,6 +248,14 @@ SIGNUP_RATE = env("SIGNUP_RATE", default="10/hour")
 # Request bodies above this size get a 413 JSON error before anything parses them.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Outbound HTTP on a tenant's behalf (leanvibe/outbound.py): https to public addresses only, unless
+# OUTBOUND_ALLOW_PRIVATE (development and tests) or the address is in OUTBOUND_ALLOWED_NETWORKS.
+OUTBOUND_ALLOW_PRIVATE = env.bool(
+    "OUTBOUND_ALLOW_PRIVATE", default=env("LEANVIBE_ENV", default="development") != "production"
+)
+OUTBOUND_ALLOWED_NETWORKS = env.list("OUTBOUND_ALLOWED_NETWORKS", default=[])
+OUTBOUND_TIMEOUT = env.float("OUTBOUND_TIMEOUT", default=10.0)  # seconds for a whole fetch
+OUTBOUND_CA_BUNDLE = env("OUTBOUND_CA_BUNDLE", default="")  # empty: certifi's CA bundle
 
 # --- work outside requests ------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL.replace("unix://", "redis+socket://", 1))

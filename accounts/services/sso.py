@@ -23,16 +23,17 @@ and the ID token is always verified against the issuer's JWKS (signature, ``iss`
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlencode, urlparse
 
 import jwt
-import requests
 from allauth.socialaccount.models import SocialAccount, SocialApp
 from django.conf import settings
 from django.core.cache import cache
@@ -46,10 +47,20 @@ from accounts.services.audit import audit_record
 from accounts.services.notify import owners_notify_security_change
 from accounts.services.sso_signin import SsoIdentity, amr_has_mfa
 from leanvibe.errors import DomainError
+from leanvibe.outbound import (
+    MIB,
+    OutboundError,
+    OutboundRefused,
+    OutboundTooLarge,
+    outbound_request,
+    outbound_url_check,
+)
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 OIDC = "openid_connect"
 SAML = "saml"
 KIND_FOR_PROVIDER = {OIDC: "oidc", SAML: "saml"}
@@ -59,7 +70,8 @@ SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 MAPPABLE_ROLES = {Role.ADMIN.value, Role.MEMBER.value}
 # Asymmetric algorithms only: "none" and HMAC (keyed with the public client secret) are refused.
 ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
-HTTP_TIMEOUT = 10
+# Discovery documents, key sets, token answers and SAML metadata are small: larger is refused.
+FETCH_MAX_BYTES = MIB
 DISCOVERY_CACHE_SECONDS = 3600
 DEFAULT_SAML_ATTRIBUTE_MAPPING: dict[str, list[str]] = {
     "uid": ["urn:oasis:names:tc:SAML:attribute:subject-id"],
@@ -160,8 +172,13 @@ def sso_provider_describe(app: SocialApp, request: HttpRequest) -> dict[str, Any
 
 
 def _check_url(value: str, name: str) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    """The form of a URL (http or https, a host). Where the server will fetch it, the outbound
+    guard's rules apply as well (``leanvibe.outbound``)."""
+    try:
+        parsed = urlparse(value)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise _refuse("validation_error", f"{name}: enter an http(s) URL.")
     return value
 
@@ -185,22 +202,36 @@ def _clean_role_mapping(mapping: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
+def saml_metadata_fetch(*, url: str) -> str:
+    """The IdP metadata document at ``url``, through the outbound guard (at most 1 MiB). A
+    refused URL is the guard's 400 ``outbound_url_refused``; any other failure a 400
+    ``sso_metadata_unreachable`` that says what went wrong in our words, never the exception's."""
+    _check_url(url, "metadata_url")
+    try:
+        response = outbound_request(method="GET", url=url, purpose="SAML metadata", max_bytes=FETCH_MAX_BYTES)
+    except OutboundRefused:
+        raise
+    except OutboundError as exc:
+        raise _refuse(
+            "sso_metadata_unreachable", f"The IdP metadata could not be fetched: {exc.reason}."
+        ) from exc
+    if not 200 <= response.status < 300:
+        raise _refuse(
+            "sso_metadata_unreachable",
+            f"The IdP metadata could not be fetched: the server answered {response.status}.",
+        )
+    return response.text
+
+
 def saml_idp_from_metadata(
     *, metadata_xml: str = "", metadata_url: str = "", entity_id: str = ""
 ) -> dict[str, str]:
-    """Parse IdP metadata (inline XML or fetched from its URL) into allauth's ``idp`` settings."""
+    """Parse IdP metadata (inline XML, or fetched from its URL when no XML is given) into
+    allauth's ``idp`` settings."""
     from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
-    if metadata_url:
-        _check_url(metadata_url, "metadata_url")
-        try:
-            response = requests.get(metadata_url, timeout=HTTP_TIMEOUT)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            raise _refuse(
-                "sso_metadata_unreachable", f"The IdP metadata could not be fetched: {exc}."
-            ) from exc
-        metadata_xml = response.text
+    if metadata_url and not metadata_xml:
+        metadata_xml = saml_metadata_fetch(url=metadata_url)
     try:
         parsed = OneLogin_Saml2_IdPMetadataParser.parse(metadata_xml, entity_id=entity_id or None)
     except Exception as exc:
@@ -214,6 +245,42 @@ def saml_idp_from_metadata(
             "metadata: it must name the IdP's entity id, a single sign-on URL and a signing certificate.",
         )
     return {"entity_id": idp["entityId"], "sso_url": sso_url, "x509cert": cert}
+
+
+def _fetch_before_transaction(*, provider: str, data: ProviderInput) -> ProviderInput:
+    """The network part of saving a provider, done before its transaction opens: a slow
+    identity provider holds no row lock, and the audit of a refused URL is not rolled back with
+    the refused change. The OIDC ``server_url`` is checked against the outbound rules (resolved
+    unless private addresses are allowed; it is fetched, and checked again, at each sign-in);
+    the SAML ``metadata_url`` is fetched through the guard and its document used as the XML."""
+    if provider == OIDC and data.server_url and data.server_url.strip():
+        url = _check_url(data.server_url.strip(), "server_url")
+        try:
+            outbound_url_check(url=url, purpose="OIDC server_url")
+        except OutboundRefused:
+            raise
+        except OutboundError as exc:
+            raise _refuse("validation_error", f"server_url: {exc.reason}.") from exc
+    if provider == SAML and data.metadata_url:
+        return replace(data, metadata_xml=saml_metadata_fetch(url=data.metadata_url))
+    return data
+
+
+def _network_before_transaction(service: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Runs ``_fetch_before_transaction`` on the service's ``data`` (for the provider type of its
+    ``kind`` or ``app``) before the service and its transaction start."""
+
+    @functools.wraps(service)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        app, data = kwargs.get("app"), kwargs.get("data")
+        provider = (
+            app.provider if isinstance(app, SocialApp) else PROVIDER_FOR_KIND.get(str(kwargs.get("kind")))
+        )
+        if provider and isinstance(data, ProviderInput):
+            kwargs["data"] = _fetch_before_transaction(provider=provider, data=data)
+        return service(*args, **kwargs)
+
+    return wrapper
 
 
 def _saml_advanced(*, allow_idp_initiated: bool) -> dict[str, Any]:
@@ -321,6 +388,7 @@ def _actor(request: HttpRequest | None) -> User | None:
     return user if isinstance(user, User) else None
 
 
+@_network_before_transaction
 @transaction.atomic
 def sso_provider_create(
     *, tenant: Tenant, kind: str, data: ProviderInput, request: HttpRequest | None = None
@@ -348,6 +416,7 @@ def sso_provider_create(
     return app
 
 
+@_network_before_transaction
 @transaction.atomic
 def sso_provider_update(
     *, tenant: Tenant, app: SocialApp, data: ProviderInput, request: HttpRequest | None = None
@@ -461,12 +530,37 @@ def audit_sso_refused(*, request: HttpRequest | None, provider: str, reason: str
 # --- OpenID Connect ------------------------------------------------------------------------
 
 
-def _http_json(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+def _http_json(
+    method: str,
+    url: str,
+    *,
+    purpose: str,
+    form: dict[str, str] | None = None,
+    basic_auth: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """One JSON exchange with an identity provider, through the outbound guard (checked at each
+    fetch, 1 MiB at most). A refused URL stays the guard's 400 ``outbound_url_refused``."""
     try:
-        response = requests.request(method, url, timeout=HTTP_TIMEOUT, **kwargs)
-    except requests.RequestException as exc:
+        response = outbound_request(
+            method=method,
+            url=url,
+            purpose=purpose,
+            form=form,
+            basic_auth=basic_auth,
+            headers={"Accept": "application/json"},
+            max_bytes=FETCH_MAX_BYTES,
+        )
+    except OutboundRefused:
+        raise
+    except OutboundTooLarge as exc:
         raise _refuse(
-            "sso_provider_unreachable", "The identity provider could not be reached.", status=502
+            "sso_provider_error", f"The identity provider's answer was refused: {exc.reason}.", status=502
+        ) from exc
+    except OutboundError as exc:
+        raise _refuse(
+            "sso_provider_unreachable",
+            f"The identity provider could not be reached: {exc.reason}.",
+            status=502,
         ) from exc
     try:
         body = response.json()
@@ -476,8 +570,8 @@ def _http_json(method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         raise _refuse(
             "sso_provider_error", "The identity provider answered with something other than JSON.", status=502
         )
-    if response.status_code >= 400:
-        error = str(body.get("error_description") or body.get("error") or response.status_code)[:200]
+    if response.status >= 400:
+        error = str(body.get("error_description") or body.get("error") or response.status)[:200]
         raise _refuse(
             "sso_token_exchange_failed", f"The identity provider refused the sign-in: {error}.", status=401
         )
@@ -491,7 +585,7 @@ def oidc_discovery(app: SocialApp) -> dict[str, Any]:
     key = "sso:oidc:discovery:" + hashlib.sha256(url.encode()).hexdigest()
     config = cache.get(key)
     if config is None:
-        config = _http_json("GET", url)
+        config = _http_json("GET", url, purpose="OIDC discovery")
         for name in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
             if not isinstance(config.get(name), str):
                 raise _refuse(
@@ -581,7 +675,7 @@ def _verify_id_token(*, app: SocialApp, config: dict[str, Any], id_token: str, n
         raise _refuse(
             "sso_id_token_invalid", "The ID token is not signed with an accepted algorithm.", status=401
         )
-    jwks = _http_json("GET", config["jwks_uri"])
+    jwks = _http_json("GET", config["jwks_uri"], purpose="OIDC JWKS")
     keys = [
         k
         for k in jwks.get("keys", [])
@@ -657,7 +751,7 @@ def oidc_complete(*, state: str, code: str, flow: str) -> tuple[SocialApp, dict[
     else:
         auth = (app.client_id, secret)
     tokens = _http_json(
-        "POST", config["token_endpoint"], data=form, auth=auth, headers={"Accept": "application/json"}
+        "POST", config["token_endpoint"], purpose="OIDC token endpoint", form=form, basic_auth=auth
     )
     id_token = tokens.get("id_token")
     if not isinstance(id_token, str):
