@@ -7,9 +7,11 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.mfa_adapter import harden_totp_replay_window
+        from accounts.saml_urls import use_canonical_saml_urls
         from accounts.services import (
             mfa,  # noqa: F401 - connects the MFA audit receivers
             throttle,  # noqa: F401 - counts failed web sign-ins
         )
 
         harden_totp_replay_window()
+        use_canonical_saml_urls()

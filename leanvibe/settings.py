@@ -168,6 +168,8 @@ ACCOUNT_EMAIL_VERIFICATION = "optional"
 # EmailAddress id, which repeats across schemas, so tenant A's link would confirm B's address.
 ACCOUNT_EMAIL_CONFIRMATION_HMAC = False
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# allauth's default prefix is "[<Host header>] ": a subject names no value the client chose.
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[LeanVibe] "
 ACCOUNT_LOGOUT_ON_GET = False
 ACCESS_TOKEN_LIFETIME = env.int("ACCESS_TOKEN_LIFETIME", default=3600)
 REFRESH_TOKEN_LIFETIME = env.int("REFRESH_TOKEN_LIFETIME", default=30 * 24 * 3600)

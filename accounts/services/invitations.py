@@ -22,6 +22,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, Invitation, Role, User
@@ -29,6 +30,7 @@ from accounts.permissions import invitation_role_check
 from accounts.services import member_add, token_hash
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
+from tenants.links import TENANT_URLCONF, tenant_url
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -43,9 +45,7 @@ class SentInvitation:
 
 
 def invitation_accept_url(*, tenant: Tenant, secret: str) -> str:
-    from tenants.emails import tenant_site_url
-
-    return f"{tenant_site_url(tenant)}invitations/accept/{secret}/"
+    return tenant_url(tenant, reverse("invitation-accept", args=[secret], urlconf=TENANT_URLCONF))
 
 
 def _send_email(*, tenant: Tenant, email: str, role: str, accept_url: str, inviter: str) -> None:

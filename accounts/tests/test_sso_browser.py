@@ -67,7 +67,7 @@ def _add_provider(tenant: Any, kind: str, **fields: Any) -> str:
 
     with tenant_context(tenant):
         app = sso.sso_provider_create(
-            kind=kind, data=sso.ProviderInput(allowed_domains=["initech.example"], **fields)
+            tenant=tenant, kind=kind, data=sso.ProviderInput(allowed_domains=["initech.example"], **fields)
         )
     return str(app.provider_id)
 

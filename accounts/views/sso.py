@@ -12,6 +12,7 @@ import base64
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from allauth.account.utils import perform_login
 from allauth.socialaccount.helpers import render_authentication_error
@@ -22,10 +23,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 from lxml import etree
 
+from accounts.adapters import same_host_url
 from accounts.models import AuditEvent, Role
 from accounts.permissions import role_required
 from accounts.services import sso
@@ -46,9 +47,7 @@ def _refused(request: HttpRequest, exc: DomainError, provider: str = "") -> Http
 
 def _safe_next(request: HttpRequest) -> str:
     target = str(request.GET.get("next") or request.POST.get("next") or "")
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        return target
-    return ""
+    return target if same_host_url(request, target) else ""
 
 
 # --- OpenID Connect -----------------------------------------------------------------------
@@ -58,9 +57,8 @@ def _safe_next(request: HttpRequest) -> str:
 def oidc_login(request: HttpRequest, provider_id: str) -> HttpResponse:
     try:
         app = sso.sso_provider_get(provider_id)
-        callback = request.build_absolute_uri(
-            reverse("openid_connect_callback", kwargs={"provider_id": provider_id})
-        )
+        # The canonical redirect URI, the one the admin registered at the IdP (not the Host header).
+        callback = sso.sso_urls(app, request.tenant)["redirect_uri"]  # type: ignore[attr-defined]
         started = sso.oidc_begin(app=app, redirect_uri=callback, flow="web", next_url=_safe_next(request))
     except DomainError as exc:
         return _refused(request, exc, provider_id)
@@ -199,7 +197,8 @@ def sso_choose(request: HttpRequest) -> HttpResponse:
     providers = [
         {
             "name": app.name,
-            "login_url": sso.sso_urls(app, request)["login_url"],
+            # The form posts back to this host (same origin for CSRF), whatever port it came on.
+            "login_url": urlsplit(sso.sso_urls(app, request.tenant)["login_url"]).path,  # type: ignore[attr-defined]
             "type": sso.KIND_FOR_PROVIDER[app.provider],
         }
         for app in sso.sso_provider_list()
@@ -209,7 +208,10 @@ def sso_choose(request: HttpRequest) -> HttpResponse:
 
 def _settings_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     return {
-        "providers": [sso.sso_provider_describe(app, request) for app in sso.sso_provider_list()],
+        "providers": [
+            sso.sso_provider_describe(app, request.tenant)  # type: ignore[attr-defined]
+            for app in sso.sso_provider_list()
+        ],
         "sso_only": sso.sso_only_enabled(request.tenant),  # type: ignore[attr-defined]
         "form_data": {},
         "error": "",
@@ -250,7 +252,12 @@ def sso_settings_page(request: HttpRequest) -> HttpResponse:
         data.metadata_xml = str(post.get("metadata_xml", "")) or None
         data.metadata_url = str(post.get("metadata_url", "")) or None
     try:
-        app = sso.sso_provider_create(kind=kind, data=data, request=request)
+        app = sso.sso_provider_create(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            kind=kind,
+            data=data,
+            request=request,
+        )
     except DomainError as exc:
         fields = {k: v for k, v in post.items() if k not in ("client_secret", "csrfmiddlewaretoken")}
         context = _settings_context(request, error=exc.detail, form_data=fields, form_type=kind)
