@@ -7,6 +7,7 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django_tenants.utils import schema_context
 
+from leanvibe.validators import strip_control_characters
 from tenants.links import TENANT_URLCONF, tenant_url
 from tenants.models import Tenant
 
@@ -46,7 +47,8 @@ def _send(tenant: Tenant, template: str, subject: str, *, confirm: bool = False)
     if confirm:
         context["confirm_url"] = _confirmation_url(tenant, recipients)
     body = render_to_string(f"tenants/email/{template}.txt", context)
-    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    # Names are refused with line breaks at input; one stored before that must not stop the mail.
+    return send_mail(strip_control_characters(subject), body, settings.DEFAULT_FROM_EMAIL, recipients)
 
 
 def send_welcome_email(tenant: Tenant) -> int:

@@ -30,6 +30,7 @@ from accounts.permissions import invitation_role_check
 from accounts.services import member_add, token_hash
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
+from leanvibe.validators import strip_control_characters
 from tenants.links import TENANT_URLCONF, tenant_url
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _send_email(*, tenant: Tenant, email: str, role: str, accept_url: str, invit
     }
     body = render_to_string("accounts/invitations/email.txt", context)
     send_mail(
-        f"You are invited to join {tenant.organization_name} on LeanVibe",
+        strip_control_characters(f"You are invited to join {tenant.organization_name} on LeanVibe"),
         body,
         settings.DEFAULT_FROM_EMAIL,
         [email],

@@ -47,6 +47,7 @@ from accounts.mfa_adapter import decrypt_text, encrypt_text
 from accounts.models import AuditEvent, Role, User
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
+from leanvibe.validators import strip_control_characters
 from tenants.links import TENANT_URLCONF, tenant_url
 
 if TYPE_CHECKING:
@@ -418,6 +419,14 @@ class SsoIdentity:
     name: str = ""
     role_values: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The IdP controls the display name: line breaks and other control characters are
+        # stripped (not refused) before it can become a member's name and reach email headers.
+        object.__setattr__(self, "name", strip_control_characters(self.name))
+        # PostgreSQL cannot store NUL in text or JSON: the raw claims kept as extra_data lose it.
+        extra = {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in self.extra.items()}
+        object.__setattr__(self, "extra", extra)
 
 
 def identity_role(app: SocialApp, identity: SsoIdentity) -> str:
