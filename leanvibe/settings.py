@@ -245,6 +245,9 @@ SPECTACULAR_SETTINGS = {"TITLE": "LeanVibe API", "VERSION": "1.0.0"}
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Self-service sign-ups per client address (platform staff are not limited).
 SIGNUP_RATE = env("SIGNUP_RATE", default="10/hour")
+# Invitations and resends per inviter, and per tenant (429 rate_limited with Retry-After).
+INVITATION_RATE = env("INVITATION_RATE", default="20/hour")
+INVITATION_TENANT_RATE = env("INVITATION_TENANT_RATE", default="100/hour")
 # Request bodies above this size get a 413 JSON error before anything parses them.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
