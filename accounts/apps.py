@@ -7,6 +7,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.mfa_adapter import harden_totp_replay_window
+        from accounts.saml_urls import use_canonical_saml_urls
         from accounts.services import (
             mfa,  # noqa: F401 - connects the MFA audit receivers
             outbound_audit,  # noqa: F401 - audits refused outbound requests
@@ -14,3 +15,4 @@ class AccountsConfig(AppConfig):
         )
 
         harden_totp_replay_window()
+        use_canonical_saml_urls()

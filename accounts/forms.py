@@ -9,6 +9,7 @@ from django.contrib.auth.password_validation import password_validators_help_tex
 from django.core.exceptions import ValidationError
 
 from accounts.models import Role, User
+from leanvibe.validators import validate_no_control_characters
 
 
 def _roles_for(actor: User | None) -> list[tuple[str, str]]:
@@ -53,6 +54,7 @@ class AcceptInvitationForm(forms.Form):
         label="Your name",
         max_length=150,
         required=False,
+        validators=[validate_no_control_characters],
         widget=forms.TextInput(attrs={"autocomplete": "name"}),
     )
     password1 = forms.CharField(

@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import environ
+from csp import constants as csp_constants
 
 from leanvibe import embedded
 
@@ -80,6 +81,8 @@ MIDDLEWARE = [
     "leanvibe.health.HealthCheckMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "leanvibe.middleware.RequestSizeLimitMiddleware",
+    # Before tenant resolution, so its own pages (unknown or suspended tenant) carry the policy too.
+    "csp.middleware.CSPMiddleware",
     "tenants.middleware.TenantResolutionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -168,6 +171,8 @@ ACCOUNT_EMAIL_VERIFICATION = "optional"
 # EmailAddress id, which repeats across schemas, so tenant A's link would confirm B's address.
 ACCOUNT_EMAIL_CONFIRMATION_HMAC = False
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# allauth's default prefix is "[<Host header>] ": a subject names no value the client chose.
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[LeanVibe] "
 ACCOUNT_LOGOUT_ON_GET = False
 ACCESS_TOKEN_LIFETIME = env.int("ACCESS_TOKEN_LIFETIME", default=3600)
 REFRESH_TOKEN_LIFETIME = env.int("REFRESH_TOKEN_LIFETIME", default=30 * 24 * 3600)
@@ -245,6 +250,9 @@ SPECTACULAR_SETTINGS = {"TITLE": "LeanVibe API", "VERSION": "1.0.0"}
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Self-service sign-ups per client address (platform staff are not limited).
 SIGNUP_RATE = env("SIGNUP_RATE", default="10/hour")
+# Invitations and resends per inviter, and per tenant (429 rate_limited with Retry-After).
+INVITATION_RATE = env("INVITATION_RATE", default="20/hour")
+INVITATION_TENANT_RATE = env("INVITATION_TENANT_RATE", default="100/hour")
 # Request bodies above this size get a 413 JSON error before anything parses them.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
@@ -301,6 +309,21 @@ if SITE_SCHEME == "https":
 CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response (django-csp): scripts and styles only from our own
+# static files, no inline script or style, no plugins, no framing. Images may also be data: URIs
+# (the QR code of two-factor enrolment). form-action is left open on purpose: signing in with SSO
+# posts to our own page, which redirects to the identity provider.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp_constants.SELF],
+        "script-src": [csp_constants.SELF],
+        "style-src": [csp_constants.SELF],
+        "img-src": [csp_constants.SELF, "data:"],
+        "object-src": [csp_constants.NONE],
+        "base-uri": [csp_constants.SELF],
+        "frame-ancestors": [csp_constants.NONE],
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -18,7 +18,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from tenants import selectors, services
-from tenants.forms import OrganisationOwnerFormMixin
+from tenants.forms import OrganisationNameFormMixin, OrganisationOwnerFormMixin
 from tenants.models import Domain, PooledSchema, Tenant
 from tenants.schemas import schema_fingerprint
 
@@ -52,6 +52,14 @@ class TenantProvisionForm(OrganisationOwnerFormMixin, forms.ModelForm):
         return cleaned
 
 
+class TenantChangeForm(OrganisationNameFormMixin, forms.ModelForm):
+    """The change form: the organisation name is checked as on sign-up."""
+
+    class Meta:
+        model = Tenant
+        fields = ("organization_name", "plan", "billing_email", "settings")
+
+
 class TenantChangeList(ChangeList):
     """Attaches each row's user count, read for the whole page in one query."""
 
@@ -73,6 +81,7 @@ class TenantAdmin(admin.ModelAdmin):
     actions = ("suspend_selected", "resume_selected")
     inlines = (DomainInline,)
     add_form = TenantProvisionForm
+    form = TenantChangeForm
     fieldsets = (
         (None, {"fields": ("organization_name", "schema_name", "plan", "billing_email")}),
         ("State", {"fields": ("status", "user_count", "settings")}),

@@ -7,12 +7,9 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django_tenants.utils import schema_context
 
+from leanvibe.validators import strip_control_characters
+from tenants.links import TENANT_URLCONF, tenant_url
 from tenants.models import Tenant
-
-
-def tenant_site_url(tenant: Tenant) -> str:
-    port = "" if settings.SITE_PORT in (80, 443) else f":{settings.SITE_PORT}"
-    return f"{settings.SITE_SCHEME}://{tenant.primary_domain}{port}/"
 
 
 def _owner_emails(tenant: Tenant) -> list[str]:
@@ -38,19 +35,20 @@ def _confirmation_url(tenant: Tenant, recipients: list[str]) -> str | None:
         confirmation = EmailConfirmation.create(address)
         confirmation.sent = timezone.now()
         confirmation.save(update_fields=["sent"])
-    path = reverse("account_confirm_email", args=[confirmation.key], urlconf="leanvibe.urls_tenant")
-    return tenant_site_url(tenant) + path.lstrip("/")
+    path = reverse("account_confirm_email", args=[confirmation.key], urlconf=TENANT_URLCONF)
+    return tenant_url(tenant, path)
 
 
 def _send(tenant: Tenant, template: str, subject: str, *, confirm: bool = False) -> int:
     recipients = _owner_emails(tenant)
     if not recipients:
         return 0
-    context = {"tenant": tenant, "site_url": tenant_site_url(tenant)}
+    context = {"tenant": tenant, "site_url": tenant_url(tenant)}
     if confirm:
         context["confirm_url"] = _confirmation_url(tenant, recipients)
     body = render_to_string(f"tenants/email/{template}.txt", context)
-    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    # Names are refused with line breaks at input; one stored before that must not stop the mail.
+    return send_mail(strip_control_characters(subject), body, settings.DEFAULT_FROM_EMAIL, recipients)
 
 
 def send_welcome_email(tenant: Tenant) -> int:

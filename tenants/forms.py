@@ -5,24 +5,30 @@ from typing import Any
 from django import forms
 from django.contrib.auth.password_validation import validate_password
 
+from leanvibe.validators import validate_no_control_characters
 from tenants.plans import Plan
 
 
 def clean_organization_name(value: str) -> str:
     value = value.strip()
+    validate_no_control_characters(value)  # it is in email subjects
     if not any(ch.isalnum() for ch in value):
         raise forms.ValidationError("Enter your organisation's name.")
     return value
 
 
-class OrganisationOwnerFormMixin:
-    """Checks shared by every form that provisions a tenant: a real name, and an owner password
-    that passes Django's validators (judged against the owner's email)."""
+class OrganisationNameFormMixin:
+    """A real organisation name, without control characters (every form that sets one)."""
 
     cleaned_data: dict[str, Any]
 
     def clean_organization_name(self) -> str:
         return clean_organization_name(str(self.cleaned_data["organization_name"]))
+
+
+class OrganisationOwnerFormMixin(OrganisationNameFormMixin):
+    """Checks shared by every form that provisions a tenant: a real name, and an owner password
+    that passes Django's validators (judged against the owner's email)."""
 
     def validate_owner_password(self, cleaned: dict[str, object]) -> None:
         from accounts.models import User

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
+from leanvibe.validators import validate_text_fields
 from tenants.models import Domain, Tenant
 from tenants.plans import Plan
 from tenants.schemas import schema_create_for_tenant
@@ -65,6 +66,7 @@ def tenant_provision(
     from agents.services import project_create
 
     organization_name = organization_name.strip()
+    validate_text_fields(organization_name=organization_name)
     admin_email = admin_email.strip().lower()
     validate_email(admin_email)
     generated = None

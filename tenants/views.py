@@ -10,8 +10,8 @@ from django.shortcuts import render
 
 from tenants import services
 from tenants.api.views import SignupRateThrottle
-from tenants.emails import tenant_site_url
 from tenants.forms import SignupForm
+from tenants.links import tenant_url
 from tenants.plans import CATALOGUE, Plan, PlanLimits
 
 
@@ -54,4 +54,4 @@ def signup(request: HttpRequest) -> HttpResponse:
             form.add_error(None, exc)
         return _render_signup(request, form, status=400)
     query = urlencode({"email": result.owner_email})
-    return HttpResponseRedirect(f"{tenant_site_url(result.tenant)}accounts/login/?{query}")
+    return HttpResponseRedirect(tenant_url(result.tenant, f"/accounts/login/?{query}"))

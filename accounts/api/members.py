@@ -24,6 +24,7 @@ from accounts.services import invitations as invitation_services
 from accounts.services import members as member_services
 from leanvibe.api.base import StrictSerializer, TenantAPIView
 from leanvibe.errors import DomainError
+from leanvibe.validators import validate_no_control_characters
 
 _ADMIN_WRITES: dict[str, Role] = {
     **TenantAPIView.role_map,
@@ -43,7 +44,13 @@ class UserOutput(serializers.ModelSerializer):
 
 class UserCreateInput(StrictSerializer):
     email = serializers.EmailField(max_length=254)
-    username = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    username = serializers.CharField(
+        max_length=150,
+        required=False,
+        allow_blank=True,
+        default="",
+        validators=[validate_no_control_characters],
+    )
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
     role = serializers.ChoiceField(choices=Role.choices, required=False, default=Role.MEMBER)
 
@@ -51,7 +58,9 @@ class UserCreateInput(StrictSerializer):
 class UserUpdateInput(StrictSerializer):
     role = serializers.ChoiceField(choices=Role.choices, required=False)
     is_active = serializers.BooleanField(required=False)
-    username = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    username = serializers.CharField(
+        max_length=150, required=False, allow_blank=True, validators=[validate_no_control_characters]
+    )
 
     def validate_is_active(self, value: Any) -> bool:
         if not isinstance(self.initial_data.get("is_active"), bool):

@@ -80,38 +80,36 @@ class SsoProviderListApi(TenantAPIView):
     role_map: ClassVar[dict[str, Role]] = _OWNER_WRITES
 
     def get(self, request: Request) -> Response:
-        return Response([sso.sso_provider_describe(app, request) for app in sso.sso_provider_list()])
+        tenant = request.tenant  # type: ignore[attr-defined]
+        return Response([sso.sso_provider_describe(app, tenant) for app in sso.sso_provider_list()])
 
     def post(self, request: Request) -> Response:
         data = ProviderCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         kind = data.validated_data["type"]
+        tenant = request.tenant  # type: ignore[attr-defined]
         app = sso.sso_provider_create(
-            tenant=request.tenant,  # type: ignore[attr-defined]
-            kind=kind,
-            data=_input(dict(data.validated_data)),
-            request=request,
+            tenant=tenant, kind=kind, data=_input(dict(data.validated_data)), request=request
         )
-        return Response(sso.sso_provider_describe(app, request), status=status.HTTP_201_CREATED)
+        return Response(sso.sso_provider_describe(app, tenant), status=status.HTTP_201_CREATED)
 
 
 class SsoProviderDetailApi(TenantAPIView):
     role_map: ClassVar[dict[str, Role]] = _OWNER_WRITES
 
     def get(self, request: Request, provider_id: str) -> Response:
-        return Response(sso.sso_provider_describe(sso.sso_provider_get(provider_id), request))
+        app = sso.sso_provider_get(provider_id)
+        return Response(sso.sso_provider_describe(app, request.tenant))  # type: ignore[attr-defined]
 
     def patch(self, request: Request, provider_id: str) -> Response:
         app = sso.sso_provider_get(provider_id)
         data = ProviderUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
+        tenant = request.tenant  # type: ignore[attr-defined]
         app = sso.sso_provider_update(
-            tenant=request.tenant,  # type: ignore[attr-defined]
-            app=app,
-            data=_input(dict(data.validated_data)),
-            request=request,
+            tenant=tenant, app=app, data=_input(dict(data.validated_data)), request=request
         )
-        return Response(sso.sso_provider_describe(app, request))
+        return Response(sso.sso_provider_describe(app, tenant))
 
     def delete(self, request: Request, provider_id: str) -> Response:
         sso.sso_provider_delete(

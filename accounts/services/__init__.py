@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import AuthToken, Role, User
 from leanvibe.errors import DomainError
+from leanvibe.validators import validate_text_fields
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -37,6 +38,7 @@ def user_create(
     password_is_hashed: bool = False,
 ) -> User:
     """Create a member of the current schema. ``password`` is validated unless already hashed."""
+    validate_text_fields(username=username, full_name=full_name)
     user = User(email=email.strip().lower(), username=username, full_name=full_name, role=role)
     if password is None:
         user.set_unusable_password()

@@ -20,8 +20,10 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEvent, Invitation, Role, User
@@ -29,6 +31,11 @@ from accounts.permissions import invitation_role_check
 from accounts.services import member_add, token_hash
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
+from leanvibe.ratelimit import parse_rate, rate_consume, rate_first_refusal
+from leanvibe.validators import strip_control_characters
+from tenants.links import TENANT_URLCONF, tenant_url
+from tenants.plans import Resource
+from tenants.usage import quota_check
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -43,9 +50,7 @@ class SentInvitation:
 
 
 def invitation_accept_url(*, tenant: Tenant, secret: str) -> str:
-    from tenants.emails import tenant_site_url
-
-    return f"{tenant_site_url(tenant)}invitations/accept/{secret}/"
+    return tenant_url(tenant, reverse("invitation-accept", args=[secret], urlconf=TENANT_URLCONF))
 
 
 def _send_email(*, tenant: Tenant, email: str, role: str, accept_url: str, inviter: str) -> None:
@@ -58,7 +63,7 @@ def _send_email(*, tenant: Tenant, email: str, role: str, accept_url: str, invit
     }
     body = render_to_string("accounts/invitations/email.txt", context)
     send_mail(
-        f"You are invited to join {tenant.organization_name} on LeanVibe",
+        strip_control_characters(f"You are invited to join {tenant.organization_name} on LeanVibe"),
         body,
         settings.DEFAULT_FROM_EMAIL,
         [email],
@@ -88,16 +93,67 @@ def _send_after_commit(*, tenant: Tenant, invitation: Invitation, secret: str, i
     return url
 
 
+def _rate_limit(*, actor: User, request: HttpRequest | None) -> None:
+    """Invitations and resends per inviter (``INVITATION_RATE``) and per tenant
+    (``INVITATION_TENANT_RATE``): 429 ``rate_limited`` with ``Retry-After``, audited once per
+    window. The cache keys are namespaced by the tenant's schema."""
+    limits = (
+        ("inviter", f"invitations:user:{actor.pk}", parse_rate(settings.INVITATION_RATE)),
+        ("tenant", "invitations:tenant", parse_rate(settings.INVITATION_TENANT_RATE)),
+    )
+    for scope, key, rate in limits:
+        retry_after = rate_consume(key=key, rate=rate)
+        if retry_after is None:
+            continue
+        if rate_first_refusal(key=key, rate=rate):
+            audit_record(
+                type=AuditEvent.Type.INVITATION_RATE_LIMITED,
+                request=request,
+                actor=actor,
+                scope=scope,
+                limit=f"{rate.count} per {rate.seconds} s",
+            )
+        who = "you have" if scope == "inviter" else "your organisation has"
+        raise DomainError(
+            "rate_limited",
+            f"Too many invitations: {who} sent {rate.count} in the last "
+            f"{_duration(rate.seconds)}. Try again in {max(1, -(-retry_after // 60))} min.",
+            status=429,
+            retry_after=retry_after,
+        )
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return "hour" if hours == 1 else f"{hours} hours"
+    return f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
+
+
+def _pending_invitations() -> QuerySet[Invitation]:
+    return Invitation.objects.filter(
+        accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    )
+
+
+def _seat_check(tenant: Tenant) -> None:
+    """A pending invitation holds a seat: active members + pending invitations must stay under
+    the plan's user limit. The tenant row is locked while counting (as ``member_add`` does), so
+    two concurrent invitations cannot both take the last seat. Call inside a transaction."""
+    type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
+    in_use = User.objects.filter(is_active=True).count() + _pending_invitations().count()
+    quota_check(tenant=tenant, resource=Resource.USERS, current=in_use)
+
+
 def invitation_create(
     *, tenant: Tenant, actor: User, email: str, role: str = Role.MEMBER, request: HttpRequest | None = None
 ) -> SentInvitation:
     """Invite ``email`` with ``role``. Refused for an existing member's email, a pending
-    invitation to the same email (resend it instead), or when the plan's user limit is reached."""
-    from tenants.plans import Resource
-    from tenants.usage import quota_check
-
+    invitation to the same email (resend it instead), when active members and pending
+    invitations fill the plan's user limit, or past the invitation rate limits."""
     invitation_role_check(actor=actor, role=role)
     email = email.strip().lower()
+    _rate_limit(actor=actor, request=request)
     with transaction.atomic():
         if User.objects.filter(email__iexact=email).exists():
             raise DomainError(
@@ -105,10 +161,8 @@ def invitation_create(
                 "This email already belongs to a member of your organisation.",
                 status=400,
             )
-        # Fail early; the limit is checked again, authoritatively, when the invitation is accepted.
-        quota_check(
-            tenant=tenant, resource=Resource.USERS, current=User.objects.filter(is_active=True).count()
-        )
+        # Pending invitations hold seats; the limit is checked again when one is accepted.
+        _seat_check(tenant)
         open_invitations = Invitation.objects.select_for_update().filter(
             email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True
         )
@@ -158,10 +212,14 @@ def _lock_open(invitation: Invitation) -> Invitation:
 def invitation_resend(
     *, tenant: Tenant, actor: User, invitation: Invitation, request: HttpRequest | None = None
 ) -> SentInvitation:
-    """A new secret and a new expiry; the old link stops working."""
+    """A new secret and a new expiry; the old link stops working. Resending an expired
+    invitation makes it pending again, so it needs a free seat."""
     invitation_role_check(actor=actor, role=invitation.role)
+    _rate_limit(actor=actor, request=request)
     with transaction.atomic():
         locked = _lock_open(invitation)
+        if locked.status == "expired":
+            _seat_check(tenant)
         secret = _new_secret(locked)
         locked.save(update_fields=["token_hash", "last_sent_at", "expires_at"])
         audit_record(

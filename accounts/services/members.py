@@ -19,6 +19,7 @@ from accounts.permissions import invitation_role_check, member_change_check
 from accounts.services import member_add
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
+from leanvibe.validators import validate_text_fields
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -81,6 +82,7 @@ def member_update(
     from tenants.plans import Resource
     from tenants.usage import quota_check
 
+    validate_text_fields(username=username)
     with transaction.atomic():
         owners = list(
             User.objects.select_for_update()

@@ -12,13 +12,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import Role, User
+from leanvibe.validators import strip_control_characters
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
-
-
-def _header_safe(value: str) -> str:
-    return "".join(ch if ch.isprintable() else " " for ch in value).strip()
 
 
 def owners_notify_security_change(*, tenant: Tenant, actor: User | None, change: str) -> list[str]:
@@ -38,6 +35,6 @@ def owners_notify_security_change(*, tenant: Tenant, actor: User | None, change:
             "when": timezone.now(),
         },
     )
-    subject = _header_safe(f"Sign-in settings changed in {tenant.organization_name}")
+    subject = strip_control_characters(f"Sign-in settings changed in {tenant.organization_name}")
     transaction.on_commit(partial(send_mail, subject, body, settings.DEFAULT_FROM_EMAIL, recipients))
     return recipients

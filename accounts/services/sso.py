@@ -55,6 +55,7 @@ from leanvibe.outbound import (
     outbound_request,
     outbound_url_check,
 )
+from tenants.links import TENANT_URLCONF, tenant_url
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -118,27 +119,40 @@ def policy_of(app: SocialApp) -> dict[str, Any]:
     return policy
 
 
-def sso_urls(app: SocialApp, request: HttpRequest) -> dict[str, str]:
-    """What the tenant admin copies into the identity provider's configuration."""
-    slug = app.provider_id
-    if app.provider == SAML:
-        return {
-            "sp_entity_id": request.build_absolute_uri(reverse("saml_metadata", args=[app.client_id])),
-            "sp_metadata_url": request.build_absolute_uri(reverse("saml_metadata", args=[app.client_id])),
-            "acs_url": request.build_absolute_uri(reverse("saml_acs", args=[app.client_id])),
-            "login_url": request.build_absolute_uri(reverse("saml_login", args=[app.client_id])),
-        }
+def _path(name: str, slug: str) -> str:
+    return reverse(name, args=[slug], urlconf=TENANT_URLCONF)
+
+
+def saml_sp_urls(*, tenant: Tenant, slug: str, provider_settings: dict[str, Any]) -> dict[str, str]:
+    """The service provider's URLs of SAML provider ``slug`` on the tenant's canonical site, and
+    its entity id: the one stored when the provider was created (it must never change once an
+    IdP knows it), else the metadata URL."""
+    metadata_url = tenant_url(tenant, _path("saml_metadata", slug))
+    stored = (provider_settings.get("sp") or {}).get("entity_id")
     return {
-        "redirect_uri": request.build_absolute_uri(
-            reverse("openid_connect_callback", kwargs={"provider_id": slug})
-        ),
-        "login_url": request.build_absolute_uri(
-            reverse("openid_connect_login", kwargs={"provider_id": slug})
-        ),
+        "sp_entity_id": stored or metadata_url,
+        "sp_metadata_url": metadata_url,
+        "acs_url": tenant_url(tenant, _path("saml_acs", slug)),
+        "sls_url": tenant_url(tenant, _path("saml_sls", slug)),
+        "login_url": tenant_url(tenant, _path("saml_login", slug)),
     }
 
 
-def sso_provider_describe(app: SocialApp, request: HttpRequest) -> dict[str, Any]:
+def sso_urls(app: SocialApp, tenant: Tenant) -> dict[str, str]:
+    """What the tenant admin copies into the identity provider's configuration: URLs on the
+    tenant's primary domain with the configured scheme and port, whichever host the admin
+    reads them through."""
+    if app.provider == SAML:
+        urls = saml_sp_urls(tenant=tenant, slug=app.client_id, provider_settings=app.settings or {})
+        urls.pop("sls_url")
+        return urls
+    return {
+        "redirect_uri": tenant_url(tenant, _path("openid_connect_callback", app.provider_id)),
+        "login_url": tenant_url(tenant, _path("openid_connect_login", app.provider_id)),
+    }
+
+
+def sso_provider_describe(app: SocialApp, tenant: Tenant) -> dict[str, Any]:
     policy = policy_of(app)
     out: dict[str, Any] = {
         "id": app.provider_id,
@@ -148,7 +162,7 @@ def sso_provider_describe(app: SocialApp, request: HttpRequest) -> dict[str, Any
         "role_mapping": policy["role_mapping"],
         "name_claim": policy["name_claim"],
         "role_claim": policy["role_claim"],
-        **sso_urls(app, request),
+        **sso_urls(app, tenant),
     }
     if app.provider == OIDC:
         out.update(
@@ -403,6 +417,11 @@ def sso_provider_create(
     if app.provider == SAML:
         app.client_id = app.provider_id
     _apply(app, data, creating=True)
+    if app.provider == SAML:
+        # Given once, kept for good (allauth reads settings["sp"]["entity_id"]): a later change
+        # of SITE_PORT or of the tenant's domain must not change what the IdP knows us by.
+        entity_id = saml_sp_urls(tenant=tenant, slug=app.client_id, provider_settings={})["sp_entity_id"]
+        app.settings = {**app.settings, "sp": {"entity_id": entity_id}}
     app.full_clean(exclude=["sites"])
     app.save()
     audit_record(

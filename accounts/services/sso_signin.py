@@ -42,6 +42,7 @@ from accounts.services import member_add, throttle
 from accounts.services.audit import audit_record
 from accounts.services.mfa import mfa_check_login, user_mfa_methods
 from leanvibe.errors import DomainError
+from leanvibe.validators import strip_control_characters
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -74,6 +75,16 @@ class SsoIdentity:
     extra: dict[str, Any] = field(default_factory=dict)
     # The IdP says the person gave a second factor there (amr / AuthnContextClassRef).
     idp_mfa: bool = False
+
+    def __post_init__(self) -> None:
+        # The IdP controls the display name: line breaks and other control characters are
+        # stripped (not refused) before it can become a member's name and reach email headers.
+        object.__setattr__(self, "name", strip_control_characters(self.name))
+        # PostgreSQL cannot store NUL in text or JSON: the raw claims kept as extra_data lose it,
+        # and so does the subject.
+        object.__setattr__(self, "uid", self.uid.replace("\x00", ""))
+        extra = {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in self.extra.items()}
+        object.__setattr__(self, "extra", extra)
 
 
 class SsoLinkRequired(DomainError):
@@ -177,7 +188,7 @@ def sso_user_resolve(
         if existing is None:
             user = member_add(tenant=tenant, email=email, password=None, role=identity_role(app, identity))
             if identity.name:
-                user.full_name = _display_name(identity.name)
+                user.full_name = identity.name[:200]
                 user.save(update_fields=["full_name"])
             SocialAccount.objects.create(
                 user=user, provider=app.provider_id, uid=identity.uid[:191], extra_data=identity.extra
@@ -203,11 +214,6 @@ def sso_user_resolve(
         provider=app.provider_id,
     )
     raise SsoLinkRequired(user=existing)
-
-
-def _display_name(value: str) -> str:
-    """A name from the IdP, without control characters (it may end up in email headers)."""
-    return "".join(ch for ch in value if ch.isprintable()).strip()[:200]
 
 
 def sso_identity_link(

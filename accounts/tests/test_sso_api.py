@@ -19,6 +19,7 @@ from accounts.services import member_add
 from accounts.testing.oidc_provider import OidcTestProvider
 from accounts.testing.saml_idp import SamlTestIdp
 from accounts.tests.test_sso_oidc import acme_oidc_provider, add_oidc, api_sign_in
+from tenants.links import tenant_url
 
 
 @pytest.fixture
@@ -40,7 +41,9 @@ def test_crud_with_urls_encrypted_secret_and_audit(api, tenant_a, idp):
     created = add_oidc(api, tenant_a, idp)
     assert created["type"] == "oidc" and created["has_client_secret"] is True
     assert "client_secret" not in created
-    assert created["redirect_uri"] == f"http://{tenant_a.host}/accounts/oidc/{created['id']}/login/callback/"
+    assert created["redirect_uri"] == tenant_url(
+        tenant_a.tenant, f"/accounts/oidc/{created['id']}/login/callback/"
+    )
     with tenant_context(tenant_a.tenant):
         app = SocialApp.objects.get(provider_id=created["id"])
         assert app.provider == "openid_connect" and app.settings["oauth_pkce_enabled"] is True
@@ -240,9 +243,9 @@ def test_settings_page_shows_urls_and_adds_providers(api, tenant_a):
         )
         assert added.status_code == 302
     page = web.get("/settings/sso/").content.decode()
-    assert f"http://{tenant_a.host}/accounts/saml/azure-ad/acs/" in page
-    assert f"http://{tenant_a.host}/accounts/saml/azure-ad/metadata/" in page
-    assert f"http://{tenant_a.host}/accounts/oidc/google/login/callback/" in page
+    assert tenant_url(tenant_a.tenant, "/accounts/saml/azure-ad/acs/") in page
+    assert tenant_url(tenant_a.tenant, "/accounts/saml/azure-ad/metadata/") in page
+    assert tenant_url(tenant_a.tenant, "/accounts/oidc/google/login/callback/") in page
     bad = web.post("/settings/sso/", {"type": "saml", "name": "Broken", "metadata_xml": "<x/>"})
     assert bad.status_code == 400 and 'id="sso-error"' in bad.content.decode()
     assert web.post("/settings/sso/only/", {"sso_only": "on"}).status_code == 302

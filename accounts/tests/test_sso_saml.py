@@ -19,6 +19,7 @@ from django_tenants.utils import tenant_context
 
 from accounts.models import AuditEvent, Role, User
 from accounts.testing.saml_idp import SamlTestIdp
+from tenants.links import tenant_url
 
 
 @pytest.fixture
@@ -110,8 +111,10 @@ def counts(tenant: Any) -> tuple[int, int]:
 @pytest.mark.django_db
 def test_sp_metadata_and_acs_urls_are_served(api, tenant_a, idp):
     provider = add_saml(api, tenant_a, idp)
-    assert provider["acs_url"] == f"http://{tenant_a.host}/accounts/saml/{provider['id']}/acs/"
-    assert provider["sp_metadata_url"] == f"http://{tenant_a.host}/accounts/saml/{provider['id']}/metadata/"
+    assert provider["acs_url"] == tenant_url(tenant_a.tenant, f"/accounts/saml/{provider['id']}/acs/")
+    assert provider["sp_metadata_url"] == tenant_url(
+        tenant_a.tenant, f"/accounts/saml/{provider['id']}/metadata/"
+    )
     assert provider["idp_entity_id"] == idp.entity_id and provider["idp_sso_url"] == idp.sso_url
     metadata = browser(tenant_a).get(urlparse(provider["sp_metadata_url"]).path)
     assert metadata.status_code == 200

@@ -99,6 +99,10 @@ def invitations_page(request: HttpRequest) -> HttpResponse:
             )
         except DomainError as exc:
             form.add_error("email" if exc.code in ("email_taken", "invitation_pending") else None, exc.detail)
+            if exc.code == "rate_limited":
+                response = _invitations(request, form, status=429)
+                response["Retry-After"] = str(exc.extra["retry_after"])
+                return response
         else:
             messages.success(request, f"Invitation sent to {sent.invitation.email}.")
             return redirect("invitations")

@@ -12,6 +12,7 @@ import base64
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from allauth.account.utils import perform_login
 from allauth.socialaccount.helpers import render_authentication_error
@@ -23,10 +24,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 from lxml import etree
 
+from accounts.adapters import same_host_url
 from accounts.login_stages import second_factor_mark_given
 from accounts.models import Role, User
 from accounts.permissions import has_role, role_required
@@ -54,9 +55,7 @@ def _refused(request: HttpRequest, exc: DomainError, provider: str = "") -> Http
 
 def _safe_next(request: HttpRequest) -> str:
     target = str(request.GET.get("next") or request.POST.get("next") or "")
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        return target
-    return ""
+    return target if same_host_url(request, target) else ""
 
 
 # --- OpenID Connect -----------------------------------------------------------------------
@@ -66,9 +65,8 @@ def _safe_next(request: HttpRequest) -> str:
 def oidc_login(request: HttpRequest, provider_id: str) -> HttpResponse:
     try:
         app = sso.sso_provider_get(provider_id)
-        callback = request.build_absolute_uri(
-            reverse("openid_connect_callback", kwargs={"provider_id": provider_id})
-        )
+        # The canonical redirect URI, the one the admin registered at the IdP (not the Host header).
+        callback = sso.sso_urls(app, request.tenant)["redirect_uri"]  # type: ignore[attr-defined]
         started = sso.oidc_begin(app=app, redirect_uri=callback, flow="web", next_url=_safe_next(request))
     except DomainError as exc:
         return _refused(request, exc, provider_id)
@@ -299,7 +297,8 @@ def sso_choose(request: HttpRequest) -> HttpResponse:
     providers = [
         {
             "name": app.name,
-            "login_url": sso.sso_urls(app, request)["login_url"],
+            # The form posts back to this host (same origin for CSRF), whatever port it came on.
+            "login_url": urlsplit(sso.sso_urls(app, request.tenant)["login_url"]).path,  # type: ignore[attr-defined]
             "type": sso.KIND_FOR_PROVIDER[app.provider],
         }
         for app in sso.sso_provider_list()
@@ -310,7 +309,10 @@ def sso_choose(request: HttpRequest) -> HttpResponse:
 def _settings_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     tenant = request.tenant  # type: ignore[attr-defined]
     return {
-        "providers": [sso.sso_provider_describe(app, request) for app in sso.sso_provider_list()],
+        "providers": [
+            sso.sso_provider_describe(app, request.tenant)  # type: ignore[attr-defined]
+            for app in sso.sso_provider_list()
+        ],
         **sso.sso_settings_of(tenant),
         # Admins see the configuration; only owners change it.
         "can_edit": has_role(request.user, Role.OWNER),

@@ -277,8 +277,8 @@ def _meters(doc: Any) -> dict[str, tuple[str, str, str]]:
     """resource -> (label with values, class, bar width)."""
     result = {}
     for meter in doc.xpath("//div[@data-resource]"):
-        fill = meter.xpath('.//div[@class="meter-fill"]')[0]
-        result[meter.get("data-resource")] = (text_of(meter), meter.get("class"), fill.get("style"))
+        fill = meter.xpath('.//*[@class="meter-fill"]')[0]
+        result[meter.get("data-resource")] = (text_of(meter), meter.get("class"), fill.get("width"))
     return result
 
 
@@ -290,9 +290,9 @@ def test_usage_bars_show_use_against_the_plan(site_a: Site) -> None:
 
     assert set(meters) == {"projects", "users", "api_calls", "storage_bytes"}
     assert meters["projects"][0] == "Projects 2 / 5"
-    assert meters["projects"][2] == "width: 40%"
+    assert meters["projects"][2] == "40%"
     assert meters["users"][0] == "Users 1 / 3"
-    assert meters["users"][2] == "width: 33%"
+    assert meters["users"][2] == "33%"
     assert meters["api_calls"][0] == "API calls this month 0 / 10,000"
     storage_text = meters["storage_bytes"][0]
     assert storage_text.startswith("Storage ")
@@ -310,5 +310,5 @@ def test_unlimited_plan_shows_unlimited(client: Client, make_tenant: Callable[..
     for text, css_class, width in _meters(doc).values():
         assert text.endswith("/ Unlimited"), text
         assert "meter-unlimited" in css_class
-        assert width == "width: 0%"
+        assert width == "0%"
     assert "Enterprise plan" in " ".join(texts(doc, '//*[contains(@class, "badge-plan")]'))

@@ -126,8 +126,12 @@ def chromium() -> Iterator[Any]:
 
 def watch_failures(page: Any, failed: list[str], *, request_failures: bool = True) -> None:
     """Append each 5xx response (and, unless told not to, each request that failed outright) the
-    page sees to ``failed``."""
+    page sees to ``failed``, and every Content-Security-Policy violation the browser reports."""
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+    page.on(
+        "console",
+        lambda m: failed.append(f"CSP: {m.text}") if "Content Security Policy" in m.text else None,
+    )
     if request_failures:
         page.on("requestfailed", lambda r: failed.append(f"failed {r.url}"))
 

@@ -15,6 +15,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from leanvibe.api.base import DangerouslyPublicAPIView, StaffAPIView, StrictSerializer, TenantAPIView
 from leanvibe.errors import DomainError
+from leanvibe.validators import validate_no_control_characters
 from tenants import selectors, services
 from tenants.models import Tenant
 from tenants.plans import Plan
@@ -40,7 +41,7 @@ class TenantOutput(serializers.Serializer):
 
 
 class TenantCreateInput(StrictSerializer):
-    organization_name = serializers.CharField(max_length=200)
+    organization_name = serializers.CharField(max_length=200, validators=[validate_no_control_characters])
     billing_email = serializers.EmailField(max_length=254)
     plan = serializers.ChoiceField(choices=Plan.choices, required=False, default=Plan.STARTER)
     admin_email = serializers.EmailField(max_length=254)

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from leanvibe.errors import DomainError
-from tenants.emails import tenant_site_url
+from tenants.links import tenant_url
 from tenants.plans import Plan
 from tenants.services import tenant_provision
 
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         tenant = result.tenant
         self.stdout.write(self.style.SUCCESS(f"Created {tenant.organization_name} ({tenant.id})"))
         self.stdout.write(f"  subdomain: {tenant.schema_name}")
-        self.stdout.write(f"  sign in:   {tenant_site_url(tenant)}accounts/login/")
+        self.stdout.write(f"  sign in:   {tenant_url(tenant, '/accounts/login/')}")
         self.stdout.write(f"  owner:     {result.owner_email}")
         if result.generated_password:
             self.stdout.write(f"  password:  {result.generated_password}")
