@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.emails import email_canonical
 from accounts.models import AuthToken, Role, User
 from leanvibe.errors import DomainError
 
@@ -135,13 +136,29 @@ def auth_login(
     from accounts.services.audit import audit_record
     from accounts.services.mfa import mfa_check_login
 
-    user = User.objects.filter(email__iexact=email.strip()).first()
+    canonical = email_canonical(email)
+    user = User.objects.filter(email=canonical).first()
     if user is None:
         make_password(password)  # spend the same time as a real check: no user enumeration
-    elif user.check_password(password) and user.is_active:
-        from accounts.services.sso import password_login_check
+        password_valid = False
+    else:
+        password_valid = user.check_password(password) and user.is_active
+    from accounts.services.sso import password_login_check
 
-        password_login_check(tenant=getattr(request, "tenant", None), user=user)  # "SSO only" tenants
+    try:  # "SSO only" tenants: the same 403 whether or not the password was right
+        password_login_check(
+            tenant=getattr(request, "tenant", None), user=user, password_valid=password_valid
+        )
+    except DomainError as refused:
+        audit_record(
+            type=AuditEvent.Type.LOGIN_FAILED,
+            request=request,
+            actor_email=canonical[:254],
+            method="password",
+            reason=refused.code,
+        )
+        raise
+    if user is not None and password_valid:
         mfa_method = None
         # allauth.mfa's tables exist in tenant schemas only; staff verify OTP in the admin console.
         if connection.schema_name != settings.PUBLIC_SCHEMA_NAME:  # type: ignore[attr-defined]
@@ -152,7 +169,7 @@ def auth_login(
     audit_record(
         type=AuditEvent.Type.LOGIN_FAILED,
         request=request,
-        actor_email=email.strip().lower()[:254],
+        actor_email=canonical[:254],
         method="password",
     )
     raise DomainError("invalid_credentials", "Email or password is incorrect.", status=401)
