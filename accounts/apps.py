@@ -9,6 +9,7 @@ class AccountsConfig(AppConfig):
         from accounts.mfa_adapter import harden_totp_replay_window
         from accounts.services import (
             mfa,  # noqa: F401 - connects the MFA audit receivers
+            passwords,  # noqa: F401 - password changes and resets revoke tokens and sessions
             throttle,  # noqa: F401 - counts failed web sign-ins
         )
 

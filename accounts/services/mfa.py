@@ -32,6 +32,7 @@ from django_otp.plugins.otp_email.models import EmailDevice
 from accounts.mfa_adapter import decrypt_text, encrypt_text
 from accounts.models import AuditEvent, User
 from accounts.services.audit import audit_record
+from accounts.services.tokens import RevokeReason, credentials_revoke
 from leanvibe import redis as lv_redis
 from leanvibe.errors import DomainError
 
@@ -323,6 +324,9 @@ def mfa_remove(*, user: User, code: str, request: HttpRequest | None = None) -> 
         Authenticator.objects.filter(user_id=user.pk).delete()
         EmailDevice.objects.filter(user_id=user.pk).delete()
         audit_record(type=AuditEvent.Type.MFA_REMOVED, request=request, actor=user)
+        # Whoever got in while the factor protected the account is cut off: every API token
+        # (the caller's too) and every web session.
+        credentials_revoke(user=user, reason=RevokeReason.MFA_REMOVED, request=request)
 
 
 # --- the web pages (allauth's views) record the same audit events -----------------------------
@@ -338,6 +342,13 @@ def _audit_web_enrolment(
 def _audit_web_removal(sender: Any, request: HttpRequest, user: User, authenticator: Any, **kw: Any) -> None:
     if authenticator.type == Authenticator.Type.TOTP:
         audit_record(type=AuditEvent.Type.MFA_REMOVED, request=request, actor=user, via="web")
+        # As for the API's removal, but the browser that removed the factor keeps its session.
+        credentials_revoke(
+            user=user,
+            reason=RevokeReason.MFA_REMOVED,
+            keep_session_key=request.session.session_key,
+            request=request,
+        )
 
 
 @receiver(mfa_signals.authenticator_used)

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from allauth.usersessions.models import UserSession
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django_tenants.utils import get_public_schema_name
 
 from accounts.models import AuditEvent, AuthToken, User
 from accounts.services import IssuedTokens, token_hash, tokens_issue
@@ -230,6 +232,53 @@ def session_end(*, user: User, session_id: str, actor: User, request: HttpReques
             session=session_id,
         )
     return kind
+
+
+class RevokeReason:
+    """Why ``credentials_revoke`` ran (``reason`` of the ``credentials.revoked`` audit event)."""
+
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - a reason code, not a secret
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a reason code, not a secret
+    MFA_REMOVED = "mfa_removed"
+    MEMBER_DEACTIVATED = "member_deactivated"
+
+
+def credentials_revoke(
+    *,
+    user: User,
+    reason: str,
+    keep_session_key: str | None = None,
+    actor: User | None = None,
+    request: HttpRequest | None = None,
+) -> dict[str, int]:
+    """Revoke every API token (every refresh chain) of ``user`` and end every web session but
+    ``keep_session_key`` (the browser that made a password change keeps its session; a reset, a
+    deactivation or an API call keeps none). Records ``credentials.revoked`` with ``reason``.
+
+    Django's session auth hash also signs other browsers out after a password change, but API
+    tokens never look at it and removing a second factor does not change it: this is the one
+    place that cuts an account off. Platform staff (public schema) have tokens but no tracked
+    web sessions there (allauth's user sessions exist in tenant schemas only).
+    """
+    with transaction.atomic():
+        tokens = AuthToken.objects.filter(user=user, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        web = 0
+        if connection.schema_name != get_public_schema_name():
+            for session in UserSession.objects.filter(user=user).exclude(session_key=keep_session_key or ""):
+                session.end()
+                web += 1
+        audit_record(
+            type=AuditEvent.Type.CREDENTIALS_REVOKED,
+            request=request,
+            actor=actor or user,
+            target_user=user,
+            reason=reason,
+            tokens_revoked=tokens,
+            web_sessions=web,
+        )
+    return {"tokens_revoked": tokens, "web_sessions": web}
 
 
 def sessions_end_all(*, user: User, actor: User, request: HttpRequest | None = None) -> dict[str, Any]:
