@@ -265,7 +265,7 @@ def credentials_revoke(
             revoked_at=timezone.now()
         )
         web = 0
-        if connection.schema_name != get_public_schema_name():
+        if connection.schema_name != get_public_schema_name():  # type: ignore[attr-defined]
             for session in UserSession.objects.filter(user=user).exclude(session_key=keep_session_key or ""):
                 session.end()
                 web += 1
