@@ -102,7 +102,9 @@ def tokens_refresh(*, refresh_token: str, request: HttpRequest | None = None) ->
         else:
             token.rotated_at = timezone.now()
             token.save(update_fields=["rotated_at"])
-            issued = tokens_issue(user=token.user, request=request, family=token.family)
+            issued = tokens_issue(
+                user=token.user, request=request, family=token.family, refresh_not_after=token.expires_at
+            )
             audit_record(
                 type=AuditEvent.Type.TOKEN_REFRESHED,
                 request=request,
