@@ -64,18 +64,42 @@ def password_change(
         credentials_revoke(user=user, reason=RevokeReason.PASSWORD_CHANGED, request=request)
 
 
+def password_changed_record(
+    *,
+    user: User,
+    via: str,
+    actor: User | None = None,
+    keep_session_key: str | None = None,
+    request: HttpRequest | None = None,
+) -> None:
+    """A page has just changed ``user``'s password (allauth's, or the admin console's, ``via``):
+    audit it and cut off every other way in (``keep_session_key``: the browser that made the
+    change, when it was the account's own)."""
+    with transaction.atomic():
+        audit_record(
+            type=AuditEvent.Type.PASSWORD_CHANGED,
+            request=request,
+            actor=actor or user,
+            target_user=user,
+            via=via,
+        )
+        credentials_revoke(
+            user=user,
+            reason=RevokeReason.PASSWORD_CHANGED,
+            keep_session_key=keep_session_key,
+            actor=actor,
+            request=request,
+        )
+
+
 # --- allauth's pages ----------------------------------------------------------------------------
 @receiver(account_signals.password_changed, dispatch_uid="accounts.passwords.changed")
 @receiver(account_signals.password_set, dispatch_uid="accounts.passwords.set")
 def _on_password_changed(sender: Any, request: HttpRequest, user: User, **kw: Any) -> None:
     # allauth has already given this browser a new session key (update_session_auth_hash): it
     # is the one session that survives.
-    audit_record(type=AuditEvent.Type.PASSWORD_CHANGED, request=request, actor=user, via="web")
-    credentials_revoke(
-        user=user,
-        reason=RevokeReason.PASSWORD_CHANGED,
-        keep_session_key=request.session.session_key,
-        request=request,
+    password_changed_record(
+        user=user, via="web", keep_session_key=request.session.session_key, request=request
     )
 
 
