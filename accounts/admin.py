@@ -15,6 +15,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.http import HttpRequest, HttpResponse
 
+from accounts.emails import email_canonical
 from accounts.models import User
 from accounts.services.passwords import password_changed_record
 
@@ -25,7 +26,7 @@ class StaffCreationForm(AdminUserCreationForm):
         fields = ("email",)
 
     def clean_email(self) -> str:
-        return str(self.cleaned_data["email"]).strip().lower()
+        return email_canonical(str(self.cleaned_data["email"]))
 
 
 class StaffChangeForm(UserChangeForm):
@@ -34,7 +35,7 @@ class StaffChangeForm(UserChangeForm):
         fields = ("email", "password", "full_name", "is_active", "is_staff", "is_superuser")
 
     def clean_email(self) -> str:
-        return str(self.cleaned_data["email"]).strip().lower()
+        return email_canonical(str(self.cleaned_data["email"]))
 
 
 @admin.register(User)

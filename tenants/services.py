@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
+from accounts.emails import email_canonical
 from tenants.models import Domain, Tenant
 from tenants.plans import Plan
 from tenants.schemas import schema_create_for_tenant
@@ -65,7 +66,7 @@ def tenant_provision(
     from agents.services import project_create
 
     organization_name = organization_name.strip()
-    admin_email = admin_email.strip().lower()
+    admin_email = email_canonical(admin_email)
     validate_email(admin_email)
     generated = None
     if admin_password is None:

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import services
+from accounts.emails import CanonicalEmailSerializerField
 from accounts.services import throttle
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer
 from leanvibe.errors import DomainError
@@ -19,7 +20,7 @@ COUNTED_FAILURES = frozenset({"invalid_credentials", "sso_required"})
 
 
 class LoginInput(StrictSerializer):
-    email = serializers.EmailField(max_length=254)
+    email = CanonicalEmailSerializerField(max_length=254)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
     mfa_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
 

@@ -39,7 +39,7 @@ def user_create(
     password_is_hashed: bool = False,
 ) -> User:
     """Create a member of the current schema. ``password`` is validated unless already hashed."""
-    user = User(email=email.strip().lower(), username=username, full_name=full_name, role=role)
+    user = User(email=email_canonical(email), username=username, full_name=full_name, role=role)
     if password is None:
         user.set_unusable_password()
     elif password_is_hashed:
@@ -50,7 +50,7 @@ def user_create(
     # Uniqueness is checked below as the API's "email_taken" (and by the database constraint).
     user.full_clean(validate_unique=False, validate_constraints=False)
     taken = DomainError("email_taken", "Email already registered", status=400)
-    if User.objects.filter(email__iexact=user.email).exists():
+    if User.objects.filter(email=user.email).exists():  # the canonical form: one per account
         raise taken
     try:
         with transaction.atomic():

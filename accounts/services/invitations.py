@@ -24,6 +24,7 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from accounts.emails import email_canonical
 from accounts.models import AuditEvent, Invitation, Role, User
 from accounts.permissions import invitation_role_check
 from accounts.services import member_add, token_hash
@@ -97,9 +98,9 @@ def invitation_create(
     from tenants.usage import quota_check
 
     invitation_role_check(actor=actor, role=role)
-    email = email.strip().lower()
+    email = email_canonical(email)
     with transaction.atomic():
-        if User.objects.filter(email__iexact=email).exists():
+        if User.objects.filter(email=email).exists():
             raise DomainError(
                 "email_taken",
                 "This email already belongs to a member of your organisation.",
@@ -110,7 +111,7 @@ def invitation_create(
             tenant=tenant, resource=Resource.USERS, current=User.objects.filter(is_active=True).count()
         )
         open_invitations = Invitation.objects.select_for_update().filter(
-            email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True
+            email=email, accepted_at__isnull=True, revoked_at__isnull=True
         )
         for existing in open_invitations:
             if existing.status == "pending":
