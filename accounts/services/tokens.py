@@ -150,8 +150,6 @@ def sessions_list(
     *, user: User, current_session_key: str | None = None, current_family: uuid.UUID | None = None
 ) -> list[SessionInfo]:
     """``user``'s live web sessions and API token families, most recently active first."""
-    from allauth.usersessions.models import UserSession
-
     out = [
         SessionInfo(
             id=str(session.pk),
@@ -202,8 +200,6 @@ def session_end(*, user: User, session_id: str, actor: User, request: HttpReques
     """End one of ``user``'s sessions by the id ``sessions_list`` gave it: a web session is
     deleted from the session store (its cookie stops working), an API session's token family
     is revoked. Returns the kind ended; 404 if ``user`` has no such live session."""
-    from allauth.usersessions.models import UserSession
-
     kind: str
     with transaction.atomic():
         try:
@@ -245,6 +241,19 @@ class RevokeReason:
     MEMBER_DEACTIVATED = "member_deactivated"
 
 
+def _cut_off(*, user: User, keep_session_key: str | None = None) -> tuple[int, int]:
+    """Revoke every still-valid API token of ``user`` and end their web sessions but
+    ``keep_session_key``; returns (tokens revoked, web sessions ended)."""
+    tokens = AuthToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    web = 0
+    # allauth's user sessions exist in tenant schemas only (platform staff have none tracked).
+    if connection.schema_name != get_public_schema_name():  # type: ignore[attr-defined]
+        for session in UserSession.objects.filter(user=user).exclude(session_key=keep_session_key or ""):
+            session.end()
+            web += 1
+    return tokens, web
+
+
 def credentials_revoke(
     *,
     user: User,
@@ -263,14 +272,7 @@ def credentials_revoke(
     web sessions there (allauth's user sessions exist in tenant schemas only).
     """
     with transaction.atomic():
-        tokens = AuthToken.objects.filter(user=user, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
-        web = 0
-        if connection.schema_name != get_public_schema_name():  # type: ignore[attr-defined]
-            for session in UserSession.objects.filter(user=user).exclude(session_key=keep_session_key or ""):
-                session.end()
-                web += 1
+        tokens, web = _cut_off(user=user, keep_session_key=keep_session_key)
         audit_record(
             type=AuditEvent.Type.CREDENTIALS_REVOKED,
             request=request,
@@ -285,16 +287,8 @@ def credentials_revoke(
 
 def sessions_end_all(*, user: User, actor: User, request: HttpRequest | None = None) -> dict[str, Any]:
     """End every web session and revoke every API token of ``user``."""
-    from allauth.usersessions.models import UserSession
-
     with transaction.atomic():
-        tokens = AuthToken.objects.filter(user=user, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
-        web = 0
-        for session in UserSession.objects.filter(user=user):
-            session.end()
-            web += 1
+        tokens, web = _cut_off(user=user)
         audit_record(
             type=AuditEvent.Type.SESSION_ENDED,
             request=request,
