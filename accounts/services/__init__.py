@@ -150,11 +150,15 @@ def auth_login(
 ) -> IssuedTokens:
     """Check credentials in the current schema and issue tokens; 401 on any mismatch.
 
-    A member with two-factor must also send ``mfa_code`` (422 ``mfa_required`` without it,
-    401 when wrong: see ``accounts.services.mfa.mfa_check_login``)."""
+    The email is looked up in its canonical form (``accounts.emails``). A member with two-factor
+    must also send ``mfa_code`` (422 ``mfa_required`` without it, 401 when wrong: see
+    ``accounts.services.mfa.mfa_check_login``); platform staff always (``mfa_check_staff_login``).
+    In an SSO-only tenant every attempt but an owner's right password is the same 403
+    ``sso_required`` (``accounts.services.sso.password_login_check``)."""
     from accounts.models import AuditEvent
     from accounts.services.audit import audit_record
     from accounts.services.mfa import mfa_check_login, mfa_check_staff_login
+    from accounts.services.sso import password_login_check
 
     canonical = email_canonical(email)
     user = User.objects.filter(email=canonical).first()
@@ -163,8 +167,6 @@ def auth_login(
         password_valid = False
     else:
         password_valid = user.check_password(password) and user.is_active
-    from accounts.services.sso import password_login_check
-
     try:  # "SSO only" tenants: the same 403 whether or not the password was right
         password_login_check(
             tenant=getattr(request, "tenant", None), user=user, password_valid=password_valid
