@@ -9,10 +9,13 @@ from allauth.account.models import EmailConfirmation
 from django import forms
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.signals import user_login_failed
 from django.db import connection
 from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from accounts.emails import email_canonical
+from accounts.services.sso import password_login_check, sso_only_enabled
 from leanvibe.errors import DomainError
 from leanvibe.links import public_site_url, site_netloc
 from tenants.links import tenant_netloc, tenant_url
@@ -55,14 +58,28 @@ class EmailSite:
 
 
 class AccountAdapter(DefaultAccountAdapter):
-    def authenticate(self, request: HttpRequest, **credentials: Any) -> AbstractBaseUser | None:
-        user = super().authenticate(request, **credentials)
-        if user is not None:
-            from accounts.services.sso import password_login_check
+    def clean_email(self, email: str) -> str:
+        # One form of every address: stored, looked up and compared canonical (accounts.emails).
+        return email_canonical(super().clean_email(email))
 
-            try:  # a tenant that made SSO the only way in refuses passwords (owners excepted)
-                password_login_check(tenant=getattr(request, "tenant", None), user=user)  # type: ignore[arg-type]
+    def authenticate(self, request: HttpRequest, **credentials: Any) -> AbstractBaseUser | None:
+        if isinstance(credentials.get("email"), str):
+            credentials["email"] = email_canonical(credentials["email"])
+        user = super().authenticate(request, **credentials)
+        tenant = getattr(request, "tenant", None)
+        if sso_only_enabled(tenant):
+            try:  # SSO-only: the same refusal whether or not the password was right (owners excepted)
+                password_login_check(tenant=tenant, user=user, password_valid=user is not None)  # type: ignore[arg-type]
             except DomainError as exc:
+                if user is not None:
+                    # The password was right, so Django sent no user_login_failed: count this
+                    # refusal like a wrong password (audit and sign-in lock), or the lock would
+                    # tell the two apart.
+                    user_login_failed.send(
+                        sender=type(self),
+                        credentials={"email": credentials.get("email", "")},
+                        request=request,
+                    )
                 raise forms.ValidationError(exc.detail, code=exc.code) from exc
         return user
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
+from accounts.emails import email_canonical
 from accounts.models import User
+from accounts.services.passwords import password_changed_record
 
 
 class StaffCreationForm(AdminUserCreationForm):
@@ -23,7 +26,7 @@ class StaffCreationForm(AdminUserCreationForm):
         fields = ("email",)
 
     def clean_email(self) -> str:
-        return str(self.cleaned_data["email"]).strip().lower()
+        return email_canonical(str(self.cleaned_data["email"]))
 
 
 class StaffChangeForm(UserChangeForm):
@@ -32,7 +35,7 @@ class StaffChangeForm(UserChangeForm):
         fields = ("email", "password", "full_name", "is_active", "is_staff", "is_superuser")
 
     def clean_email(self) -> str:
-        return str(self.cleaned_data["email"]).strip().lower()
+        return email_canonical(str(self.cleaned_data["email"]))
 
 
 @admin.register(User)
@@ -53,6 +56,19 @@ class StaffUserAdmin(UserAdmin):
     list_filter = ("is_staff", "is_superuser", "is_active")
     search_fields = ("email", "full_name")
     ordering = ("email",)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        """Setting a staff member's password also revokes their API tokens (as every password
+        change does: ``accounts.services.passwords``)."""
+        target = self.get_object(request, unquote(id))
+        before = target.password if target is not None else None
+        response = super().user_change_password(request, id, form_url)
+        if target is not None and request.method == "POST":
+            target.refresh_from_db(fields=["password"])
+            if target.password != before:
+                actor = request.user if request.user.pk != target.pk else None
+                password_changed_record(user=target, via="console", actor=actor, request=request)  # type: ignore[arg-type]
+        return response
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting would cascade into tables of tenant-only apps (allauth.mfa, django-otp...) that the

@@ -11,6 +11,7 @@ class AccountsConfig(AppConfig):
         from accounts.services import (
             mfa,  # noqa: F401 - connects the MFA audit receivers
             outbound_audit,  # noqa: F401 - audits refused outbound requests
+            passwords,  # noqa: F401 - password changes and resets revoke tokens and sessions
             throttle,  # noqa: F401 - counts failed web sign-ins
         )
 

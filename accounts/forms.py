@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.auth.password_validation import password_validators_help_text_html, validate_password
 from django.core.exceptions import ValidationError
 
+from accounts.emails import CanonicalEmailFormField
 from accounts.models import Role, User
 from leanvibe.validators import validate_no_control_characters
 
@@ -20,7 +21,7 @@ def _roles_for(actor: User | None) -> list[tuple[str, str]]:
 
 
 class InvitationForm(forms.Form):
-    email = forms.EmailField(
+    email = CanonicalEmailFormField(
         label="Email",
         max_length=254,
         widget=forms.EmailInput(attrs={"placeholder": "colleague@example.com", "autocomplete": "off"}),

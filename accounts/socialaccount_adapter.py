@@ -17,6 +17,7 @@ from allauth.socialaccount.models import SocialApp, SocialLogin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from accounts.emails import email_canonical
 from accounts.login_stages import second_factor_mark_given
 from accounts.models import User
 from accounts.services import sso, sso_signin
@@ -71,7 +72,9 @@ def saml_identity(
     email = (getattr(user, "email", "") or "") if user else ""
     if not email and sociallogin.email_addresses:
         email = sociallogin.email_addresses[0].email
-    verified = any(a.verified for a in sociallogin.email_addresses if a.email.lower() == email.lower())
+    verified = any(
+        a.verified for a in sociallogin.email_addresses if email_canonical(a.email) == email_canonical(email)
+    )
     role_values = (
         [str(v) for v in raw.get(policy["role_claim"], [])] if policy["role_claim"] else values("role")
     )

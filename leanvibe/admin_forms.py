@@ -1,9 +1,14 @@
-"""The admin console's sign-in form: password, then a code from the staff member's TOTP device."""
+"""The admin console's sign-in form: password, then a code from the staff member's TOTP device.
+
+The console's sign-in view (routed before the admin's own URLs) puts it under the same sign-in
+lock as every other sign-in; a wrong code is reported as a failed sign-in."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
+from django.contrib.auth.signals import user_login_failed
 from django.db.models.fields import BLANK_CHOICE_DASH
 from django_otp.admin import OTPAdminAuthenticationForm
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -18,6 +23,18 @@ class PlatformOTPAuthenticationForm(OTPAdminAuthenticationForm):
     def device_choices(user: Any) -> list[tuple[str, str]]:
         devices = TOTPDevice.objects.devices_for_user(user, confirmed=True)
         return [*BLANK_CHOICE_DASH, *((d.persistent_id, d.name) for d in devices)]
+
+    def clean_otp(self, user: Any) -> None:
+        try:
+            super().clean_otp(user)
+        except forms.ValidationError:
+            if user is not None and self.cleaned_data.get("otp_token"):
+                # A wrong (or throttled) code is a failed sign-in like a wrong password: Django's
+                # own signal, so the sign-in lock counts it (accounts.services.throttle).
+                user_login_failed.send(
+                    sender=type(self), credentials={"username": user.get_username()}, request=self.request
+                )
+            raise
 
     def _chosen_device(self, user: Any) -> Any:
         device = super()._chosen_device(user)

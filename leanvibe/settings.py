@@ -176,6 +176,10 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[LeanVibe] "
 ACCOUNT_LOGOUT_ON_GET = False
 ACCESS_TOKEN_LIFETIME = env.int("ACCESS_TOKEN_LIFETIME", default=3600)
 REFRESH_TOKEN_LIFETIME = env.int("REFRESH_TOKEN_LIFETIME", default=30 * 24 * 3600)
+# Platform staff (tokens of the public schema, issued only with their TOTP code): a short access
+# token, and a refresh token that ends this long after the sign-in (rotation does not extend it).
+STAFF_ACCESS_TOKEN_LIFETIME = env.int("STAFF_ACCESS_TOKEN_LIFETIME", default=900)
+STAFF_REFRESH_TOKEN_LIFETIME = env.int("STAFF_REFRESH_TOKEN_LIFETIME", default=8 * 3600)
 # Web sessions are allauth's UserSession rows; their last activity is kept up to date.
 USERSESSIONS_TRACK_ACTIVITY = True
 # Brute-force protection (accounts/services/throttle.py), for the API login and the web form:

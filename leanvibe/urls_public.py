@@ -4,12 +4,21 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from accounts.views import login as login_views
 from leanvibe.views import metrics
 from tenants import views as tenant_views
 
 urlpatterns = [
     path("", tenant_views.landing, name="landing"),
     path("signup/", tenant_views.signup, name="signup"),
+    # The console's sign-in, under the same sign-in lock as every other, and its password change,
+    # which revokes the staff member's API tokens (both before admin's own URLs).
+    path("admin/login/", login_views.console_login_view, name="console-login"),
+    path(
+        "admin/password_change/",
+        login_views.console_password_change_view,
+        name="console-password-change",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include("leanvibe.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

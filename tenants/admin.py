@@ -17,6 +17,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
+from accounts.emails import CanonicalEmailFormField
 from tenants import selectors, services
 from tenants.forms import OrganisationNameFormMixin, OrganisationOwnerFormMixin
 from tenants.models import Domain, PooledSchema, Tenant
@@ -32,7 +33,7 @@ class DomainInline(admin.TabularInline):
 class TenantProvisionForm(OrganisationOwnerFormMixin, forms.ModelForm):
     """The add form: what ``tenant_provision`` needs, validated before anything is created."""
 
-    admin_email = forms.EmailField(label="Owner email", max_length=254)
+    admin_email = CanonicalEmailFormField(label="Owner email", max_length=254)
     admin_password = forms.CharField(
         label="Owner password",
         required=False,

@@ -29,7 +29,7 @@ def _confirmation_url(tenant: Tenant, recipients: list[str]) -> str | None:
     if len(recipients) != 1:
         return None
     with schema_context(tenant.schema_name):
-        address = EmailAddress.objects.filter(email__iexact=recipients[0], verified=False).first()
+        address = EmailAddress.objects.filter(email=recipients[0], verified=False).first()
         if address is None:
             return None
         confirmation = EmailConfirmation.create(address)

@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.password_validation import validate_password
 
+from accounts.emails import CanonicalEmailFormField
 from leanvibe.validators import validate_no_control_characters
 from tenants.plans import Plan
 
@@ -50,7 +51,7 @@ class SignupForm(OrganisationOwnerFormMixin, forms.Form):
         ),
         help_text="Your address will be made from it, e.g. initech.",
     )
-    admin_email = forms.EmailField(
+    admin_email = CanonicalEmailFormField(
         label="Your work email",
         max_length=254,
         widget=forms.EmailInput(attrs={"autocomplete": "email", "placeholder": "you@example.com"}),

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
+from accounts.emails import email_canonical
 from leanvibe.validators import validate_text_fields
 from tenants.models import Domain, Tenant
 from tenants.plans import Plan
@@ -67,7 +68,7 @@ def tenant_provision(
 
     organization_name = organization_name.strip()
     validate_text_fields(organization_name=organization_name)
-    admin_email = admin_email.strip().lower()
+    admin_email = email_canonical(admin_email)
     validate_email(admin_email)
     generated = None
     if admin_password is None:

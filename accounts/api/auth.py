@@ -1,6 +1,7 @@
 """Token refresh and logout, and a member's sessions.
 
-``POST /api/v1/auth/refresh``, ``POST /api/v1/auth/logout``, ``GET /api/v1/auth/sessions``,
+``POST /api/v1/auth/refresh``, ``POST /api/v1/auth/logout``, ``POST /api/v1/auth/password``,
+``GET /api/v1/auth/sessions``,
 ``DELETE /api/v1/auth/sessions/{id}``, ``DELETE /api/v1/users/{id}/sessions`` (admins).
 """
 
@@ -15,7 +16,7 @@ from rest_framework.response import Response
 
 from accounts import selectors
 from accounts.models import AuthToken, Role, User
-from accounts.services import tokens
+from accounts.services import passwords, throttle, tokens
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer, TenantAPIView
 from leanvibe.errors import DomainError
 
@@ -42,6 +43,28 @@ class RefreshApi(DangerouslyPublicAPIView):
         data.is_valid(raise_exception=True)
         issued = tokens.tokens_refresh(refresh_token=data.validated_data["refresh_token"], request=request)
         return Response(asdict(issued))
+
+
+class PasswordChangeInput(StrictSerializer):
+    current_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class PasswordChangeApi(TenantAPIView):
+    """A member changes their password. Every API token of the account (this one included) and
+    every web session is revoked: the client signs in again with the new password."""
+
+    def post(self, request: Request) -> Response:
+        data = PasswordChangeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        passwords.password_change(
+            user=_user(request),
+            current_password=data.validated_data["current_password"],
+            new_password=data.validated_data["new_password"],
+            ip=throttle.client_address(request),
+            request=request,
+        )
+        return Response(status=204)
 
 
 class LogoutApi(TenantAPIView):

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import selectors
+from accounts.emails import CanonicalEmailSerializerField
 from accounts.models import Invitation, Role, User
 from accounts.services import invitations as invitation_services
 from accounts.services import members as member_services
@@ -43,7 +44,7 @@ class UserOutput(serializers.ModelSerializer):
 
 
 class UserCreateInput(StrictSerializer):
-    email = serializers.EmailField(max_length=254)
+    email = CanonicalEmailSerializerField(max_length=254)
     username = serializers.CharField(
         max_length=150,
         required=False,
@@ -92,7 +93,7 @@ class InvitationOutput(serializers.ModelSerializer):
 
 
 class InvitationCreateInput(StrictSerializer):
-    email = serializers.EmailField(max_length=254)
+    email = CanonicalEmailSerializerField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, required=False, default=Role.MEMBER)
 
 

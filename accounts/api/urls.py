@@ -3,7 +3,14 @@
 from django.urls import path
 
 from accounts.api.audit import AuditEventListApi
-from accounts.api.auth import LogoutApi, RefreshApi, SessionDetailApi, SessionListApi, UserSessionsApi
+from accounts.api.auth import (
+    LogoutApi,
+    PasswordChangeApi,
+    RefreshApi,
+    SessionDetailApi,
+    SessionListApi,
+    UserSessionsApi,
+)
 from accounts.api.members import (
     InvitationDetailApi,
     InvitationListApi,
@@ -33,6 +40,7 @@ urlpatterns = [
     path("auth/login", LoginApi.as_view(), name="api-login"),
     path("auth/refresh", RefreshApi.as_view(), name="api-refresh"),
     path("auth/logout", LogoutApi.as_view(), name="api-logout"),
+    path("auth/password", PasswordChangeApi.as_view(), name="api-password"),
     path("auth/sessions", SessionListApi.as_view(), name="api-sessions"),
     path("auth/sessions/<str:session_id>", SessionDetailApi.as_view(), name="api-session"),
     path("users/<str:user_id>/sessions", UserSessionsApi.as_view(), name="api-user-sessions"),

@@ -9,13 +9,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import services
+from accounts.emails import CanonicalEmailSerializerField
 from accounts.services import throttle
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer
 from leanvibe.errors import DomainError
 
+# Refusals that count toward the sign-in lock: a wrong password, and any password sign-in an
+# SSO-only tenant refuses (right or wrong, so that the lock does not tell them apart either).
+COUNTED_FAILURES = frozenset({"invalid_credentials", "sso_required"})
+
 
 class LoginInput(StrictSerializer):
-    email = serializers.EmailField(max_length=254)
+    email = CanonicalEmailSerializerField(max_length=254)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
     mfa_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
@@ -35,7 +40,7 @@ class LoginApi(DangerouslyPublicAPIView):
             try:
                 tokens = services.auth_login(request=request, **data.validated_data)
             except DomainError as exc:
-                if exc.code == "invalid_credentials":
+                if exc.code in COUNTED_FAILURES:
                     throttle.login_failure_record(email=email, ip=ip)
                 raise
         except throttle.LoginLocked as locked:

@@ -6,9 +6,9 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Lower
 from django.utils import timezone
 
+from accounts.emails import CanonicalEmailField
 from accounts.models.users import Role
 
 
@@ -17,7 +17,7 @@ class Invitation(models.Model):
     link's secret is stored."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    email = models.EmailField(max_length=254)
+    email = CanonicalEmailField(max_length=254)
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
     token_hash = models.CharField(max_length=64, unique=True)
     invited_by = models.ForeignKey(
@@ -33,7 +33,7 @@ class Invitation(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                Lower("email"),
+                fields=["email"],
                 condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
                 name="invitation_one_pending_per_email",
             ),

@@ -9,8 +9,9 @@ from typing import ClassVar
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
-from django.db.models.functions import Lower
 from django.utils import timezone
+
+from accounts.emails import CanonicalEmailField, email_canonical
 
 
 class Role(models.TextChoices):
@@ -29,7 +30,7 @@ class UserManager(BaseUserManager["User"]):
     def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
         if not email:
             raise ValueError("An email address is required")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user = self.model(email=email_canonical(email), **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -42,7 +43,8 @@ class UserManager(BaseUserManager["User"]):
 
 
 class User(AbstractBaseUser, PermissionsMixin):
-    email = models.EmailField(max_length=254, unique=True)
+    # Canonical (accounts.emails): stored, compared and unique in one form.
+    email = CanonicalEmailField(max_length=254, unique=True)
     username = models.CharField(max_length=150, blank=True)
     full_name = models.CharField(max_length=200, blank=True)
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
@@ -58,7 +60,6 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(Lower("email"), name="user_email_unique_ci"),
             models.CheckConstraint(
                 condition=models.Q(role__in=["owner", "admin", "member"]), name="user_role_valid"
             ),

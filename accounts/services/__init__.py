@@ -6,16 +6,18 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django_tenants.utils import get_public_schema_name
 
+from accounts.emails import email_canonical
 from accounts.models import AuthToken, Role, User
 from leanvibe.errors import DomainError
 from leanvibe.validators import validate_text_fields
@@ -39,7 +41,7 @@ def user_create(
 ) -> User:
     """Create a member of the current schema. ``password`` is validated unless already hashed."""
     validate_text_fields(username=username, full_name=full_name)
-    user = User(email=email.strip().lower(), username=username, full_name=full_name, role=role)
+    user = User(email=email_canonical(email), username=username, full_name=full_name, role=role)
     if password is None:
         user.set_unusable_password()
     elif password_is_hashed:
@@ -50,7 +52,7 @@ def user_create(
     # Uniqueness is checked below as the API's "email_taken" (and by the database constraint).
     user.full_clean(validate_unique=False, validate_constraints=False)
     taken = DomainError("email_taken", "Email already registered", status=400)
-    if User.objects.filter(email__iexact=user.email).exists():
+    if User.objects.filter(email=user.email).exists():  # the canonical form: one per account
         raise taken
     try:
         with transaction.atomic():
@@ -90,11 +92,24 @@ def _client_ip(request: HttpRequest | None) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def _is_staff_schema() -> bool:
+    """Tokens of the public schema belong to platform staff."""
+    return bool(connection.schema_name == get_public_schema_name())  # type: ignore[attr-defined]
+
+
 def tokens_issue(
-    *, user: User, request: HttpRequest | None = None, family: uuid.UUID | None = None
+    *,
+    user: User,
+    request: HttpRequest | None = None,
+    family: uuid.UUID | None = None,
+    refresh_not_after: datetime | None = None,
 ) -> IssuedTokens:
     """Mint an access token and a refresh token for ``user`` in the current schema, in a new
-    family or (when refreshing) in ``family``."""
+    family or (when refreshing) in ``family``.
+
+    Platform staff (public schema) get ``STAFF_ACCESS_TOKEN_LIFETIME`` access tokens and a
+    refresh token that ends ``STAFF_REFRESH_TOKEN_LIFETIME`` after the sign-in: a refresh passes
+    the expiry of the token it rotates as ``refresh_not_after``."""
     now = timezone.now()
     access, refresh = f"lva_{secrets.token_urlsafe(32)}", f"lvr_{secrets.token_urlsafe(32)}"
     common = {
@@ -102,6 +117,14 @@ def tokens_issue(
         "ip_address": _client_ip(request),
         "user_agent": (request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
     }
+    if _is_staff_schema():
+        access_lifetime = settings.STAFF_ACCESS_TOKEN_LIFETIME
+        refresh_expires_at = now + timedelta(seconds=settings.STAFF_REFRESH_TOKEN_LIFETIME)
+        if refresh_not_after is not None:
+            refresh_expires_at = min(refresh_expires_at, refresh_not_after)
+    else:
+        access_lifetime = settings.ACCESS_TOKEN_LIFETIME
+        refresh_expires_at = now + timedelta(seconds=settings.REFRESH_TOKEN_LIFETIME)
     family = family or uuid.uuid4()
     AuthToken.objects.bulk_create(
         [
@@ -109,19 +132,19 @@ def tokens_issue(
                 kind=AuthToken.Kind.ACCESS,
                 token_hash=token_hash(access),
                 family=family,
-                expires_at=now + timedelta(seconds=settings.ACCESS_TOKEN_LIFETIME),
+                expires_at=now + timedelta(seconds=access_lifetime),
                 **common,
             ),
             AuthToken(
                 kind=AuthToken.Kind.REFRESH,
                 token_hash=token_hash(refresh),
                 family=family,
-                expires_at=now + timedelta(seconds=settings.REFRESH_TOKEN_LIFETIME),
+                expires_at=refresh_expires_at,
                 **common,
             ),
         ]
     )
-    return IssuedTokens(access, refresh, settings.ACCESS_TOKEN_LIFETIME)
+    return IssuedTokens(access, refresh, access_lifetime)
 
 
 def auth_login(
@@ -129,24 +152,42 @@ def auth_login(
 ) -> IssuedTokens:
     """Check credentials in the current schema and issue tokens; 401 on any mismatch.
 
-    A member with two-factor must also send ``mfa_code`` (422 ``mfa_required`` without it,
-    401 when wrong: see ``accounts.services.mfa.mfa_check_login``)."""
-    from django.db import connection
-
+    The email is looked up in its canonical form (``accounts.emails``). A member with two-factor
+    must also send ``mfa_code`` (422 ``mfa_required`` without it, 401 when wrong: see
+    ``accounts.services.mfa.mfa_check_login``); platform staff always (``mfa_check_staff_login``).
+    In an SSO-only tenant every attempt but an owner's right password is the same 403
+    ``sso_required`` (``accounts.services.sso.password_login_check``)."""
     from accounts.models import AuditEvent
     from accounts.services.audit import audit_record
-    from accounts.services.mfa import mfa_check_login
+    from accounts.services.mfa import mfa_check_login, mfa_check_staff_login
+    from accounts.services.sso import password_login_check
 
-    user = User.objects.filter(email__iexact=email.strip()).first()
+    canonical = email_canonical(email)
+    user = User.objects.filter(email=canonical).first()
     if user is None:
         make_password(password)  # spend the same time as a real check: no user enumeration
-    elif user.check_password(password) and user.is_active:
-        from accounts.services.sso import password_login_check
-
-        password_login_check(tenant=getattr(request, "tenant", None), user=user)  # "SSO only" tenants
-        mfa_method = None
-        # allauth.mfa's tables exist in tenant schemas only; staff verify OTP in the admin console.
-        if connection.schema_name != settings.PUBLIC_SCHEMA_NAME:  # type: ignore[attr-defined]
+        password_valid = False
+    else:
+        password_valid = user.check_password(password) and user.is_active
+    try:  # "SSO only" tenants: the same 403 whether or not the password was right
+        password_login_check(
+            tenant=getattr(request, "tenant", None), user=user, password_valid=password_valid
+        )
+    except DomainError as refused:
+        audit_record(
+            type=AuditEvent.Type.LOGIN_FAILED,
+            request=request,
+            actor_email=canonical[:254],
+            method="password",
+            reason=refused.code,
+        )
+        raise
+    if user is not None and password_valid:
+        # Platform staff (public schema) always need the code of their django-otp TOTP device,
+        # the admin console's; tenant members theirs, if they have a second factor.
+        if _is_staff_schema():
+            mfa_method: str | None = mfa_check_staff_login(user=user, code=mfa_code, request=request)
+        else:
             mfa_method = mfa_check_login(user=user, code=mfa_code, request=request)
         method = f"password+{mfa_method}" if mfa_method else "password"
         audit_record(type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method=method)
@@ -154,7 +195,7 @@ def auth_login(
     audit_record(
         type=AuditEvent.Type.LOGIN_FAILED,
         request=request,
-        actor_email=email.strip().lower()[:254],
+        actor_email=canonical[:254],
         method="password",
     )
     raise DomainError("invalid_credentials", "Email or password is incorrect.", status=401)

@@ -26,6 +26,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.emails import email_canonical
 from accounts.models import AuditEvent, Invitation, Role, User
 from accounts.permissions import invitation_role_check
 from accounts.services import member_add, token_hash
@@ -152,10 +153,10 @@ def invitation_create(
     invitation to the same email (resend it instead), when active members and pending
     invitations fill the plan's user limit, or past the invitation rate limits."""
     invitation_role_check(actor=actor, role=role)
-    email = email.strip().lower()
+    email = email_canonical(email)
     _rate_limit(actor=actor, request=request)
     with transaction.atomic():
-        if User.objects.filter(email__iexact=email).exists():
+        if User.objects.filter(email=email).exists():
             raise DomainError(
                 "email_taken",
                 "This email already belongs to a member of your organisation.",
@@ -164,7 +165,7 @@ def invitation_create(
         # Pending invitations hold seats; the limit is checked again when one is accepted.
         _seat_check(tenant)
         open_invitations = Invitation.objects.select_for_update().filter(
-            email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True
+            email=email, accepted_at__isnull=True, revoked_at__isnull=True
         )
         for existing in open_invitations:
             if existing.status == "pending":

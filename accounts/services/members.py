@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.http import HttpRequest
-from django.utils import timezone
 
-from accounts.models import AuditEvent, AuthToken, Role, User
+from accounts.models import AuditEvent, Role, User
 from accounts.permissions import invitation_role_check, member_change_check
 from accounts.services import member_add
 from accounts.services.audit import audit_record
+from accounts.services.tokens import RevokeReason, credentials_revoke
 from leanvibe.errors import DomainError
 from leanvibe.validators import validate_text_fields
 
@@ -53,15 +53,6 @@ def member_create(
             type=AuditEvent.Type.MEMBER_ADDED, request=request, actor=actor, target_user=user, role=role
         )
     return user
-
-
-def _revoke_access(user: User) -> None:
-    """Cut a deactivated member off at once: API tokens and web sessions."""
-    AuthToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    from allauth.usersessions.models import UserSession
-
-    for session in UserSession.objects.filter(user=user):
-        session.end()
 
 
 def member_update(
@@ -119,9 +110,12 @@ def member_update(
         target.full_clean(validate_unique=False, validate_constraints=False)
         target.save(update_fields=["role", "is_active", "username"])
         if deactivates:
-            _revoke_access(target)
             audit_record(
                 type=AuditEvent.Type.MEMBER_DEACTIVATED, request=request, actor=actor, target_user=target
+            )
+            # Cut off at once: every API token and every web session.
+            credentials_revoke(
+                user=target, reason=RevokeReason.MEMBER_DEACTIVATED, actor=actor, request=request
             )
         if reactivates:
             audit_record(

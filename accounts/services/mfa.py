@@ -28,10 +28,12 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django_otp.plugins.otp_email.models import EmailDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.mfa_adapter import decrypt_text, encrypt_text
 from accounts.models import AuditEvent, User
 from accounts.services.audit import audit_record
+from accounts.services.tokens import RevokeReason, credentials_revoke
 from leanvibe import redis as lv_redis
 from leanvibe.errors import DomainError
 
@@ -278,6 +280,43 @@ def mfa_check_login(*, user: User, code: str | None, request: HttpRequest | None
     return method
 
 
+def mfa_check_staff_login(*, user: User, code: str | None, request: HttpRequest | None = None) -> str:
+    """Second step of an API sign-in of platform staff (public schema), whose password matched.
+
+    Staff prove themselves with their django-otp TOTP device, the admin console's second
+    factor (allauth.mfa has no tables in the public schema). Without a confirmed device there is
+    no token at all (403 ``mfa_enrollment_required``: add one in the admin console); no code is
+    422 ``mfa_required``; a wrong or replayed code 401 ``invalid_mfa_code``, counted by the same
+    ``MFA_MAX_FAILURES`` limit as members' (429 beyond it)."""
+    if not TOTPDevice.objects.devices_for_user(user, confirmed=True).exists():
+        raise DomainError(
+            "mfa_enrollment_required",
+            "Platform staff need an authenticator (TOTP) device before using the API: "
+            "ask another administrator to add one in the admin console.",
+            status=403,
+        )
+    if not code:
+        raise DomainError(
+            "mfa_required",
+            "Platform staff sign in with two-factor authentication: send mfa_code with the password.",
+            status=422,
+            methods=[MfaMethod.TOTP],
+            email_sent=False,
+        )
+    _failures_check(user)
+    with transaction.atomic():
+        # Locked rows: two requests with one code cannot both pass django-otp's
+        # replay check; its own per-device throttle is recorded either way.
+        devices = TOTPDevice.objects.devices_for_user(user, confirmed=True).select_for_update()
+        matched = any(device.verify_token(code.strip()) for device in devices)
+    if not matched:
+        _failures_count(user)
+        audit_record(type=AuditEvent.Type.MFA_FAILED, request=request, actor=user, method="login")
+        raise DomainError("invalid_mfa_code", "The two-factor code is wrong or was already used.", status=401)
+    cache.delete(_failures_key(user))
+    return MfaMethod.TOTP
+
+
 # --- email codes at the web sign-in (accounts.login_stages) ------------------------------------
 def user_email_device(user: User) -> EmailDevice | None:
     return EmailDevice.objects.filter(user_id=user.pk, confirmed=True).first()
@@ -323,6 +362,9 @@ def mfa_remove(*, user: User, code: str, request: HttpRequest | None = None) -> 
         Authenticator.objects.filter(user_id=user.pk).delete()
         EmailDevice.objects.filter(user_id=user.pk).delete()
         audit_record(type=AuditEvent.Type.MFA_REMOVED, request=request, actor=user)
+        # Whoever got in while the factor protected the account is cut off: every API token
+        # (the caller's too) and every web session.
+        credentials_revoke(user=user, reason=RevokeReason.MFA_REMOVED, request=request)
 
 
 # --- the web pages (allauth's views) record the same audit events -----------------------------
@@ -338,6 +380,13 @@ def _audit_web_enrolment(
 def _audit_web_removal(sender: Any, request: HttpRequest, user: User, authenticator: Any, **kw: Any) -> None:
     if authenticator.type == Authenticator.Type.TOTP:
         audit_record(type=AuditEvent.Type.MFA_REMOVED, request=request, actor=user, via="web")
+        # As for the API's removal, but the browser that removed the factor keeps its session.
+        credentials_revoke(
+            user=user,
+            reason=RevokeReason.MFA_REMOVED,
+            keep_session_key=request.session.session_key,
+            request=request,
+        )
 
 
 @receiver(mfa_signals.authenticator_used)

@@ -472,15 +472,24 @@ def sso_only_enabled(tenant: Tenant | None) -> bool:
     return bool(tenant is not None and (tenant.settings or {}).get("sso_only"))
 
 
-def password_login_check(*, tenant: Tenant | None, user: User | None) -> None:
-    """Refuse a password sign-in when the tenant made SSO the only way in. Owners keep their
-    password as a break-glass way in, so a broken IdP cannot lock an organisation out."""
-    if sso_only_enabled(tenant) and (user is None or user.role != Role.OWNER):
-        raise _refuse(
-            "sso_required",
-            "This organisation signs in with single sign-on only: use your identity provider.",
-            status=403,
-        )
+def password_login_check(*, tenant: Tenant | None, user: User | None, password_valid: bool) -> None:
+    """Refuse a password sign-in when the tenant made SSO the only way in.
+
+    Called after the password was checked, whatever the outcome: every attempt — a member's
+    right or wrong password, an unknown email, an inactive account — gets the same 403
+    ``sso_required``, so the answer never tells whether the password was right. Owners keep
+    their password as a break-glass way in (a broken IdP cannot lock an organisation out): only
+    an active owner with the right password passes. Outside SSO-only tenants this does nothing.
+    """
+    if not sso_only_enabled(tenant):
+        return
+    if user is not None and password_valid and user.is_active and user.role == Role.OWNER:
+        return
+    raise _refuse(
+        "sso_required",
+        "This organisation signs in with single sign-on only: use your identity provider.",
+        status=403,
+    )
 
 
 def sso_settings_of(tenant: Tenant | None) -> dict[str, bool]:

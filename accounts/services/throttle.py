@@ -37,6 +37,8 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from accounts.emails import email_canonical
+
 MAX_DELAY = 2.0
 
 
@@ -62,7 +64,7 @@ def client_address(request: HttpRequest) -> str:
 
 
 def _account_ident(email: str) -> str:
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:40]
+    return hashlib.sha256(email_canonical(email).encode()).hexdigest()[:40]
 
 
 def _scopes(email: str, ip: str) -> list[tuple[str, int]]:
@@ -154,7 +156,10 @@ def _on_login_failed(
 
     email = _credentials_email(credentials)
     audit_record(
-        type=AuditEvent.Type.LOGIN_FAILED, request=request, actor_email=email.strip().lower(), method="web"
+        type=AuditEvent.Type.LOGIN_FAILED,
+        request=request,
+        actor_email=email_canonical(email)[:254],
+        method="web",
     )
     with contextlib.suppress(LoginLocked):  # the sign-in view answers 429 once it sees the lock
         login_failure_record(email=email, ip=client_address(request))

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from allauth.usersessions.models import UserSession
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django_tenants.utils import get_public_schema_name
 
 from accounts.models import AuditEvent, AuthToken, User
 from accounts.services import IssuedTokens, token_hash, tokens_issue
@@ -100,7 +102,9 @@ def tokens_refresh(*, refresh_token: str, request: HttpRequest | None = None) ->
         else:
             token.rotated_at = timezone.now()
             token.save(update_fields=["rotated_at"])
-            issued = tokens_issue(user=token.user, request=request, family=token.family)
+            issued = tokens_issue(
+                user=token.user, request=request, family=token.family, refresh_not_after=token.expires_at
+            )
             audit_record(
                 type=AuditEvent.Type.TOKEN_REFRESHED,
                 request=request,
@@ -146,8 +150,6 @@ def sessions_list(
     *, user: User, current_session_key: str | None = None, current_family: uuid.UUID | None = None
 ) -> list[SessionInfo]:
     """``user``'s live web sessions and API token families, most recently active first."""
-    from allauth.usersessions.models import UserSession
-
     out = [
         SessionInfo(
             id=str(session.pk),
@@ -198,8 +200,6 @@ def session_end(*, user: User, session_id: str, actor: User, request: HttpReques
     """End one of ``user``'s sessions by the id ``sessions_list`` gave it: a web session is
     deleted from the session store (its cookie stops working), an API session's token family
     is revoked. Returns the kind ended; 404 if ``user`` has no such live session."""
-    from allauth.usersessions.models import UserSession
-
     kind: str
     with transaction.atomic():
         try:
@@ -232,18 +232,63 @@ def session_end(*, user: User, session_id: str, actor: User, request: HttpReques
     return kind
 
 
-def sessions_end_all(*, user: User, actor: User, request: HttpRequest | None = None) -> dict[str, Any]:
-    """End every web session and revoke every API token of ``user``."""
-    from allauth.usersessions.models import UserSession
+class RevokeReason:
+    """Why ``credentials_revoke`` ran (``reason`` of the ``credentials.revoked`` audit event)."""
 
-    with transaction.atomic():
-        tokens = AuthToken.objects.filter(user=user, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
-        web = 0
-        for session in UserSession.objects.filter(user=user):
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - a reason code, not a secret
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a reason code, not a secret
+    MFA_REMOVED = "mfa_removed"
+    MEMBER_DEACTIVATED = "member_deactivated"
+
+
+def _cut_off(*, user: User, keep_session_key: str | None = None) -> tuple[int, int]:
+    """Revoke every still-valid API token of ``user`` and end their web sessions but
+    ``keep_session_key``; returns (tokens revoked, web sessions ended)."""
+    tokens = AuthToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    web = 0
+    # allauth's user sessions exist in tenant schemas only (platform staff have none tracked).
+    if connection.schema_name != get_public_schema_name():  # type: ignore[attr-defined]
+        for session in UserSession.objects.filter(user=user).exclude(session_key=keep_session_key or ""):
             session.end()
             web += 1
+    return tokens, web
+
+
+def credentials_revoke(
+    *,
+    user: User,
+    reason: str,
+    keep_session_key: str | None = None,
+    actor: User | None = None,
+    request: HttpRequest | None = None,
+) -> dict[str, int]:
+    """Revoke every API token (every refresh chain) of ``user`` and end every web session but
+    ``keep_session_key`` (the browser that made a password change keeps its session; a reset, a
+    deactivation or an API call keeps none). Records ``credentials.revoked`` with ``reason``.
+
+    Django's session auth hash also signs other browsers out after a password change, but API
+    tokens never look at it and removing a second factor does not change it: this is the one
+    place that cuts an account off. Platform staff (public schema) have tokens but no tracked
+    web sessions there (allauth's user sessions exist in tenant schemas only).
+    """
+    with transaction.atomic():
+        tokens, web = _cut_off(user=user, keep_session_key=keep_session_key)
+        audit_record(
+            type=AuditEvent.Type.CREDENTIALS_REVOKED,
+            request=request,
+            actor=actor or user,
+            target_user=user,
+            reason=reason,
+            tokens_revoked=tokens,
+            web_sessions=web,
+        )
+    return {"tokens_revoked": tokens, "web_sessions": web}
+
+
+def sessions_end_all(*, user: User, actor: User, request: HttpRequest | None = None) -> dict[str, Any]:
+    """End every web session and revoke every API token of ``user``."""
+    with transaction.atomic():
+        tokens, web = _cut_off(user=user)
         audit_record(
             type=AuditEvent.Type.SESSION_ENDED,
             request=request,

@@ -7,6 +7,7 @@ from typing import Any
 
 from allauth.mfa import app_settings as mfa_settings
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+from django_otp.oath import totp
 
 
 def wait_away_from_step_boundary(margin: float = 3.0) -> None:
@@ -22,6 +23,12 @@ def totp_code(secret: str, steps: int = 0) -> str:
     """The code of ``secret`` for the time step ``steps`` away from now (clock drift)."""
     counter = int(time.time()) // mfa_settings.TOTP_PERIOD + steps
     return format_hotp_value(hotp_value(secret, counter))
+
+
+def totp_now(device: Any) -> str:
+    """The current code of a django-otp TOTP device (platform staff's second factor)."""
+    value = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)
+    return f"{value:0{device.digits}d}"
 
 
 def enrol_totp(api: Any, host: str, token: str) -> dict[str, Any]:

@@ -4,10 +4,12 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import schema_context
 
 from accounts.models import AuthToken, User
 from accounts.services import token_hash
+from accounts.tests.mfa_helpers import totp_now
 
 
 @pytest.mark.django_db
@@ -142,9 +144,11 @@ def test_deactivated_user_cannot_log_in_or_use_tokens(api, tenant_a):
 
 @pytest.mark.django_db
 def test_platform_staff_log_in_on_the_public_host(api, tenant_a):
-    User.objects.create_superuser("staff@leanvibe.test", "staff-password-123")
+    staff = User.objects.create_superuser("staff@leanvibe.test", "staff-password-123")
+    device = TOTPDevice.objects.create(user=staff, name="console", confirmed=True)
     response = api.post(
-        "/api/v1/auth/login", {"email": "staff@leanvibe.test", "password": "staff-password-123"}
+        "/api/v1/auth/login",
+        {"email": "staff@leanvibe.test", "password": "staff-password-123", "mfa_code": totp_now(device)},
     )
     assert response.status_code == 200
     # A staff token is a public-schema token: unknown to every tenant.

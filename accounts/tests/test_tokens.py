@@ -6,10 +6,12 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_tenants.utils import schema_context
 
 from accounts.models import AuditEvent, AuthToken
 from accounts.services import token_hash
+from accounts.tests.mfa_helpers import totp_now
 
 pytestmark = pytest.mark.django_db
 
@@ -158,9 +160,11 @@ def test_logout_revokes_the_current_family_only(api, tenant_a):
 def test_staff_refresh_on_the_public_host(api, tenant_a):
     from accounts.models import User
 
-    User.objects.create_superuser("staff@leanvibe.test", "staff-password-123")
+    staff = User.objects.create_superuser("staff@leanvibe.test", "staff-password-123")
+    device = TOTPDevice.objects.create(user=staff, name="console", confirmed=True)
     pair = api.post(
-        "/api/v1/auth/login", {"email": "staff@leanvibe.test", "password": "staff-password-123"}
+        "/api/v1/auth/login",
+        {"email": "staff@leanvibe.test", "password": "staff-password-123", "mfa_code": totp_now(device)},
     ).body
     response = api.post("/api/v1/auth/refresh", {"refresh_token": pair["refresh_token"]})
     assert response.status_code == 200

@@ -14,6 +14,7 @@ TENANT_SCOPED_ROUTES = {
     "api-tenant": "test_tenant_detail_of_another_tenant_is_404",
     "api-refresh": "test_refresh_token_of_another_tenant_is_401",
     "api-logout": "test_sessions_never_cross_tenants",
+    "api-password": "test_password_change_never_crosses_tenants",
     "api-sessions": "test_sessions_never_cross_tenants",
     "api-session": "test_sessions_never_cross_tenants",
     "api-user-sessions": "test_ending_sessions_of_another_tenants_user_is_404",
@@ -184,6 +185,21 @@ def test_sessions_never_cross_tenants(api, world):
         assert api.post("/api/v1/auth/logout", **ctx).status_code == 401
     # A's token survived every attempt.
     assert api.get("/api/v1/projects", host=world["a"].host, token=world["token_a"]).status_code == 200
+
+
+@pytest.mark.django_db
+def test_password_change_never_crosses_tenants(api, make_tenant):
+    # The same person in two organisations: two accounts, two passwords.
+    a = make_tenant("Alpha", email="same@example.com")
+    b = make_tenant("Beta", email="same@example.com")
+    token_a, token_b = a.login(api), b.login(api)
+    change = {"current_password": b.password, "new_password": "a-fresh-passphrase-for-b-1"}
+    for ctx in ({"host": a.host, "token": token_b}, {"tenant_header": a.id, "token": token_b}):
+        assert api.post("/api/v1/auth/password", change, **ctx).status_code == 401
+    assert api.post("/api/v1/auth/password", change, host=b.host, token=token_b).status_code == 204
+    # A's account, password and tokens are untouched by B's change and its revocation.
+    assert api.get("/api/v1/projects", host=a.host, token=token_a).status_code == 200
+    assert a.login(api)
 
 
 @pytest.mark.django_db

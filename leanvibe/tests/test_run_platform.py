@@ -3,6 +3,7 @@ web + worker + beat, Ctrl-C, and a second start that keeps the data."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -14,8 +15,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+from django_otp.oath import totp
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -39,6 +42,13 @@ def _request(url: str, *, host: str, data: dict | None = None, token: str | None
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def _totp(otpauth_url: str) -> str:
+    """The current code of the authenticator the banner printed (staff need it for a token)."""
+    secret = parse_qs(urlparse(otpauth_url).query)["secret"][0]
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    return f"{totp(key):06d}"
 
 
 class Platform:
@@ -104,7 +114,8 @@ def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
         assert f"http://acme-corporation.localhost:{port}/" in output
         owner = re.search(r"Acme owner sign-in\s+(\S+)\s+/\s+(\S+)", output)
         staff = re.search(r"Admin console sign-in\s+(\S+)\s+/\s+(\S+)", output)
-        assert owner and staff, output
+        otpauth = re.search(r"otpauth://\S+", output)
+        assert owner and staff and otpauth, output
 
         base = f"http://127.0.0.1:{port}"
         status, body = _request(f"{base}/health/ready", host="localhost")
@@ -128,7 +139,7 @@ def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
         status, body = _request(
             f"{base}/api/v1/auth/login",
             host="localhost",
-            data={"email": staff.group(1), "password": staff.group(2)},
+            data={"email": staff.group(1), "password": staff.group(2), "mfa_code": _totp(otpauth.group(0))},
         )
         assert status == 200, body
 

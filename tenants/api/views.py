@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 
+from accounts.emails import CanonicalEmailSerializerField
 from leanvibe.api.base import DangerouslyPublicAPIView, StaffAPIView, StrictSerializer, TenantAPIView
 from leanvibe.errors import DomainError
 from leanvibe.validators import validate_no_control_characters
@@ -44,7 +45,7 @@ class TenantCreateInput(StrictSerializer):
     organization_name = serializers.CharField(max_length=200, validators=[validate_no_control_characters])
     billing_email = serializers.EmailField(max_length=254)
     plan = serializers.ChoiceField(choices=Plan.choices, required=False, default=Plan.STARTER)
-    admin_email = serializers.EmailField(max_length=254)
+    admin_email = CanonicalEmailSerializerField(max_length=254)
     admin_password = serializers.CharField(
         max_length=4096, required=False, trim_whitespace=False, write_only=True
     )

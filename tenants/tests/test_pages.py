@@ -102,7 +102,8 @@ def test_signup_creates_the_organisation_and_sends_the_owner_to_sign_in(client: 
     tenant = Tenant.objects.get(schema_name="initech")
     assert tenant.organization_name == "Initech"
     assert tenant.plan == "professional"
-    assert tenant.billing_email == "Peter@Initech.example"  # billing email defaults to the owner's
+    # The billing email defaults to the owner's address, in its canonical form.
+    assert tenant.billing_email == "peter@initech.example"
     assert tenant.primary_domain == "initech.localhost"
     from accounts.models import User
 
