@@ -162,18 +162,22 @@ def invitation_create(
                 "This email already belongs to a member of your organisation.",
                 status=400,
             )
-        # Pending invitations hold seats; the limit is checked again when one is accepted.
-        _seat_check(tenant)
-        open_invitations = Invitation.objects.select_for_update().filter(
+        pending = DomainError(
+            "invitation_pending",
+            "An invitation to this email is already pending: resend it instead.",
+            status=400,
+        )
+        open_invitations = Invitation.objects.filter(
             email=email, accepted_at__isnull=True, revoked_at__isnull=True
         )
-        for existing in open_invitations:
+        # Checked before the seats: "resend it instead" is the useful answer even on a full plan.
+        if any(existing.status == "pending" for existing in open_invitations):
+            raise pending
+        # Pending invitations hold seats; the limit is checked again when one is accepted.
+        _seat_check(tenant)
+        for existing in open_invitations.select_for_update():
             if existing.status == "pending":
-                raise DomainError(
-                    "invitation_pending",
-                    "An invitation to this email is already pending: resend it instead.",
-                    status=400,
-                )
+                raise pending
             # An expired one only frees its place for the new invitation.
             existing.revoked_at = timezone.now()
             existing.save(update_fields=["revoked_at"])
@@ -184,11 +188,7 @@ def invitation_create(
             with transaction.atomic():
                 invitation.save()
         except IntegrityError as exc:  # a concurrent invitation of the same email won the race
-            raise DomainError(
-                "invitation_pending",
-                "An invitation to this email is already pending: resend it instead.",
-                status=400,
-            ) from exc
+            raise pending from exc
         audit_record(
             type=AuditEvent.Type.INVITATION_SENT,
             request=request,
