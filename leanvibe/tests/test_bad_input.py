@@ -3,7 +3,10 @@ names the problem, never a 500, and nothing changed."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
+from django.test import Client
 
 from agents.models import Project
 
@@ -186,3 +189,71 @@ def test_bad_input_changes_nothing(api, endpoints, tenant_a):
 def test_unknown_api_path_is_json_404(api, tenant_a):
     assert api.get("/api/v1/nothing-here").body["error"] == "not_found"
     assert api.get("/api/v1/nothing-here", host=tenant_a.host).status_code == 404
+
+
+# --- query parameters and path ids that reached a 500 (issue 6, section 6) ---------------------
+# Python's str.isdigit() accepts "²", int() then refuses it; a bare `until` date one day before
+# the end of the calendar overflowed; a date-time whose offset pushes it past year 9999 reached
+# PostgreSQL. Each is a 400 (or the 404 of an id that cannot exist) now.
+
+
+def _web_client(handle):
+    browser = Client(HTTP_HOST=handle.host)
+    response = browser.post("/accounts/login/", {"login": handle.owner_email, "password": handle.password})
+    assert response.status_code == 302
+    return browser
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("limit", "²"),
+        ("offset", "²"),
+        ("actor", "²"),
+        ("until", "9999-12-31"),
+        ("since", "9999-12-31T23:59:59-23:59"),
+    ],
+)
+def test_audit_events_api_refuses_what_reached_a_500(api, tenant_a, name, value):
+    token = tenant_a.login(api)
+    assert api.get("/api/v1/audit-events", host=tenant_a.host, token=token).status_code == 200
+    response = api.get(f"/api/v1/audit-events?{urlencode({name: value})}", host=tenant_a.host, token=token)
+    assert response.status_code == 400, response.body
+    assert response.body["error"] == "invalid_filter"
+    assert name in response.body["fields"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("limit", "²"),
+        ("offset", "²"),
+        ("actor", "²"),
+        ("until", "9999-12-31"),
+        ("since", "9999-12-31T23:59:59-23:59"),
+    ],
+)
+def test_audit_page_refuses_what_reached_a_500(tenant_a, name, value):
+    browser = _web_client(tenant_a)
+    response = browser.get("/audit/", {name: value})
+    assert response.status_code == 400
+    assert b"Audit log" in response.content
+
+
+@pytest.mark.django_db
+def test_ending_api_session_superscript_two_is_404(api, tenant_a):
+    token = tenant_a.login(api)
+    response = api.delete("/api/v1/auth/sessions/%C2%B2", host=tenant_a.host, token=token)
+    assert response.status_code == 404
+    assert response.body["error"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_ending_web_session_superscript_two_is_a_message_not_a_500(tenant_a):
+    browser = _web_client(tenant_a)
+    response = browser.post("/account/sessions/²/end/")
+    assert response.status_code == 302
+    assert response["Location"].endswith("/account/sessions/")
+    assert b"Session not found." in browser.get("/account/sessions/").content

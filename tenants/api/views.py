@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +14,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from leanvibe.api.base import DangerouslyPublicAPIView, StaffAPIView, StrictSerializer, TenantAPIView
 from leanvibe.errors import DomainError
+from leanvibe.parsing import parse_uuid
 from tenants import selectors, services
 from tenants.models import Tenant
 from tenants.plans import Plan
@@ -80,10 +80,8 @@ class SignupRateThrottle(SimpleRateThrottle):
 
 
 def _tenant_or_404(tenant_id: str) -> Tenant:
-    try:
-        tenant = selectors.tenant_get_by_id(uuid.UUID(str(tenant_id)))
-    except ValueError:
-        tenant = None
+    pk = parse_uuid(tenant_id)
+    tenant = selectors.tenant_get_by_id(pk) if pk else None
     if tenant is None:
         raise DomainError("not_found", "Tenant not found.", status=404)
     return tenant
