@@ -53,8 +53,8 @@ def test_uuids():
 
 @pytest.mark.parametrize(
     "raw",
-    ["9999-12-31", "0001-01-01", "1899-12-31", "3000-01-01", "2025-02-30", "2025-1-5", "\uff12\uff10\uff12\uff15-01-01",
-     "2025-W01-1", "20250131", "2025-01-31\x00", "yesterday", ""],
+    ["9999-12-31", "0001-01-01", "1899-12-31", "3000-01-01", "2025-02-30", "2025-1-5",
+     "\uff12\uff10\uff12\uff15-01-01", "2025-W01-1", "20250131", "2025-01-31\x00", "yesterday", ""],
 )  # fmt: skip
 def test_dates_outside_the_calendar_or_not_iso_are_refused(raw):
     with pytest.raises(InvalidValue):
