@@ -197,6 +197,8 @@ SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
 SOCIALACCOUNT_LOGIN_ON_GET = False
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True}}
+# Anonymous POST /api/v1/auth/sso/initiate calls per client address (each stores a state).
+SSO_INITIATE_RATE = env("SSO_INITIATE_RATE", default="30/minute")
 # Seconds an OIDC sign-in (state, nonce, PKCE verifier) may take from start to callback.
 SSO_STATE_TTL = env.int("SSO_STATE_TTL", default=600)
 # Seconds allowed between our clock and an identity provider's (ID token iat/exp).
@@ -226,6 +228,10 @@ PASSWORD_HASHERS = env.list(
 )
 
 # --- API ------------------------------------------------------------------------------------
+# Proxies in front of the app that append the client's address to X-Forwarded-For (1 behind the
+# Kubernetes ingress). leanvibe.http.client_address reads the address the outermost one saw; with
+# 0 the header is ignored. Audit events, tokens, sessions, throttles and /metrics all use it.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -233,11 +239,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["leanvibe.api.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "leanvibe.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    "NUM_PROXIES": NUM_PROXIES,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-# allauth (its rate limits, the sessions list) reads the client address behind the same proxies.
-ALLAUTH_TRUSTED_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]
+# allauth's adapter asks leanvibe.http.client_address too (accounts.adapters); same count here.
+ALLAUTH_TRUSTED_PROXY_COUNT = NUM_PROXIES
 SPECTACULAR_SETTINGS = {"TITLE": "LeanVibe API", "VERSION": "1.0.0"}
 # Bearer token Prometheus must send to read /metrics; unset, /metrics answers only to localhost.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")

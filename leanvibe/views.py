@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django_prometheus.exports import ExportToDjangoView
 
 from leanvibe.api.exceptions import error_response
+from leanvibe.http import is_local
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
@@ -20,7 +21,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         supplied = request.headers.get("Authorization", "")
         if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
             return error_response("not_authenticated", "A valid metrics token is required.", 401)
-    elif request.META.get("REMOTE_ADDR") not in {"127.0.0.1", "::1"}:
+    elif not is_local(request):  # behind a proxy on this machine, the client is not local
         return error_response("not_found", "No such endpoint.", 404)
     return ExportToDjangoView(request)
 

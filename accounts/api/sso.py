@@ -20,6 +20,7 @@ from accounts.models import AuditEvent, Role
 from accounts.services import sso, tokens_issue
 from accounts.services.audit import audit_record
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer, TenantAPIView, TenantNotFound
+from leanvibe.api.throttling import ClientAddressRateThrottle
 from leanvibe.errors import DomainError
 
 _ADMIN_ONLY: dict[str, Role] = dict.fromkeys(TenantAPIView.role_map, Role.ADMIN)
@@ -146,9 +147,19 @@ def _require_tenant(request: Request) -> Any:
     return tenant
 
 
+class SsoInitiateThrottle(ClientAddressRateThrottle):
+    """Each start stores a state in the cache: ``SSO_INITIATE_RATE`` per client address."""
+
+    scope = "sso_initiate"
+    rate_setting = "SSO_INITIATE_RATE"
+
+
 class SsoInitiateApi(DangerouslyPublicAPIView):
     """Public by nature: a client starts a sign-in here before it has any token. Only the
-    tenant's own providers are found (its schema); the state lives in its cache namespace."""
+    tenant's own providers are found (its schema); the state lives in its cache namespace.
+    Rate limited per client address."""
+
+    throttle_classes = [SsoInitiateThrottle]
 
     def post(self, request: Request) -> Response:
         _require_tenant(request)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import AuthToken, Role, User
 from leanvibe.errors import DomainError
+from leanvibe.http import client_address
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -82,12 +83,6 @@ class IssuedTokens:
     token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 
 
-def _client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def tokens_issue(
     *, user: User, request: HttpRequest | None = None, family: uuid.UUID | None = None
 ) -> IssuedTokens:
@@ -97,7 +92,7 @@ def tokens_issue(
     access, refresh = f"lva_{secrets.token_urlsafe(32)}", f"lvr_{secrets.token_urlsafe(32)}"
     common = {
         "user": user,
-        "ip_address": _client_ip(request),
+        "ip_address": (client_address(request) or None) if request is not None else None,
         "user_agent": (request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
     }
     family = family or uuid.uuid4()

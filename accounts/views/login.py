@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts.services import throttle
+from leanvibe.http import client_address
 
 
 def locked_response(request: HttpRequest, retry_after: int) -> HttpResponse:
@@ -28,7 +29,7 @@ def locked_response(request: HttpRequest, retry_after: int) -> HttpResponse:
 class ThrottledLoginView(LoginView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         email = str(request.POST.get("login", ""))[:254]
-        ip = throttle.client_address(request)
+        ip = client_address(request)
         try:
             throttle.login_attempt_guard(email=email, ip=ip)
         except throttle.LoginLocked as locked:

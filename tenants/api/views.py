@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 
 from leanvibe.api.base import DangerouslyPublicAPIView, StaffAPIView, StrictSerializer, TenantAPIView
+from leanvibe.api.throttling import ClientAddressRateThrottle
 from leanvibe.errors import DomainError
 from leanvibe.parsing import parse_uuid
 from tenants import selectors, services
@@ -65,18 +64,16 @@ class TenantCreateInput(StrictSerializer):
         return attrs
 
 
-class SignupRateThrottle(SimpleRateThrottle):
-    """Per client address; platform staff are not limited."""
+class SignupRateThrottle(ClientAddressRateThrottle):
+    """``SIGNUP_RATE`` per client address; platform staff are not limited."""
 
     scope = "tenant_signup"
-
-    def get_rate(self) -> str:
-        return str(settings.SIGNUP_RATE)
+    rate_setting = "SIGNUP_RATE"
 
     def get_cache_key(self, request: Request, view: object) -> str | None:
         if request.user and request.user.is_authenticated and request.user.is_staff:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return super().get_cache_key(request, view)
 
 
 def _tenant_or_404(tenant_id: str) -> Tenant:
