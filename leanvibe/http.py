@@ -7,6 +7,7 @@ rule all ask :func:`client_address`, so they agree on who the client is.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 
 from django.conf import settings
@@ -51,3 +52,16 @@ def is_local(request: HttpRequest) -> bool:
     behind one, the client is the address it forwarded)."""
     address = client_address(request)
     return bool(address) and ipaddress.ip_address(address).is_loopback
+
+
+def has_metrics_token(request: HttpRequest) -> bool:
+    """The request carries ``METRICS_TOKEN`` as its bearer token (compared in constant time)."""
+    token = settings.METRICS_TOKEN
+    supplied = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode())
+
+
+def is_operator(request: HttpRequest) -> bool:
+    """Prometheus or an operator: the ``METRICS_TOKEN`` bearer token, or, when none is
+    configured, the machine itself. ``/metrics`` and the details of ``/health/ready`` are theirs."""
+    return has_metrics_token(request) if settings.METRICS_TOKEN else is_local(request)

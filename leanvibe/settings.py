@@ -279,7 +279,10 @@ SPECTACULAR_SETTINGS = {
     # the schema, and `manage.py spectacular --validate` lists the gaps.
     "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
-# Bearer token Prometheus must send to read /metrics; unset, /metrics answers only to localhost.
+# Seconds /health/ready reuses its migrations check (it reads every schema) in each process.
+HEALTH_MIGRATIONS_CACHE_SECONDS = env.int("HEALTH_MIGRATIONS_CACHE_SECONDS", default=10)
+# Bearer token Prometheus must send to read /metrics (and the details of /health/ready); unset,
+# they answer only to the machine itself.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Self-service sign-ups per client address (platform staff are not limited).
 SIGNUP_RATE = env("SIGNUP_RATE", default="10/hour")
