@@ -109,6 +109,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "leanvibe.middleware.RequestSizeLimitMiddleware",
     "tenants.middleware.TenantResolutionMiddleware",
+    "leanvibe.middleware.NulInUrlMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

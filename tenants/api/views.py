@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from leanvibe.api.base import DangerouslyPublicAPIView, StaffAPIView, StrictSerializer, TenantAPIView
 from leanvibe.api.throttling import ClientAddressRateThrottle
 from leanvibe.errors import DomainError
-from leanvibe.parsing import parse_uuid
+from leanvibe.parsing import InvalidValue, bad_parameter, parse_choice, parse_uuid
 from tenants import selectors, services
 from tenants.models import Tenant
 from tenants.plans import Plan
@@ -95,11 +95,14 @@ class TenantListCreateApi(DangerouslyPublicAPIView):
     def get(self, request: Request) -> Response:
         if getattr(request, "tenant", None) is not None or not request.user.is_staff:
             raise DomainError("permission_denied", "Only platform staff may list tenants.", status=403)
-        tenants = list(
-            selectors.tenant_list(
-                status=request.query_params.get("status"), plan=request.query_params.get("plan")
-            ).prefetch_related("domains")
-        )
+        filters: dict[str, str | None] = {}
+        for name, choices in (("status", Tenant.Status.values), ("plan", Plan.values)):
+            raw = request.query_params.get(name)
+            try:
+                filters[name] = parse_choice(raw, choices) if raw else None
+            except InvalidValue as exc:
+                raise bad_parameter(name, exc, code="invalid_filter") from None
+        tenants = list(selectors.tenant_list(**filters).prefetch_related("domains"))
         counts = selectors.tenant_user_counts(tenants)
         data = TenantOutput(tenants, many=True, context={"user_counts": counts}).data
         return Response({"results": data})
