@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from django.core.signals import got_request_exception
+from django.db import DatabaseError, transaction
 from django.http import QueryDict
 from django.test import Client
 from django.urls import URLResolver, get_resolver
@@ -368,7 +369,15 @@ class Sweep:
         body = "{}" if api and method in ("POST", "PATCH") else ""
         content_type = "application/json" if api else "application/x-www-form-urlencoded"
         self._exception = None
+        # A database error inside the request must not abort the test's transaction and hide
+        # every later finding: each request runs in a savepoint of its own.
+        savepoint = transaction.savepoint()
         response = self.client.generic(method, target, body, content_type=content_type)
+        try:
+            transaction.savepoint_commit(savepoint)
+        except DatabaseError:  # the transaction is aborted (or marked so): back to the savepoint
+            transaction.set_rollback(False)
+            transaction.savepoint_rollback(savepoint)
         self.sent += 1
         shown = f"{method} {target[:120]!r}"
         if response.status_code >= 500:
