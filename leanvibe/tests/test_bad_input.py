@@ -474,3 +474,47 @@ def test_every_public_route_survives_bad_path_ids_and_query_parameters(monkeypat
         sweep.close()
     assert sweep.sent > 1000
     assert not sweep.problems, "\n".join(sweep.problems)
+
+
+# --- what the sweep first found, each pinned ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_nul_in_a_url_is_a_400_before_any_view(api, tenant_a):
+    token = tenant_a.login(api)
+    response = api.get("/api/v1/projects?status=%00", host=tenant_a.host, token=token)
+    assert response.status_code == 400 and response.body["error"] == "bad_request"
+    assert api.get("/api/v1/users/%00", host=tenant_a.host, token=token).status_code == 400
+    page = _web_client(tenant_a).get("/accounts/oidc/%00/login/")
+    assert page.status_code == 400 and b"could not be understood" in page.content
+
+
+@pytest.mark.django_db
+def test_tenant_list_filters_are_parsed(api):
+    staff = User.objects.create_superuser(email="staff@leanvibe.test", password="staff-pass-123")
+    token = tokens_issue(user=staff).access_token
+    for query in ("status=%C2%B2", "plan=gold", "status=" + "x" * 5000):
+        response = api.get(f"/api/v1/tenants?{query}", token=token)
+        assert response.status_code == 400, query
+        assert response.body["error"] == "invalid_filter"
+    assert api.get("/api/v1/tenants?status=active&plan=starter", token=token).status_code == 200
+
+
+@pytest.mark.django_db
+def test_unknown_totp_device_pages_of_the_console_are_404(admin_client_verified):
+    for view in ("config", "qrcode"):
+        response = admin_client_verified.get(f"/admin/otp_totp/totpdevice/{2**63}/{view}/")
+        assert response.status_code == 404
+
+
+@pytest.fixture
+def admin_client_verified(db):
+    staff = User.objects.create_superuser(email="console@leanvibe.test", password="staff-pass-123")
+    device = TOTPDevice.objects.create(user=staff, name="console", confirmed=True)
+    console = Client()
+    console.force_login(staff, backend="django.contrib.auth.backends.ModelBackend")
+    session = console.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    assert console.get("/admin/").status_code == 200
+    return console
