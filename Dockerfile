@@ -15,6 +15,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DJANGO_SETTINGS_MODULE=leanvibe.settings \
+    LEANVIBE_ENV=production \
     WEB_CONCURRENCY=2
 
 RUN groupadd --system --gid 10001 app \
@@ -27,12 +28,14 @@ RUN pip install -r requirements.txt
 
 COPY . .
 
-# Settings start an embedded PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset, so
-# the build gives them values that are never connected to: importing the settings and
-# collecting static files open no connection. Nothing of these values stays in the image.
+# The image runs with LEANVIBE_ENV=production, whose settings refuse to load without a database,
+# a Redis, a real SECRET_KEY and BASE_DOMAIN: the build gives them values that are never
+# connected to (collecting static files opens no connection) and a throw-away random key.
+# Nothing of these values stays in the image.
 RUN DATABASE_URL=postgres://build:build@127.0.0.1:1/build \
     REDIS_URL=redis://127.0.0.1:1/0 \
-    SECRET_KEY=collectstatic-only-not-a-secret \
+    BASE_DOMAIN=build.invalid \
+    SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     python manage.py collectstatic --noinput \
     && python -m compileall -q leanvibe tenants accounts agents billing \
     && chown -R app:app /app/.data

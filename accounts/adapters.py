@@ -10,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.signals import user_login_failed
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -17,6 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from accounts.emails import email_canonical
 from accounts.services.sso import password_login_check, sso_only_enabled
 from leanvibe.errors import DomainError
+from leanvibe.http import client_address
 from leanvibe.links import public_site_url, site_netloc
 from tenants.links import tenant_netloc, tenant_url
 from tenants.models import Tenant
@@ -94,6 +96,15 @@ class AccountAdapter(DefaultAccountAdapter):
             stages[position] = "accounts.login_stages.SsoAwareAuthenticateStage"
         stages.insert(position, "accounts.login_stages.EmailCodeStage")
         return stages
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        # The platform's one client-address rule (NUM_PROXIES), for allauth's rate limits and
+        # user sessions. allauth's own raises ImproperlyConfigured (a 500) when X-Forwarded-For
+        # has fewer entries than trusted proxies.
+        address = client_address(request)
+        if not address:
+            raise PermissionDenied("Unable to determine the client's address.")
+        return address
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         # Organisations sign up on the public site; members join by invitation.

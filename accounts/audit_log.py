@@ -3,19 +3,23 @@ log page share, so both accept and refuse exactly the same input."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
 
 from django.db.models import Q, QuerySet
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from accounts.models import AuditEvent
 from leanvibe.errors import DomainError
+from leanvibe.parsing import InvalidValue, bad_parameter, parse_id, parse_int, parse_moment, parse_text
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_OFFSET = 10**9
 FILTER_NAMES = ("type", "actor", "since", "until")
 
 
@@ -49,35 +53,23 @@ class AuditFilters:
         return {k: v for k, v in values.items() if v and v != "0"}
 
 
-def _bad(name: str, detail: str) -> DomainError:
-    return DomainError("invalid_filter", f"{name}: {detail}", status=400, fields={name: [detail]})
+def _bad(name: str, problem: InvalidValue | str) -> DomainError:
+    return bad_parameter(name, problem, code="invalid_filter")
 
 
-def _parse_moment(name: str, raw: str, *, end_of_day: bool) -> datetime:
-    """An ISO date (``2025-01-31``) or date-time; a bare date ``until`` includes that whole day."""
-    value: datetime | None = None
+def _parse(name: str, raw: str, parse: Callable[[str], T]) -> T:
     try:
-        # A bare date first: parse_datetime would read it as that day's midnight.
-        day: date | None = parse_date(raw) if len(raw) == 10 else None
-        if day is not None:
-            value = datetime.combine(day + timedelta(days=1) if end_of_day else day, time.min)
-        else:
-            value = parse_datetime(raw)
-    except ValueError:  # well-formed but impossible (2025-02-30)
-        value = None
-    if value is None:
-        raise _bad(name, "Expected an ISO 8601 date or date-time, e.g. 2025-01-31 or 2025-01-31T09:00:00Z.")
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.get_current_timezone())
-    return value
+        return parse(raw)
+    except InvalidValue as exc:
+        raise _bad(name, exc) from None
 
 
-def _parse_int(name: str, raw: str, *, default: int, low: int, high: int) -> int:
-    if raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise _bad(name, f"Expected a whole number from {low} to {high}.")
-    return int(raw)
+def _parse_actor(raw: str) -> str:
+    """A user id or an email address (also of an unknown user's failed sign-in)."""
+    text = parse_text(raw, max_length=254)
+    if parse_id(text) is None and "@" not in text:
+        raise InvalidValue("Expected a user id or an email address.")
+    return text
 
 
 def audit_filters_parse(params: Any) -> AuditFilters:
@@ -90,20 +82,19 @@ def audit_filters_parse(params: Any) -> AuditFilters:
     type_ = get("type")
     if type_ and type_ not in AuditEvent.Type.values and type_ not in event_categories():
         raise _bad("type", "Unknown event type.")
-    actor = get("actor")
-    if actor and not (actor.isdigit() and 0 < int(actor) < 2**63) and ("@" not in actor or len(actor) > 254):
-        raise _bad("actor", "Expected a user id or an email address.")
-    since = _parse_moment("since", get("since"), end_of_day=False) if get("since") else None
-    until = _parse_moment("until", get("until"), end_of_day=True) if get("until") else None
+    actor = _parse("actor", get("actor"), _parse_actor) if get("actor") else ""
+    since = _parse("since", get("since"), parse_moment) if get("since") else None
+    until = _parse("until", get("until"), partial(parse_moment, end_of_day=True)) if get("until") else None
     if since and until and since > until:
         raise _bad("since", "since must be before until.")
+    limit, offset = get("limit"), get("offset")
     return AuditFilters(
         type=type_,
         actor=actor,
         since=since,
         until=until,
-        limit=_parse_int("limit", get("limit"), default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT),
-        offset=_parse_int("offset", get("offset"), default=0, low=0, high=10**9),
+        limit=_parse("limit", limit, partial(parse_int, low=1, high=MAX_LIMIT)) if limit else DEFAULT_LIMIT,
+        offset=_parse("offset", offset, partial(parse_int, low=0, high=MAX_OFFSET)) if offset else 0,
         since_text=get("since"),
         until_text=get("until"),
     )
@@ -116,8 +107,9 @@ def audit_event_list(filters: AuditFilters) -> QuerySet[AuditEvent]:
         events = events.filter(type=filters.type)
     elif filters.type:
         events = events.filter(type__startswith=f"{filters.type}.")
-    if filters.actor.isdigit():
-        events = events.filter(actor_id=int(filters.actor))
+    actor_id = parse_id(filters.actor)
+    if actor_id is not None:
+        events = events.filter(actor_id=actor_id)
     elif filters.actor:
         events = events.filter(Q(actor_email__iexact=filters.actor) | Q(actor__email__iexact=filters.actor))
     if filters.since:

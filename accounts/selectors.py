@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import QuerySet
 
 from accounts.models import Invitation, User
 from accounts.services import token_hash
+from leanvibe.parsing import parse_id, parse_uuid
 
 
 def member_list() -> QuerySet[User]:
@@ -17,13 +16,8 @@ def member_list() -> QuerySet[User]:
 
 def member_get(user_id: object) -> User | None:
     """A member by id, or ``None`` (also for ids that are not integers)."""
-    try:
-        pk = int(str(user_id))
-    except ValueError:
-        return None
-    if not 0 < pk < 2**63:
-        return None
-    return User.objects.filter(pk=pk).first()
+    pk = parse_id(str(user_id))
+    return User.objects.filter(pk=pk).first() if pk else None
 
 
 def invitation_list(*, status: str | None = None) -> list[Invitation]:
@@ -34,11 +28,8 @@ def invitation_list(*, status: str | None = None) -> list[Invitation]:
 
 
 def invitation_get(invitation_id: object) -> Invitation | None:
-    try:
-        pk = uuid.UUID(str(invitation_id))
-    except ValueError:
-        return None
-    return Invitation.objects.filter(pk=pk).first()
+    pk = parse_uuid(invitation_id)
+    return Invitation.objects.filter(pk=pk).first() if pk else None
 
 
 def invitation_by_secret(secret: str) -> Invitation | None:

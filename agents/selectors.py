@@ -7,6 +7,7 @@ import uuid
 from django.db.models import QuerySet
 
 from agents.models import Project
+from leanvibe.parsing import parse_uuid
 
 
 def project_list(*, status: str | None = None) -> QuerySet[Project]:
@@ -18,8 +19,5 @@ def project_list(*, status: str | None = None) -> QuerySet[Project]:
 
 def project_get(project_id: uuid.UUID | str) -> Project | None:
     """A non-deleted project, or ``None`` (also for ids that are not uuids)."""
-    try:
-        project_uuid = uuid.UUID(str(project_id))
-    except ValueError:
-        return None
-    return project_list().filter(id=project_uuid).first()
+    project_uuid = parse_uuid(project_id)
+    return project_list().filter(id=project_uuid).first() if project_uuid else None

@@ -1,10 +1,11 @@
 """``python -m bench``: provisioning and routing benchmarks in databases of their own.
 
 The databases (``BENCH_DATABASE``, default ``leanvibe_bench``, and ``<that>_*`` for the routing
-runs) live on the same PostgreSQL server as the project's (``DATABASE_URL``, or the embedded
-server when it is unset). Each is created at the start, migrated as a deploy would (public
-schema and tenant template), and dropped at the end. Redis keys and Celery messages go under a
-private prefix and queue, removed at the end too. The development database is never opened.
+runs) live on the same PostgreSQL server as the project's (``DATABASE_URL``, or in development
+the embedded server when it is unset; Redis likewise). Each is created at the start, migrated as
+a deploy would (public schema and tenant template), and dropped at the end. Redis keys and
+Celery messages go under a private prefix and queue, removed at the end too. The development
+database is never opened.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import signal
 import sys
 import time
+
+from leanvibe.environment import start_embedded_services
 
 DEFAULT_BENCH_DATABASE = "leanvibe_bench"
 
@@ -61,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.base_tenants < 1 or args.tenants <= args.base_tenants:
         raise SystemExit("--tenants must be larger than --base-tenants (>= 1)")
     name = os.environ.get("BENCH_DATABASE", DEFAULT_BENCH_DATABASE)
+    # In development, embedded PostgreSQL and Redis for unset DATABASE_URL / REDIS_URL (exported:
+    # the routing benchmark's worker processes and gunicorn inherit them).
+    start_embedded_services()
     project_url = os.environ.get("DATABASE_URL")
-    if not project_url:
-        from leanvibe import embedded
-
-        project_url = embedded.postgres_url()
+    if not project_url or not os.environ.get("REDIS_URL"):
+        raise SystemExit("python -m bench needs DATABASE_URL and REDIS_URL (or LEANVIBE_ENV=development).")
 
     from bench import Databases, Verdict, print_verdicts
 

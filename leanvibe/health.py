@@ -1,10 +1,17 @@
 """``/health`` (liveness, no I/O) and ``/health/ready`` (database, Redis, migrations).
 
 Answered before tenant resolution so probes work on any host and never touch a tenant.
+Anonymous callers (the kubelet, anyone) learn only ``status`` and the names of failing checks;
+operators (``leanvibe.http.is_operator``: the ``METRICS_TOKEN`` bearer token, or the machine
+itself when none is set) also get each check's result, exception text and schema names
+included. Failures are logged. The migrations check, which reads every schema, is computed at
+most once per ``HEALTH_MIGRATIONS_CACHE_SECONDS`` per process.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -13,6 +20,10 @@ from django.conf import settings
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from leanvibe.http import is_operator
+
+logger = logging.getLogger(__name__)
 
 
 def check_database() -> str:
@@ -77,8 +88,28 @@ def pending_migrations() -> list[str]:
     return sorted(missing)
 
 
-def check_migrations() -> str:
+_pending_cache: tuple[float, list[str]] | None = None  # (valid until, on time.monotonic(); result)
+
+
+def pending_migrations_cached() -> list[str]:
+    """:func:`pending_migrations`, reused for ``HEALTH_MIGRATIONS_CACHE_SECONDS`` (probes come
+    every few seconds from every kubelet; migrations change once per deploy)."""
+    global _pending_cache
+    now = time.monotonic()
+    if _pending_cache is not None and now < _pending_cache[0]:
+        return list(_pending_cache[1])
     pending = pending_migrations()
+    _pending_cache = (now + settings.HEALTH_MIGRATIONS_CACHE_SECONDS, pending)
+    return list(pending)
+
+
+def pending_migrations_cache_clear() -> None:
+    global _pending_cache
+    _pending_cache = None
+
+
+def check_migrations() -> str:
+    pending = pending_migrations_cached()
     if pending:
         raise RuntimeError(f"unapplied migrations in schema(s): {', '.join(pending[:10])}")
     return "ok"
@@ -103,6 +134,7 @@ def readiness() -> tuple[bool, dict[str, str]]:
         except Exception as exc:  # any failure makes the check fail
             healthy = False
             results[name] = f"error: {type(exc).__name__}: {str(exc)[:200]}".strip()
+            logger.warning("readiness check %s failed: %s", name, results[name])
     return healthy, results
 
 
@@ -119,7 +151,9 @@ class HealthCheckMiddleware:
             failing = [
                 name for name, result in checks.items() if result != "ok" and not result.startswith("skipped")
             ]
-            body: dict[str, object] = {"status": "ready" if ok else "unavailable", "checks": checks}
+            body: dict[str, object] = {"status": "ready" if ok else "unavailable"}
+            if is_operator(request):
+                body["checks"] = checks
             if failing:
                 body["failing"] = failing
             return JsonResponse(body, status=200 if ok else 503)

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from leanvibe.api.exceptions import error_response
+from leanvibe.parsing import BIGINT_MAX, InvalidValue, parse_int
 
 
 class RequestSizeLimitMiddleware:
@@ -19,8 +21,8 @@ class RequestSizeLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
             try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
+                length = parse_int(request.META.get("CONTENT_LENGTH") or "0", low=0, high=BIGINT_MAX)
+            except InvalidValue:
                 return error_response("bad_request", "Content-Length is not a number.", 400)
             if length > settings.API_MAX_BODY_BYTES:
                 return error_response(
@@ -29,4 +31,25 @@ class RequestSizeLimitMiddleware:
                     413,
                     limit=settings.API_MAX_BODY_BYTES,
                 )
+        return self.get_response(request)
+
+
+class NulInUrlMiddleware:
+    """Refuse a URL whose path or query string carries a NUL character with a 400 (JSON under
+    ``/api/``), before any view: it is never meaningful, and PostgreSQL cannot store or compare
+    it (every lookup with one was a 500). Query parameters are parsed strictly by the views
+    (``leanvibe.parsing``); this is the net under all of them, Django's admin and allauth's
+    views included."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.GET
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in value for value in query.getlist(key)) for key in query
+        ):
+            if request.path.startswith("/api/"):
+                return error_response("bad_request", "The URL contains a NUL character.", 400)
+            return render(request, "errors/400.html", status=400)
         return self.get_response(request)

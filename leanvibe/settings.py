@@ -1,29 +1,57 @@
-"""LeanVibe settings. Every value comes from the environment; see README.md for the table."""
+"""LeanVibe settings. Every value comes from the environment; see README.md for the table.
+
+Importing them starts nothing and connects nowhere (leanvibe/environment.py says what does).
+With ``LEANVIBE_ENV=production`` unsafe values stop the process here, before anything runs.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import unquote
 
 import environ
 from csp import constants as csp_constants
 
-from leanvibe import embedded
+from leanvibe import embedded, environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
-
-embedded.ensure_environment()
+environment.read_dotenv()
+LEANVIBE_ENV = environment.current()
+PRODUCTION = LEANVIBE_ENV == environment.PRODUCTION
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env("SECRET_KEY", default="insecure-development-key-change-me-in-production-0123456789")
-BASE_DOMAIN = env("BASE_DOMAIN", default="localhost")
-# Hosts that serve the public site besides BASE_DOMAIN (health probes, the test client).
-PUBLIC_HOSTS = [BASE_DOMAIN, *env.list("PUBLIC_HOSTS", default=["127.0.0.1", "testserver"])]
-ALLOWED_HOSTS = [BASE_DOMAIN, f".{BASE_DOMAIN}", *PUBLIC_HOSTS, *env.list("ALLOWED_HOSTS", default=[])]
+SECRET_KEY = env("SECRET_KEY", default="" if PRODUCTION else environment.DEVELOPMENT_SECRET_KEY)
+# The public site; tenants are served on its subdomains. No default in production.
+BASE_DOMAIN = env("BASE_DOMAIN", default="" if PRODUCTION else "localhost")
+# Hosts that serve the public site besides BASE_DOMAIN (the test client, 127.0.0.1 in development).
+_EXTRA_PUBLIC_HOSTS = env.list("PUBLIC_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "testserver"])
+PUBLIC_HOSTS = [host for host in [BASE_DOMAIN, *_EXTRA_PUBLIC_HOSTS] if host]
+ALLOWED_HOSTS = list(
+    dict.fromkeys(
+        [
+            *([BASE_DOMAIN, f".{BASE_DOMAIN}"] if BASE_DOMAIN else []),
+            *PUBLIC_HOSTS,
+            *env.list("ALLOWED_HOSTS", default=[]),
+        ]
+    )
+)
+DATABASE_URL = env("DATABASE_URL", default="")
+REDIS_URL = env("REDIS_URL", default="")
+if PRODUCTION:
+    environment.refuse_unsafe_production(
+        database_url=DATABASE_URL,
+        redis_url=REDIS_URL,
+        secret_key=SECRET_KEY,
+        debug=DEBUG,
+        allowed_hosts=ALLOWED_HOSTS,
+        base_domain=BASE_DOMAIN,
+    )
+else:
+    # Unset and not started (no entry point asked for the embedded servers): connects nowhere.
+    DATABASE_URL = DATABASE_URL or embedded.NOT_STARTED_DATABASE_URL
+    REDIS_URL = REDIS_URL or embedded.NOT_STARTED_REDIS_URL
 SITE_PORT = env.int("SITE_PORT", default=8000)  # the port tenant links point at in development
 SITE_SCHEME = env("SITE_SCHEME", default="http")
 
@@ -84,6 +112,7 @@ MIDDLEWARE = [
     # Before tenant resolution, so its own pages (unknown or suspended tenant) carry the policy too.
     "csp.middleware.CSPMiddleware",
     "tenants.middleware.TenantResolutionMiddleware",
+    "leanvibe.middleware.NulInUrlMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -122,7 +151,7 @@ TEMPLATES = [
 ]
 
 # --- data -----------------------------------------------------------------------------------
-_db = env.db_url_config(os.environ["DATABASE_URL"])
+_db = env.db_url_config(DATABASE_URL)
 _db["HOST"] = unquote(_db.get("HOST", "") or "")
 _db["ENGINE"] = "django_tenants.postgresql_backend"
 _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
@@ -134,7 +163,6 @@ DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 TENANT_LIMIT_SET_CALLS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ["REDIS_URL"]
 CACHE_KEY_PREFIX = env("CACHE_KEY_PREFIX", default="leanvibe")
 CACHES = {
     "default": {
@@ -206,6 +234,8 @@ SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
 SOCIALACCOUNT_LOGIN_ON_GET = False
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True}}
+# Anonymous POST /api/v1/auth/sso/initiate calls per client address (each stores a state).
+SSO_INITIATE_RATE = env("SSO_INITIATE_RATE", default="30/minute")
 # Seconds an OIDC sign-in (state, nonce, PKCE verifier) may take from start to callback.
 SSO_STATE_TTL = env.int("SSO_STATE_TTL", default=600)
 # Seconds an SSO sign-in may wait for the person to prove an existing account or give a second factor.
@@ -237,6 +267,10 @@ PASSWORD_HASHERS = env.list(
 )
 
 # --- API ------------------------------------------------------------------------------------
+# Proxies in front of the app that append the client's address to X-Forwarded-For (1 behind the
+# Kubernetes ingress). leanvibe.http.client_address reads the address the outermost one saw; with
+# 0 the header is ignored. Audit events, tokens, sessions, throttles and /metrics all use it.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -244,13 +278,23 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["leanvibe.api.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "leanvibe.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    "NUM_PROXIES": NUM_PROXIES,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-# allauth (its rate limits, the sessions list) reads the client address behind the same proxies.
-ALLAUTH_TRUSTED_PROXY_COUNT = REST_FRAMEWORK["NUM_PROXIES"]
-SPECTACULAR_SETTINGS = {"TITLE": "LeanVibe API", "VERSION": "1.0.0"}
-# Bearer token Prometheus must send to read /metrics; unset, /metrics answers only to localhost.
+# allauth's adapter asks leanvibe.http.client_address too (accounts.adapters); same count here.
+ALLAUTH_TRUSTED_PROXY_COUNT = NUM_PROXIES
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LeanVibe API",
+    "VERSION": "1.0.0",
+    # Its `check --deploy` hook generates the OpenAPI schema and lists documentation gaps (APIViews
+    # without a serializer_class), not deployment risks; leanvibe/tests/test_api_base.py generates
+    # the schema, and `manage.py spectacular --validate` lists the gaps.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
+}
+# Seconds /health/ready reuses its migrations check (it reads every schema) in each process.
+HEALTH_MIGRATIONS_CACHE_SECONDS = env.int("HEALTH_MIGRATIONS_CACHE_SECONDS", default=10)
+# Bearer token Prometheus must send to read /metrics (and the details of /health/ready); unset,
+# they answer only to the machine itself.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 # Self-service sign-ups per client address (platform staff are not limited).
 SIGNUP_RATE = env("SIGNUP_RATE", default="10/hour")
@@ -309,7 +353,15 @@ if SITE_SCHEME == "https":
     # Behind a TLS-terminating ingress that sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    # A plain-HTTP request that reaches the app (X-Forwarded-Proto not https) is redirected to
+    # https. Probes are answered before this (leanvibe.health runs first), so they never are.
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600)
+    # Tenants are subdomains of BASE_DOMAIN, served by the same TLS ingress.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    # The `preload` directive consents to inclusion in browsers' HSTS preload lists (once the
+    # domain is submitted to hstspreload.org, which also wants SECURE_HSTS_SECONDS >= 31536000).
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import hmac
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_prometheus.exports import ExportToDjangoView
 
 from leanvibe.api.exceptions import error_response
+from leanvibe.http import is_operator
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus metrics: with ``METRICS_TOKEN`` set, for scrapers that send it as a bearer
     token; without it, only to the machine itself (development)."""
-    token = settings.METRICS_TOKEN
-    if token:
-        supplied = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+    if not is_operator(request):
+        if settings.METRICS_TOKEN:
             return error_response("not_authenticated", "A valid metrics token is required.", 401)
-    elif request.META.get("REMOTE_ADDR") not in {"127.0.0.1", "::1"}:
         return error_response("not_found", "No such endpoint.", 404)
     return ExportToDjangoView(request)
 

@@ -16,9 +16,10 @@ from rest_framework.response import Response
 
 from accounts import selectors
 from accounts.models import AuthToken, Role, User
-from accounts.services import passwords, throttle, tokens
+from accounts.services import passwords, tokens
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer, TenantAPIView
 from leanvibe.errors import DomainError
+from leanvibe.http import client_address
 
 
 def _user(request: Request) -> User:
@@ -61,7 +62,7 @@ class PasswordChangeApi(TenantAPIView):
             user=_user(request),
             current_password=data.validated_data["current_password"],
             new_password=data.validated_data["new_password"],
-            ip=throttle.client_address(request),
+            ip=client_address(request),
             request=request,
         )
         return Response(status=204)

@@ -21,7 +21,9 @@ from accounts.models import AuditEvent, Role
 from accounts.services import sso, sso_signin, throttle, tokens_issue
 from accounts.services.audit import audit_record
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer, TenantAPIView, TenantNotFound
+from leanvibe.api.throttling import ClientAddressRateThrottle
 from leanvibe.errors import DomainError
+from leanvibe.http import client_address
 
 # Admins may read the providers and settings; adding, changing or removing a provider and
 # changing the settings is an owner's action (an IdP decides who signs in as whom).
@@ -190,9 +192,19 @@ def _require_tenant(request: Request) -> Any:
     return tenant
 
 
+class SsoInitiateThrottle(ClientAddressRateThrottle):
+    """Each start stores a state in the cache: ``SSO_INITIATE_RATE`` per client address."""
+
+    scope = "sso_initiate"
+    rate_setting = "SSO_INITIATE_RATE"
+
+
 class SsoInitiateApi(DangerouslyPublicAPIView):
     """Public by nature: a client starts a sign-in here before it has any token. Only the
-    tenant's own providers are found (its schema); the state lives in its cache namespace."""
+    tenant's own providers are found (its schema); the state lives in its cache namespace.
+    Rate limited per client address."""
+
+    throttle_classes = [SsoInitiateThrottle]
 
     def post(self, request: Request) -> Response:
         _require_tenant(request)
@@ -269,7 +281,7 @@ class SsoLinkApi(DangerouslyPublicAPIView):
                 token=values["link_token"],
                 password=values["password"],
                 mfa_code=values.get("mfa_code") or None,
-                ip=throttle.client_address(request),
+                ip=client_address(request),
                 request=request,
             )
         except throttle.LoginLocked as locked:

@@ -13,6 +13,7 @@ from accounts.emails import CanonicalEmailSerializerField
 from accounts.services import throttle
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer
 from leanvibe.errors import DomainError
+from leanvibe.http import client_address
 
 # Refusals that count toward the sign-in lock: a wrong password, and any password sign-in an
 # SSO-only tenant refuses (right or wrong, so that the lock does not tell them apart either).
@@ -32,7 +33,7 @@ class LoginApi(DangerouslyPublicAPIView):
     def post(self, request: Request) -> Response:
         data = LoginInput(data=request.data)
         data.is_valid(raise_exception=True)
-        email, ip = data.validated_data["email"], throttle.client_address(request)
+        email, ip = data.validated_data["email"], client_address(request)
         try:
             # Brute-force protection (accounts/services/throttle.py): refused while locked,
             # slowed after failures; the failure that reaches the limit is already a 429.

@@ -20,6 +20,7 @@ from django_tenants.utils import get_public_schema_name
 from accounts.emails import email_canonical
 from accounts.models import AuthToken, Role, User
 from leanvibe.errors import DomainError
+from leanvibe.http import client_address
 from leanvibe.validators import validate_text_fields
 
 if TYPE_CHECKING:
@@ -86,12 +87,6 @@ class IssuedTokens:
     token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 
 
-def _client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def _is_staff_schema() -> bool:
     """Tokens of the public schema belong to platform staff."""
     return bool(connection.schema_name == get_public_schema_name())  # type: ignore[attr-defined]
@@ -114,7 +109,7 @@ def tokens_issue(
     access, refresh = f"lva_{secrets.token_urlsafe(32)}", f"lvr_{secrets.token_urlsafe(32)}"
     common = {
         "user": user,
-        "ip_address": _client_ip(request),
+        "ip_address": (client_address(request) or None) if request is not None else None,
         "user_agent": (request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
     }
     if _is_staff_schema():

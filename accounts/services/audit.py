@@ -7,13 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from accounts.models import AuditEvent, User
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
-
+from leanvibe.http import client_address
 
 LOGIN_AUDITED_ATTRIBUTE = "_leanvibe_login_audited"
 
@@ -37,7 +31,7 @@ def audit_record(
         actor=actor,
         actor_email=actor_email or (actor.email if actor else ""),
         target_user=target_user,
-        ip_address=client_ip(request),
+        ip_address=(client_address(request) or None) if request is not None else None,
         user_agent=(request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
         data=data,
     )

@@ -33,11 +33,11 @@ from allauth.account.signals import user_logged_in
 from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
 from accounts.emails import email_canonical
+from leanvibe.http import client_address
 
 MAX_DELAY = 2.0
 
@@ -52,17 +52,6 @@ class LoginLocked(Exception):
     detail = "Too many failed sign-in attempts."
 
 
-def client_address(request: HttpRequest) -> str:
-    """The client's address as allauth sees it (``ALLAUTH_TRUSTED_PROXY_COUNT``), so the API and
-    allauth's own rate limits count the same address."""
-    from allauth.account.adapter import get_adapter
-
-    try:
-        return str(get_adapter(request).get_client_ip(request))
-    except PermissionDenied:
-        return "unknown"
-
-
 def _account_ident(email: str) -> str:
     return hashlib.sha256(email_canonical(email).encode()).hexdigest()[:40]
 
@@ -71,7 +60,7 @@ def _scopes(email: str, ip: str) -> list[tuple[str, int]]:
     """(key suffix, limit) for each counter an attempt feeds."""
     return [
         (f"account={_account_ident(email)}", settings.LOGIN_FAILURE_LIMIT),
-        (f"ip={ip}", settings.LOGIN_FAILURE_IP_LIMIT),
+        (f"ip={ip or 'unknown'}", settings.LOGIN_FAILURE_IP_LIMIT),
     ]
 
 

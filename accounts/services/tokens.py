@@ -30,6 +30,7 @@ from accounts.models import AuditEvent, AuthToken, User
 from accounts.services import IssuedTokens, token_hash, tokens_issue
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
+from leanvibe.parsing import parse_id, parse_uuid
 
 
 class SessionKind:
@@ -202,10 +203,7 @@ def session_end(*, user: User, session_id: str, actor: User, request: HttpReques
     is revoked. Returns the kind ended; 404 if ``user`` has no such live session."""
     kind: str
     with transaction.atomic():
-        try:
-            family = uuid.UUID(session_id)
-        except ValueError:
-            family = None
+        family = parse_uuid(session_id)
         if family is not None:
             revoked = AuthToken.objects.filter(
                 user=user, family=family, revoked_at__isnull=True, expires_at__gt=timezone.now()
@@ -214,9 +212,8 @@ def session_end(*, user: User, session_id: str, actor: User, request: HttpReques
                 raise _session_not_found()
             kind = SessionKind.API
         else:
-            if not session_id.isdigit() or not 0 < int(session_id) < 2**63:
-                raise _session_not_found()
-            session = UserSession.objects.filter(user=user, pk=int(session_id)).first()
+            web_id = parse_id(session_id)
+            session = UserSession.objects.filter(user=user, pk=web_id).first() if web_id else None
             if session is None:
                 raise _session_not_found()
             session.end()

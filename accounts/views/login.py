@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_protect
 
 from accounts.services import throttle
 from accounts.services.passwords import password_changed_record
+from leanvibe.http import client_address
 
 
 def locked_response(request: HttpRequest, retry_after: int) -> HttpResponse:
@@ -44,7 +45,7 @@ def _throttled_post(
 ) -> HttpResponse:
     """Run the sign-in ``sign_in`` unless the account or the address is locked (the same 429
     page, right password or not); answer 429 too if this attempt was the failure that locked it."""
-    ip = throttle.client_address(request)
+    ip = client_address(request)
     try:
         throttle.login_attempt_guard(email=email, ip=ip)
     except throttle.LoginLocked as locked:

@@ -41,6 +41,7 @@ from accounts.socialaccount_adapter import (
 )
 from accounts.views.login import locked_response
 from leanvibe.errors import DomainError
+from leanvibe.http import client_address
 
 logger = logging.getLogger(__name__)
 _SESSION_STATES = "leanvibe_sso_states"
@@ -178,7 +179,7 @@ def sso_link_page(request: HttpRequest) -> HttpResponse:
             token=token,
             password=str(request.POST.get("password", "")),
             mfa_code=str(request.POST.get("code", "")).strip() or None,
-            ip=throttle.client_address(request),
+            ip=client_address(request),
             request=request,
         )
     except throttle.LoginLocked as locked:

@@ -10,8 +10,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -144,3 +146,65 @@ def test_a_clone_of_the_template_carries_every_migration(db):
     assert ("agents", "0001_initial") in tenant_leaves
     assert tenant_leaves <= applied
     assert plan == []
+
+
+# --- what anonymous callers learn, and the cached migrations check -----------------------------
+ANONYMOUS = "203.0.113.5"  # not this machine: no operator details without METRICS_TOKEN
+
+
+@pytest.fixture(autouse=True)
+def _fresh_migrations_check():
+    health.pending_migrations_cache_clear()
+    yield
+    health.pending_migrations_cache_clear()
+
+
+def test_anonymous_callers_get_only_the_status(client, tenant_a):
+    response = client.get("/health/ready", REMOTE_ADDR=ANONYMOUS)
+    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+
+
+def test_anonymous_callers_get_the_failing_check_names_only(client, tenant_a, settings):
+    schema = tenant_a.tenant.schema_name
+    table = f"{connection.ops.quote_name(schema)}.django_migrations"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE app = 'agents'")  # noqa: S608
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+
+    response = client.get("/health/ready", REMOTE_ADDR=ANONYMOUS)
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "failing": ["redis", "migrations"]}
+    text = response.content.decode()
+    assert schema not in text and "Error" not in text and "127.0.0.1" not in text
+
+
+def test_a_proxy_on_this_machine_does_not_make_its_clients_operators(client, db, settings):
+    settings.NUM_PROXIES = 1
+    response = client.get("/health/ready", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=ANONYMOUS)
+    assert response.json() == {"status": "ready"}
+
+
+def test_with_a_metrics_token_only_its_bearer_gets_the_details(client, db, settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    assert client.get("/health/ready").json() == {"status": "ready"}  # localhost no longer suffices
+    detailed = client.get("/health/ready", REMOTE_ADDR=ANONYMOUS, HTTP_AUTHORIZATION="Bearer scrape-secret")
+    assert detailed.json()["checks"] == {"database": "ok", "redis": "ok", "migrations": "ok"}
+
+
+def test_the_migrations_check_is_reused_for_a_few_seconds(
+    client, tenant_a, settings, django_assert_num_queries
+):
+    settings.HEALTH_MIGRATIONS_CACHE_SECONDS = 1
+    # SELECT 1; the tenants' schemas, those present, every schema's migrations.
+    with django_assert_num_queries(4):
+        assert client.get("/health/ready", REMOTE_ADDR=ANONYMOUS).status_code == 200
+    schema = tenant_a.tenant.schema_name
+    table = f"{connection.ops.quote_name(schema)}.django_migrations"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE app = 'agents'")  # noqa: S608
+    with django_assert_num_queries(1):  # SELECT 1 only: the last answer still holds
+        assert client.get("/health/ready", REMOTE_ADDR=ANONYMOUS).status_code == 200
+    time.sleep(1.1)
+    with django_assert_num_queries(4):
+        assert client.get("/health/ready", REMOTE_ADDR=ANONYMOUS).status_code == 503

@@ -12,7 +12,11 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import os
 import re
+import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,9 +46,10 @@ _ENV_READ = re.compile(
 
 
 def settings_variables() -> set[str]:
-    """Every variable named by leanvibe/settings.py and the embedded-services module it calls."""
+    """Every variable named by leanvibe/settings.py and the environment and embedded-services
+    modules it calls."""
     names: set[str] = set()
-    for module in ("settings.py", "embedded.py"):
+    for module in ("settings.py", "environment.py", "embedded.py"):
         names |= set(_ENV_READ.findall((ROOT / "leanvibe" / module).read_text()))
     return names
 
@@ -360,8 +365,40 @@ def test_every_variable_the_manifests_set_is_read_by_the_code() -> None:
         assert names - known == set(), doc["metadata"]["name"]
 
 
+def test_the_image_and_every_workload_run_in_production() -> None:
+    assert "LEANVIBE_ENV=production" in dict(dockerfile_instructions())["ENV"].split()
+    assert config_data()["LEANVIBE_ENV"] == "production"
+
+
+def test_the_manifests_values_pass_the_production_checks_and_check_deploy() -> None:
+    """The ConfigMap and Secret, with the Secret's placeholders replaced as an operator would,
+    satisfy LEANVIBE_ENV=production and leave `manage.py check --deploy` with nothing to say."""
+    values = {**config_data(), **secret_data(), "SECRET_KEY": secrets.token_urlsafe(50)}
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **values}  # noqa: S108
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues (0 silenced)" in result.stdout
+    # The Secret as committed is refused: its SECRET_KEY is a placeholder.
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**env, "SECRET_KEY": secret_data()["SECRET_KEY"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0 and "SECRET_KEY" in refused.stderr
+
+
 def test_every_workload_gets_the_real_database_and_redis() -> None:
-    """Without DATABASE_URL / REDIS_URL the settings would start embedded servers in the pod."""
+    """LEANVIBE_ENV=production refuses to start without DATABASE_URL / REDIS_URL / SECRET_KEY."""
     provided = set(config_data()) | set(secret_data())
     assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} <= set(secret_data())
     assert "DEBUG" in provided and config_data()["DEBUG"].lower() == "false"

@@ -17,6 +17,26 @@ def test_metrics_without_a_token_answer_only_localhost(client, settings):
 
 
 @pytest.mark.django_db
+def test_a_proxy_on_this_machine_does_not_make_its_clients_local(client, settings):
+    settings.METRICS_TOKEN = ""
+    settings.NUM_PROXIES = 1
+    forwarded = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.7")
+    assert forwarded.status_code == 404
+    # The client's own part of the header is not read: only what the proxy appended.
+    forged = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1, 203.0.113.7")
+    assert forged.status_code == 404
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200  # on the machine itself
+
+
+@pytest.mark.django_db
+def test_without_proxies_a_forged_header_does_not_make_a_client_local(client, settings):
+    settings.METRICS_TOKEN = ""
+    settings.NUM_PROXIES = 0
+    forged = client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="127.0.0.1")
+    assert forged.status_code == 404
+
+
+@pytest.mark.django_db
 def test_metrics_with_a_token_require_it(client, settings):
     settings.METRICS_TOKEN = "scrape-secret"
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 401

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.emails import CanonicalEmailSerializerField
 from leanvibe.api.base import DangerouslyPublicAPIView, StaffAPIView, StrictSerializer, TenantAPIView
+from leanvibe.api.throttling import ClientAddressRateThrottle
 from leanvibe.errors import DomainError
+from leanvibe.parsing import InvalidValue, bad_parameter, parse_choice, parse_uuid
 from leanvibe.validators import validate_no_control_characters
 from tenants import selectors, services
 from tenants.models import Tenant
@@ -67,25 +66,21 @@ class TenantCreateInput(StrictSerializer):
         return attrs
 
 
-class SignupRateThrottle(SimpleRateThrottle):
-    """Per client address; platform staff are not limited."""
+class SignupRateThrottle(ClientAddressRateThrottle):
+    """``SIGNUP_RATE`` per client address; platform staff are not limited."""
 
     scope = "tenant_signup"
-
-    def get_rate(self) -> str:
-        return str(settings.SIGNUP_RATE)
+    rate_setting = "SIGNUP_RATE"
 
     def get_cache_key(self, request: Request, view: object) -> str | None:
         if request.user and request.user.is_authenticated and request.user.is_staff:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return super().get_cache_key(request, view)
 
 
 def _tenant_or_404(tenant_id: str) -> Tenant:
-    try:
-        tenant = selectors.tenant_get_by_id(uuid.UUID(str(tenant_id)))
-    except ValueError:
-        tenant = None
+    pk = parse_uuid(tenant_id)
+    tenant = selectors.tenant_get_by_id(pk) if pk else None
     if tenant is None:
         raise DomainError("not_found", "Tenant not found.", status=404)
     return tenant
@@ -102,11 +97,14 @@ class TenantListCreateApi(DangerouslyPublicAPIView):
     def get(self, request: Request) -> Response:
         if getattr(request, "tenant", None) is not None or not request.user.is_staff:
             raise DomainError("permission_denied", "Only platform staff may list tenants.", status=403)
-        tenants = list(
-            selectors.tenant_list(
-                status=request.query_params.get("status"), plan=request.query_params.get("plan")
-            ).prefetch_related("domains")
-        )
+        filters: dict[str, str | None] = {}
+        for name, choices in (("status", Tenant.Status.values), ("plan", Plan.values)):
+            raw = request.query_params.get(name)
+            try:
+                filters[name] = parse_choice(raw, choices) if raw else None
+            except InvalidValue as exc:
+                raise bad_parameter(name, exc, code="invalid_filter") from None
+        tenants = list(selectors.tenant_list(**filters).prefetch_related("domains"))
         counts = selectors.tenant_user_counts(tenants)
         data = TenantOutput(tenants, many=True, context={"user_counts": counts}).data
         return Response({"results": data})
