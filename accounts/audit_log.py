@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from django.db.models import Q, QuerySet
 
+from accounts.emails import email_canonical
 from accounts.models import AuditEvent
 from leanvibe.errors import DomainError
 from leanvibe.parsing import InvalidValue, bad_parameter, parse_id, parse_int, parse_moment, parse_text
@@ -111,7 +112,8 @@ def audit_event_list(filters: AuditFilters) -> QuerySet[AuditEvent]:
     if actor_id is not None:
         events = events.filter(actor_id=actor_id)
     elif filters.actor:
-        events = events.filter(Q(actor_email__iexact=filters.actor) | Q(actor__email__iexact=filters.actor))
+        email = email_canonical(filters.actor)  # the one form emails are stored in
+        events = events.filter(Q(actor_email=email) | Q(actor__email=email))
     if filters.since:
         events = events.filter(created_at__gte=filters.since)
     if filters.until:
