@@ -298,6 +298,7 @@ def test_web_first_sso_of_an_existing_member_asks_for_the_password_once(api, ten
     assert signed_in_as(web) is None and _counts(tenant_a) == (2, 0)
     page = web.get("/sso/link/").content.decode()
     assert "ada@acme.test" in page and 'name="code"' not in page  # Ada has no second factor
+    assert 'id="sso-link-reset"' in page  # an account without a password sets one by email
     wrong = web.post("/sso/link/", {"password": "nope"})
     assert wrong.status_code == 400 and 'id="sso-link-error"' in wrong.content.decode()
     assert _counts(tenant_a) == (2, 0)
