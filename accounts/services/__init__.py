@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
 from accounts.emails import email_canonical
-from accounts.models import AuthToken, Role, User
+from accounts.models import AuthToken, Invitation, Role, User
 from leanvibe.errors import DomainError
 from leanvibe.http import client_address
 from leanvibe.validators import validate_text_fields
@@ -67,16 +67,24 @@ def user_create(
 def member_add(
     *, tenant: Tenant, email: str, password: str | None, role: str = Role.MEMBER, username: str = ""
 ) -> User:
-    """Add a member to ``tenant`` (whose schema is the current one), within the plan's user limit."""
+    """Add a member to ``tenant`` (whose schema is the current one), within the plan's user limit
+    (active members and pending invitations, ``seats_in_use``)."""
     from tenants.plans import Resource
     from tenants.usage import quota_check
 
     with transaction.atomic():
         type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
-        quota_check(
-            tenant=tenant, resource=Resource.USERS, current=User.objects.filter(is_active=True).count()
-        )
+        quota_check(tenant=tenant, resource=Resource.USERS, current=seats_in_use())
         return user_create(email=email, password=password, role=role, username=username)
+
+
+def seats_in_use() -> int:
+    """Seats of the plan's user limit taken in the current schema: active members and pending
+    invitations (an invitation holds its seat until it is accepted, revoked or expires)."""
+    pending = Invitation.objects.filter(
+        accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    )
+    return User.objects.filter(is_active=True).count() + pending.count()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -29,7 +28,7 @@ from django.utils import timezone
 from accounts.emails import email_canonical
 from accounts.models import AuditEvent, Invitation, Role, User
 from accounts.permissions import invitation_role_check
-from accounts.services import member_add, token_hash
+from accounts.services import member_add, seats_in_use, token_hash
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
 from leanvibe.ratelimit import parse_rate, rate_consume, rate_first_refusal
@@ -131,19 +130,12 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
 
 
-def _pending_invitations() -> QuerySet[Invitation]:
-    return Invitation.objects.filter(
-        accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
-    )
-
-
 def _seat_check(tenant: Tenant) -> None:
     """A pending invitation holds a seat: active members + pending invitations must stay under
     the plan's user limit. The tenant row is locked while counting (as ``member_add`` does), so
     two concurrent invitations cannot both take the last seat. Call inside a transaction."""
     type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
-    in_use = User.objects.filter(is_active=True).count() + _pending_invitations().count()
-    quota_check(tenant=tenant, resource=Resource.USERS, current=in_use)
+    quota_check(tenant=tenant, resource=Resource.USERS, current=seats_in_use())
 
 
 def invitation_create(
@@ -283,6 +275,9 @@ def invitation_accept(
             raise problem
         assert invitation is not None  # noqa: S101 - narrowed by invitation_problem
         validate_password(password, User(email=invitation.email, username=username))
+        # Consumed first: its own seat becomes the new member's (a failure below rolls it back).
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_at"])
         user = member_add(
             tenant=tenant, email=invitation.email, password=password, role=invitation.role, username=username
         )
@@ -290,8 +285,6 @@ def invitation_accept(
 
         # Following the emailed link proves the address.
         EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
-        invitation.accepted_at = timezone.now()
-        invitation.save(update_fields=["accepted_at"])
         audit_record(
             type=AuditEvent.Type.INVITATION_ACCEPTED,
             request=request,

@@ -16,7 +16,7 @@ from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import AuditEvent, Invitation, Role, User
 from accounts.services.invitations import invitation_create
-from accounts.tests.member_helpers import Org
+from accounts.tests.member_helpers import PASSWORD, Org, last_accept_link
 from leanvibe.errors import DomainError, QuotaExceeded
 from leanvibe.tests.html import form_errors, page
 
@@ -101,6 +101,30 @@ def test_the_invitations_page_shows_the_limit_inline(big_org, settings):
 
 
 # --- seats -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_held_seat_is_not_taken_by_a_direct_add_and_passes_to_the_invitee(
+    org, django_capture_on_commit_callbacks
+):
+    """Starter plan, 3 seats: the owner, one member and one pending invitation. Adding someone
+    directly (POST /users) is refused (the invitation holds the last seat); accepting the
+    invitation takes that very seat."""
+    org.add("member@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _invite(org, "invitee@example.com").status_code == 201
+    direct = org.call(
+        "POST", "/api/v1/users", {"email": "direct@example.com", "password": PASSWORD, "role": "member"}
+    )
+    assert direct.status_code == 403 and direct.body["error"] == "quota_exceeded"
+    _, secret = last_accept_link()
+    accepted = Client().post(
+        f"/invitations/accept/{secret}/",
+        {"username": "Invitee", "password1": PASSWORD, "password2": PASSWORD},
+        HTTP_HOST=org.host,
+    )
+    assert accepted.status_code == 302, accepted.content[:500]
+    assert org.users_count() == 3
 
 
 @pytest.mark.django_db
