@@ -1,4 +1,4 @@
-"""``python -m bench``: provisioning and routing benchmarks in databases of their own.
+"""``python -m bench``: provisioning, sign-in and routing benchmarks in databases of their own.
 
 The databases (``BENCH_DATABASE``, default ``leanvibe_bench``, and ``<that>_*`` for the routing
 runs) live on the same PostgreSQL server as the project's (``DATABASE_URL``, or in development
@@ -23,10 +23,21 @@ DEFAULT_BENCH_DATABASE = "leanvibe_bench"
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--only", choices=["provisioning", "routing"], help="Run one benchmark.")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["provisioning", "signins", "routing"],
+        help="Run only these benchmarks (default: all three).",
+    )
     parser.add_argument("--strict", action="store_true", help="Exit non-zero when a target fails.")
     parser.add_argument("--migrations", type=int, default=3, help="Tenants made by running migrations.")
     parser.add_argument("--clones", type=int, default=20, help="Samples of each clone/pool/provision step.")
+    parser.add_argument(
+        "--signin-windows", type=int, default=4, help="Timed windows per hasher in the sign-in benchmark."
+    )
+    parser.add_argument(
+        "--signin-seconds", type=float, default=5.0, help="Length of each sign-in window, in seconds."
+    )
     parser.add_argument("--base-tenants", type=int, default=10, help="Tenants in the small routing database.")
     parser.add_argument("--tenants", type=int, default=500, help="Tenants in the large routing database.")
     parser.add_argument("--requests", type=int, default=300, help="Timed requests per database and run.")
@@ -102,13 +113,17 @@ def main(argv: list[str] | None = None) -> int:
         call_command("platform_migrate", no_pool=True, verbosity=1)
         print(f"  setup took {time.perf_counter() - t0:.1f} s", flush=True)
 
-        if args.only in (None, "provisioning"):
+        if args.only is None or "provisioning" in args.only:
             from bench import provisioning
 
             verdicts += provisioning.run(
                 migrations=args.migrations, samples=args.clones, hasher=settings.PASSWORD_HASHERS[0]
             )
-        if args.only in (None, "routing"):
+        if args.only is None or "signins" in args.only:
+            from bench import signins
+
+            verdicts += signins.run(windows=args.signin_windows, seconds=args.signin_seconds)
+        if args.only is None or "routing" in args.only:
             from bench import routing
 
             verdicts += routing.run(

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import Databases, Samples, Verdict, fmt_seconds, print_table, progress, progress_counter, to_public
+from bench import gunicorn as serve
 
 RATIO_TARGET = 1.15
 PATH = "/api/v1/projects"
 OWNER_PASSWORD = "bench-Correct-Horse-42"  # noqa: S105 - a throwaway bench tenant
-BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -241,39 +238,9 @@ class RoutingDatabase:
 
     @contextmanager
     def gunicorn(self) -> Iterator[Send]:
-        """gunicorn with one sync worker on a free localhost port; stopped by its pid."""
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        log = tempfile.NamedTemporaryFile("w+", prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
-        command = [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "leanvibe.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--chdir",
-            str(BASE_DIR),
-            "--error-logfile",
-            log.name,
-            "--log-level",
-            "warning",
-        ]
-        env = {**os.environ, "DATABASE_URL": self.url}
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
-        try:
-            _wait_until_up(process, port, log.name)
+        """gunicorn with one sync worker on a free localhost port."""
+        with serve(database_url=self.url, workers=1) as port:
             yield _http_send(port)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.close()
-            os.unlink(log.name)
 
 
 def _executor_send(pool: Executor) -> Send:
@@ -297,25 +264,6 @@ def _http_send(port: int) -> Send:
         return response.status, time.perf_counter() - start, b'"Welcome"' in body
 
     return send
-
-
-def _wait_until_up(process: subprocess.Popen[bytes], port: int, log_name: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}; see {log_name}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health", headers={"Host": "localhost"})
-            ok = conn.getresponse().status == 200
-            conn.close()
-            if ok:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gunicorn did not answer within 60 s; see {log_name}")
-        time.sleep(0.1)
 
 
 # --- measuring --------------------------------------------------------------------------------
