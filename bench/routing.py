@@ -69,7 +69,7 @@ def _migrate() -> None:
 
 
 def _provision(index: int) -> str:
-    """One real tenant through the real service (clone of the template, PBKDF2 owner hash)."""
+    """One real tenant through the real service (clone of the template, owner hashed by default)."""
 
     from tenants.services import tenant_provision
 
