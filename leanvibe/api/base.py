@@ -143,9 +143,9 @@ class StaffAPIView(_LockedAPIView):
 
 
 class HasAccessForMethod(BasePermission):
-    """``view.access_map[method]``: ``Access.PUBLIC`` lets anyone in; anything else, or a method
-    the map does not name, is for platform staff on the public host only (403 otherwise, as
-    before an anonymous caller of the tenant list had it)."""
+    """``view.access_map[method]``: ``Access.PUBLIC`` lets anyone in; ``Access.STAFF``, or a
+    method the map does not name, only platform staff on the public host (else 403, whether or
+    not the caller sent a token)."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         rule = view.access_map.get(request.method or "", Access.STAFF)  # type: ignore[attr-defined]
@@ -177,9 +177,9 @@ class PlatformAPIView(_LockedAPIView):
 
 
 class DangerouslyPublicAPIView(_LockedAPIView):
-    """An endpoint anyone may call (sign-up, login). Each use must say why in its docstring.
-    A valid token still identifies its user (staff skip sign-up's rate limit); an invalid one
-    is ignored rather than refused."""
+    """An endpoint anyone may call (login, single sign-on). Each use must say why in its
+    docstring. A valid token still identifies its user; an invalid one is ignored rather than
+    refused."""
 
     authentication_classes = [OptionalBearerTokenAuthentication]
     permission_classes: list[type[BasePermission]] = []
