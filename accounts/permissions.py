@@ -16,7 +16,8 @@ services call, so the API and the pages cannot differ):
   deactivated or removed (409 ``last_owner``), whoever asks.
 
 API views state the role a method needs in ``TenantAPIView.role_map``; pages use
-``role_required`` below. Both compare with ``ROLE_RANK``.
+``role_required`` below, which also declares the page's access rule (``leanvibe.access``: every
+routed page must declare one). Both compare with ``ROLE_RANK``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 from accounts.models import ROLE_RANK, Role, User
+from leanvibe.access import Access, declare_access
 from leanvibe.errors import DomainError
 
 ViewFunc = TypeVar("ViewFunc", bound=Callable[..., HttpResponse])
@@ -56,7 +58,8 @@ def can_delete_organisation(user: Any) -> bool:
 
 def role_required(role: str) -> Callable[[ViewFunc], ViewFunc]:
     """Page decorator: sign-in required (redirect to the sign-in page), then ``role`` or a
-    higher one (else the 403 page). Every members and invitations page uses it."""
+    higher one (else the 403 page), declared as the page's access rule. Every page of a tenant's
+    members uses it."""
 
     def decorator(view: ViewFunc) -> ViewFunc:
         @wraps(view)
@@ -65,7 +68,7 @@ def role_required(role: str) -> Callable[[ViewFunc], ViewFunc]:
                 raise PermissionDenied("Your role does not allow this action.")
             return view(request, *args, **kwargs)
 
-        return login_required(wrapped)  # type: ignore[return-value]
+        return declare_access(login_required(wrapped), Access(Role(role).value))  # type: ignore[return-value]
 
     return decorator
 

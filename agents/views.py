@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.models import Role
+from accounts.permissions import role_required
 from agents import selectors, services
 from agents.forms import STATUS_FOR_ACTION, ProjectActionForm, ProjectForm
 from agents.models import Project
@@ -29,12 +30,12 @@ def _dashboard(request: HttpRequest, form: ProjectForm | None = None, status: in
     return render(request, "agents/dashboard.html", context, status=status)
 
 
-@login_required
+@role_required(Role.MEMBER)
 def dashboard(request: HttpRequest) -> HttpResponse:
     return _dashboard(request)
 
 
-@login_required
+@role_required(Role.MEMBER)
 @require_POST
 def project_create_view(request: HttpRequest) -> HttpResponse:
     form = ProjectForm(request.POST)
@@ -49,7 +50,7 @@ def project_create_view(request: HttpRequest) -> HttpResponse:
     return _dashboard(request, form, status=400)
 
 
-@login_required
+@role_required(Role.MEMBER)
 @require_POST
 def project_update_view(request: HttpRequest, project_id: uuid.UUID) -> HttpResponse:
     project = selectors.project_get(project_id)

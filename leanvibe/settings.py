@@ -276,8 +276,10 @@ PASSWORD_HASHERS = env.list(
 # 0 the header is ignored. Audit events, tokens, sessions, throttles and /metrics all use it.
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Deny everything by default: the base classes of leanvibe.api.base set their own, so a view on
+    # a plain APIView authenticates nobody and serves nothing.
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["leanvibe.api.permissions.DenyAll"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["leanvibe.api.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "leanvibe.api.exceptions.exception_handler",

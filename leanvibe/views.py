@@ -7,10 +7,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_prometheus.exports import ExportToDjangoView
 
+from leanvibe.access import public_page
 from leanvibe.api.exceptions import error_response
 from leanvibe.http import is_operator
 
 
+@public_page("Prometheus scrapes it; the view itself checks METRICS_TOKEN (or a local caller)")
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus metrics: with ``METRICS_TOKEN`` set, for scrapers that send it as a bearer
     token; without it, only to the machine itself (development)."""

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 
+from leanvibe.access import public_page
 from tenants import services
 from tenants.api.views import SignupRateThrottle
 from tenants.forms import SignupForm
@@ -19,6 +20,7 @@ def _plans() -> list[tuple[Plan, PlanLimits]]:
     return [(Plan(key), limits) for key, limits in CATALOGUE.items()]
 
 
+@public_page("the marketing page with the plans")
 def landing(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/landing.html", {"plans": _plans()})
 
@@ -27,6 +29,7 @@ def _render_signup(request: HttpRequest, form: SignupForm, status: int = 200) ->
     return render(request, "tenants/signup.html", {"form": form, "plans": _plans()}, status=status)
 
 
+@public_page("self-service sign-up: the visitor has no account yet")
 def signup(request: HttpRequest) -> HttpResponse:
     """Provision an organisation and send its owner to sign in on the new subdomain."""
     if request.method != "POST":

@@ -11,7 +11,8 @@ from allauth.account.views import EmailView
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, Role
+from accounts.permissions import role_required
 from accounts.services.audit import audit_record
 
 
@@ -31,4 +32,4 @@ class VerifiedPrimaryEmailView(EmailView):
         return response
 
 
-email_view = VerifiedPrimaryEmailView.as_view()
+email_view = role_required(Role.MEMBER)(VerifiedPrimaryEmailView.as_view())

@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_protect
 
 from accounts.services import throttle
 from accounts.services.passwords import password_changed_record
+from leanvibe.access import public_page, staff_page
 from leanvibe.http import client_address
 
 
@@ -68,9 +69,10 @@ class ThrottledLoginView(LoginView):
         )
 
 
-login_view = ThrottledLoginView.as_view()
+login_view = public_page("the sign-in page")(ThrottledLoginView.as_view())
 
 
+@public_page("the admin console's sign-in page")
 @never_cache
 @csrf_protect
 def console_login_view(request: HttpRequest) -> HttpResponse:
@@ -88,12 +90,13 @@ def console_login_view(request: HttpRequest) -> HttpResponse:
     )
 
 
+@staff_page
 def console_password_change_view(request: HttpRequest) -> HttpResponse:
     """``/admin/password_change/``: Django's admin page (behind the console's own access
     check), then every API token of the staff member is revoked once the password changed.
     Django's session auth hash keeps this console session and ends the others."""
     before = getattr(request.user, "password", None)
-    response: HttpResponse = admin.site.admin_view(admin.site.password_change)(request)
+    response: HttpResponse = admin.site.password_change(request)
     user = request.user
     if request.method == "POST" and user.is_authenticated and user.password != before:
         password_changed_record(user=user, via="console", request=request)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from accounts.models import Role, User
 from accounts.permissions import can_manage_members, role_required
 from accounts.services import invitations as invitation_services
 from accounts.services import members as member_services
+from leanvibe.access import public_page
 from leanvibe.errors import DomainError
 
 _LOGIN_BACKEND = "allauth.account.auth_backends.AuthenticationBackend"
@@ -138,6 +139,7 @@ def invitation_update_view(request: HttpRequest, invitation_id: uuid.UUID) -> Ht
     return redirect("invitations")
 
 
+@public_page("an invitee has no account yet: the secret in the link is the credential")
 @require_http_methods(["GET", "POST"])
 def invitation_accept_view(request: HttpRequest, secret: str) -> HttpResponse:
     """Public within the tenant's host: the secret in the link is the credential. A link of

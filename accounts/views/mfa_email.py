@@ -23,6 +23,7 @@ from django.views.decorators.cache import never_cache
 
 from accounts.login_stages import EMAIL_CODE_STAGE
 from accounts.services import mfa as mfa_services
+from leanvibe.access import public_page
 from leanvibe.errors import DomainError
 
 # The stages this page may finish: ours, or allauth's when the member chose email instead.
@@ -39,6 +40,7 @@ def _pending_stage(request: HttpRequest) -> LoginStage | None:
     return None
 
 
+@public_page("the second step of a sign-in: the pending sign-in in the session is the credential")
 @never_cache
 @login_not_required
 def mfa_email_view(request: HttpRequest) -> HttpResponse:
@@ -83,4 +85,6 @@ class AuthenticateView(allauth_mfa_views.AuthenticateView):
         return ret
 
 
-authenticate_view = AuthenticateView.as_view()
+authenticate_view = public_page("the second step of a sign-in: allauth checks the pending sign-in")(
+    AuthenticateView.as_view()
+)

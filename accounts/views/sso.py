@@ -40,6 +40,7 @@ from accounts.socialaccount_adapter import (
     sso_error_page,
 )
 from accounts.views.login import locked_response
+from leanvibe.access import public_page
 from leanvibe.errors import DomainError
 from leanvibe.http import client_address
 
@@ -62,6 +63,7 @@ def _safe_next(request: HttpRequest) -> str:
 # --- OpenID Connect -----------------------------------------------------------------------
 
 
+@public_page("starts a single sign-on: the visitor has not signed in yet")
 @require_http_methods(["GET", "POST"])
 def oidc_login(request: HttpRequest, provider_id: str) -> HttpResponse:
     try:
@@ -78,6 +80,7 @@ def oidc_login(request: HttpRequest, provider_id: str) -> HttpResponse:
     return HttpResponseRedirect(started.authorization_url)
 
 
+@public_page("the identity provider sends the visitor back here; the state in the session is checked")
 @require_http_methods(["GET"])
 def oidc_callback(request: HttpRequest, provider_id: str) -> HttpResponse:
     state = str(request.GET.get("state", ""))
@@ -163,6 +166,7 @@ def _link_context(request: HttpRequest, pending: sso_signin.PendingSignIn, **ext
     }
 
 
+@public_page("a pending single sign-on proves the existing account with its password")
 @require_http_methods(["GET", "POST"])
 def sso_link_page(request: HttpRequest) -> HttpResponse:
     """Public (the person is signing in): link the identity to the matched account with its
@@ -287,12 +291,15 @@ class CheckedFinishACSView(FinishACSView):
             raise DomainError("saml_replayed", "This SAML assertion was already used.", status=403)
 
 
-saml_finish_acs = CheckedFinishACSView.as_view()
+saml_finish_acs = public_page("the identity provider posts the SAML response here; it is verified")(
+    CheckedFinishACSView.as_view()
+)
 
 
 # --- pages --------------------------------------------------------------------------------
 
 
+@public_page("the list of sign-in providers, shown before sign-in")
 def sso_choose(request: HttpRequest) -> HttpResponse:
     """Anyone: the organisation's identity providers, one button each."""
     providers = [

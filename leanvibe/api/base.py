@@ -2,13 +2,18 @@
 
 ``TenantAPIView`` serves the tenant of the request (host or ``X-Tenant-ID``), requires a
 bearer token minted in that tenant's schema, and a role per HTTP method (``role_map``, in the
-manner of Sentry's ``scope_map``). Subclasses may raise the role a method needs but cannot
-replace authentication or permissions: defining any of the hooks below raises ``TypeError`` at
-import time (PostHog's ``TeamAndOrgViewSetMixin`` does the same).
+manner of Sentry's ``scope_map``). ``PlatformAPIView`` declares per method whether anyone or
+only platform staff may call it (``access_map``). Subclasses may raise the role a method needs
+but cannot replace authentication or permissions: a class anywhere in a view's MRO (a mixin
+included) defining any of the hooks below, other than these base classes and DRF's own, raises
+``TypeError`` at import time (PostHog's ``TeamAndOrgViewSetMixin`` does the same). DRF's
+defaults (``settings.REST_FRAMEWORK``) authenticate nobody and deny everything, so a view on
+a plain ``APIView`` serves nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from rest_framework import exceptions, serializers
@@ -18,8 +23,10 @@ from rest_framework.views import APIView
 
 from accounts.authentication import BearerTokenAuthentication, OptionalBearerTokenAuthentication
 from accounts.models import ROLE_RANK, Role
+from leanvibe.access import Access
 
 _LOCKED_ATTRIBUTES = (
+    "dispatch",
     "authentication_classes",
     "permission_classes",
     "initial",
@@ -80,12 +87,21 @@ class EnrolledInMfaIfRequired(BasePermission):
         return True
 
 
+def _is_trusted(klass: type) -> bool:
+    """The classes that may define the locked hooks: this module's and DRF's ``APIView`` chain."""
+    return klass.__module__ == __name__ or klass in APIView.__mro__
+
+
 class _LockedAPIView(APIView):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.__module__ == __name__:
-            return
-        overridden = [name for name in _LOCKED_ATTRIBUTES if name in cls.__dict__]
+        overridden = [
+            f"{klass.__qualname__}.{name}" if klass is not cls else name
+            for klass in cls.__mro__
+            if not _is_trusted(klass)
+            for name in _LOCKED_ATTRIBUTES
+            if name in vars(klass)
+        ]
         if overridden:
             raise TypeError(
                 f"{cls.__name__} may not override {', '.join(overridden)}: access rules are set "
@@ -126,10 +142,44 @@ class StaffAPIView(_LockedAPIView):
     permission_classes = [IsAuthenticatedUser, IsPlatformStaff]
 
 
+class HasAccessForMethod(BasePermission):
+    """``view.access_map[method]``: ``Access.PUBLIC`` lets anyone in; ``Access.STAFF``, or a
+    method the map does not name, only platform staff on the public host (else 403, whether or
+    not the caller sent a token)."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        rule = view.access_map.get(request.method or "", Access.STAFF)  # type: ignore[attr-defined]
+        if rule == Access.PUBLIC:
+            return True
+        user = request.user
+        if getattr(request, "tenant", None) is None and user and user.is_authenticated and user.is_staff:
+            return True
+        raise exceptions.PermissionDenied(IsPlatformStaff.message)
+
+
+class PlatformAPIView(_LockedAPIView):
+    """A platform endpoint whose access depends on the HTTP method, declared in ``access_map``:
+    ``Access.PUBLIC`` (anyone; the class docstring says why) or ``Access.STAFF`` (platform staff
+    on the public host). A method the map does not name is staff-only. A valid token identifies
+    its user; an invalid one is ignored, as on ``DangerouslyPublicAPIView``."""
+
+    authentication_classes = [OptionalBearerTokenAuthentication]
+    permission_classes = [HasAccessForMethod]
+    access_map: ClassVar[Mapping[str, Access]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for method, rule in cls.access_map.items():
+            if Access(rule) not in (Access.PUBLIC, Access.STAFF):
+                raise TypeError(f"{cls.__name__}.access_map[{method!r}] must be public or staff")
+            if rule == Access.PUBLIC and not (cls.__doc__ or "").strip():
+                raise TypeError(f"{cls.__name__} lets anyone call {method}: its docstring must say why")
+
+
 class DangerouslyPublicAPIView(_LockedAPIView):
-    """An endpoint anyone may call (sign-up, login). Each use must say why in its docstring.
-    A valid token still identifies its user (staff skip sign-up's rate limit); an invalid one
-    is ignored rather than refused."""
+    """An endpoint anyone may call (login, single sign-on). Each use must say why in its
+    docstring. A valid token still identifies its user; an invalid one is ignored rather than
+    refused."""
 
     authentication_classes = [OptionalBearerTokenAuthentication]
     permission_classes: list[type[BasePermission]] = []

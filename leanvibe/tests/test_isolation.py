@@ -3,8 +3,10 @@ learns nothing of their existence (404, not 403)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
-from django.urls import get_resolver
+from django.urls import Resolver404, get_resolver
 
 # Every tenant-scoped API route and the test below that attacks it.
 TENANT_SCOPED_ROUTES = {
@@ -41,12 +43,44 @@ TENANT_SCOPED_ROUTES = {
 PLATFORM_ROUTES = {"api-tenants", "api-tenant-suspend", "api-tenant-resume", "api-login"}
 
 
+def _routes_not_called(test_name: str, requested: set[str]) -> set[str]:
+    """The routes ``test_name`` is the isolation test of and did not request."""
+    return {route for route, test in TENANT_SCOPED_ROUTES.items() if test == test_name} - requested
+
+
+@pytest.fixture
+def api(api):
+    """The shared JSON client, noting the route (URL name) of every request it makes."""
+    call = api.call
+    api.requested_routes = set()
+
+    def recording_call(*args, **kwargs):
+        response = call(*args, **kwargs)
+        with contextlib.suppress(Resolver404):
+            api.requested_routes.add(response.resolver_match.url_name)
+        return response
+
+    api.call = recording_call
+    return api
+
+
+@pytest.fixture(autouse=True)
+def _each_test_calls_the_routes_it_covers(request, api):
+    """A route's isolation test must really request that route (fixtures' requests not counted)."""
+    yield
+    missing = _routes_not_called(request.node.originalname, api.requested_routes)
+    assert not missing, f"{request.node.originalname} never requests {sorted(missing)}"
+
+
 def test_every_api_route_is_covered_by_an_isolation_test():
     resolver = get_resolver("leanvibe.api.urls")
     names = {name for name in resolver.reverse_dict if isinstance(name, str)}
     assert names == set(TENANT_SCOPED_ROUTES) | PLATFORM_ROUTES, "add the new route to an isolation test"
     for test_name in TENANT_SCOPED_ROUTES.values():
-        assert test_name in globals()
+        assert callable(globals().get(test_name)), test_name
+    # Each of those tests is checked, when it runs, to request its routes (the fixture above).
+    assert _routes_not_called("test_usage_is_per_tenant", set()) == {"api-usage"}
+    assert _routes_not_called("test_usage_is_per_tenant", {"api-usage", "api-login"}) == set()
 
 
 @pytest.fixture
@@ -59,6 +93,8 @@ def world(api, tenant_a, tenant_b):
         host=tenant_a.host,
         token=token_a,
     ).body
+    # Each test is credited only with the requests it makes itself.
+    api.requested_routes.clear()
     return {"a": tenant_a, "b": tenant_b, "token_a": token_a, "token_b": token_b, "secret": secret}
 
 

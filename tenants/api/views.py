@@ -11,7 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.emails import CanonicalEmailSerializerField
-from leanvibe.api.base import DangerouslyPublicAPIView, StaffAPIView, StrictSerializer, TenantAPIView
+from leanvibe.access import Access
+from leanvibe.api.base import (
+    DangerouslyPublicAPIView,
+    PlatformAPIView,
+    StaffAPIView,
+    StrictSerializer,
+    TenantAPIView,
+)
 from leanvibe.api.throttling import ClientAddressRateThrottle
 from leanvibe.errors import DomainError
 from leanvibe.parsing import InvalidValue, bad_parameter, parse_choice, parse_uuid
@@ -86,17 +93,17 @@ def _tenant_or_404(tenant_id: str) -> Tenant:
     return tenant
 
 
-class TenantListCreateApi(DangerouslyPublicAPIView):
-    """POST is self-service sign-up (public, rate limited); GET is for platform staff."""
+class TenantListCreateApi(PlatformAPIView):
+    """POST is self-service sign-up, public by nature (rate limited); OPTIONS describes it. GET
+    (and HEAD) is for platform staff."""
 
+    access_map = {"POST": Access.PUBLIC, "OPTIONS": Access.PUBLIC, "GET": Access.STAFF, "HEAD": Access.STAFF}
     throttle_classes = [SignupRateThrottle]
 
     def get_throttles(self):  # type: ignore[no-untyped-def]
         return super().get_throttles() if self.request.method == "POST" else []
 
     def get(self, request: Request) -> Response:
-        if getattr(request, "tenant", None) is not None or not request.user.is_staff:
-            raise DomainError("permission_denied", "Only platform staff may list tenants.", status=403)
         filters: dict[str, str | None] = {}
         for name, choices in (("status", Tenant.Status.values), ("plan", Plan.values)):
             raw = request.query_params.get(name)
