@@ -12,15 +12,19 @@ names a port an attacker chose). ``use_canonical_saml_urls`` (called once from
 ``AccountsConfig.ready``) replaces both, in allauth's own module, by the tenant's primary domain
 with ``SITE_SCHEME``/``SITE_PORT`` (``tenants.links``) and the entity id stored on the
 provider; this module is the one place that knows allauth's ``build_sp_config`` and
-``prepare_django_request`` (tested by ``accounts/tests/test_sso_urls.py``).
+``prepare_django_request`` (tested by ``accounts/tests/test_sso_urls.py``) and the ACS post
+allauth keeps in the session (``saml_posted_acs``, through allauth's internal ``httpkit``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from allauth.core.internal import httpkit
 from allauth.socialaccount.providers.saml import utils as saml_utils
+from allauth.socialaccount.sessions import LoginSession
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
@@ -152,6 +156,24 @@ def saml_assertion_accept_once(
     key = f"sso:saml:assertion:{provider}:{assertion_id}"
     if not cache.add(key, 1, timeout=ttl):
         raise DomainError("saml_replayed", "This SAML assertion was already used.", status=403)
+
+
+@dataclass(frozen=True)
+class PostedAcs:
+    """The ACS post allauth's first step kept in the session, and that session entry."""
+
+    session: LoginSession
+    request: HttpRequest
+
+
+def saml_posted_acs(request: HttpRequest) -> PostedAcs | None:
+    """The SAML response as posted to the ACS, which allauth stashed in the session before
+    redirecting to its finish step; None when there is none."""
+    session = LoginSession(request, "saml_acs_session", "saml-acs-session")
+    stored = session.store.get("request")
+    if not stored:
+        return None
+    return PostedAcs(session=session, request=httpkit.deserialize_request(stored, HttpRequest()))
 
 
 # --- allauth's SAML flow on the canonical URLs -------------------------------------------------

@@ -14,12 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from allauth.account.utils import perform_login
-from allauth.core.internal import httpkit
 from allauth.socialaccount.helpers import render_authentication_error
 from allauth.socialaccount.models import SocialApp
 from allauth.socialaccount.providers.saml.utils import build_auth
 from allauth.socialaccount.providers.saml.views import FinishACSView
-from allauth.socialaccount.sessions import LoginSession
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -217,11 +215,10 @@ class CheckedFinishACSView(FinishACSView):
 
     def dispatch(self, request: HttpRequest, organization_slug: str) -> HttpResponse:
         provider = self.get_provider(organization_slug)
-        acs_session = LoginSession(request, "saml_acs_session", "saml-acs-session")
-        stored = acs_session.store.get("request")
-        if not stored:
+        posted = saml.saml_posted_acs(request)
+        if posted is None:
             return render_authentication_error(request, provider)
-        acs_request = httpkit.deserialize_request(stored, HttpRequest())
+        acs_session, acs_request = posted.session, posted.request
         auth = build_auth(acs_request, provider)
         try:
             auth.process_response(request_id=None)
