@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts.emails import email_canonical
-from accounts.services.sso import password_login_check, sso_only_enabled
+from accounts.sso.settings import password_login_check, sso_only_enabled
 from leanvibe.errors import DomainError
 from leanvibe.http import client_address
 from leanvibe.links import public_site_url, site_netloc

@@ -7,13 +7,13 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts.mfa_adapter import harden_totp_replay_window
-        from accounts.saml_urls import use_canonical_saml_urls
         from accounts.services import (
             mfa,  # noqa: F401 - connects the MFA audit receivers
             outbound_audit,  # noqa: F401 - audits refused outbound requests
             passwords,  # noqa: F401 - password changes and resets revoke tokens and sessions
             throttle,  # noqa: F401 - counts failed web sign-ins
         )
+        from accounts.sso.saml import use_canonical_saml_urls
 
         harden_totp_replay_window()
         use_canonical_saml_urls()

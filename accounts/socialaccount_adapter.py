@@ -1,7 +1,7 @@
 """allauth's social-account adapter for per-tenant single sign-on (the SAML flow runs through
-allauth; see ``accounts.services.sso`` for the OpenID Connect flow).
+allauth; see ``accounts.sso.oidc`` for the OpenID Connect flow).
 
-Every social sign-in goes through ``sso_signin.sso_user_resolve``: the member linked to this IdP
+Every social sign-in goes through ``signin.sso_user_resolve``: the member linked to this IdP
 identity, else — for an existing account with that email — the link page where its holder proves
 the account once, else a new member created just in time within the plan's user limit. A
 refusal is an error page and an audit event, and nothing is created.
@@ -20,7 +20,7 @@ from django.shortcuts import redirect, render
 from accounts.emails import email_canonical
 from accounts.login_stages import second_factor_mark_given
 from accounts.models import User
-from accounts.services import sso, sso_signin
+from accounts.sso import providers, saml, signin
 from leanvibe.errors import DomainError
 
 # Set by accounts.views.sso.CheckedFinishACSView: the AuthnContextClassRef values of the
@@ -42,12 +42,12 @@ def _first(values: Any) -> str:
 
 
 def link_required_redirect(
-    request: HttpRequest, *, app: SocialApp, user: User, identity: sso_signin.SsoIdentity, next_url: str = ""
+    request: HttpRequest, *, app: SocialApp, user: User, identity: signin.SsoIdentity, next_url: str = ""
 ) -> HttpResponse:
     """An SSO sign-in matched an existing account that has not linked this identity: keep it
     waiting server-side, bound to this browser's session, and ask for the account's password."""
-    token = sso_signin.sso_pending_stash(
-        purpose=sso_signin.Pending.LINK, app=app, user=user, identity=identity, next_url=next_url
+    token = signin.sso_pending_stash(
+        purpose=signin.Pending.LINK, app=app, user=user, identity=identity, next_url=next_url
     )
     request.session[SESSION_LINK_TOKEN] = token
     return redirect("sso-link")
@@ -55,11 +55,11 @@ def link_required_redirect(
 
 def saml_identity(
     app: SocialApp, sociallogin: SocialLogin, authn_contexts: list[str] | None = None
-) -> sso_signin.SsoIdentity:
+) -> signin.SsoIdentity:
     """Name and role from the raw SAML attributes, through the provider's attribute mapping."""
     raw: dict[str, Any] = sociallogin.account.extra_data or {}
-    mapping = app.settings.get("attribute_mapping") or sso.DEFAULT_SAML_ATTRIBUTE_MAPPING
-    policy = sso.policy_of(app)
+    mapping = app.settings.get("attribute_mapping") or saml.DEFAULT_SAML_ATTRIBUTE_MAPPING
+    policy = providers.policy_of(app)
 
     def values(key: str) -> list[str]:
         names = mapping.get(key) or []
@@ -78,13 +78,13 @@ def saml_identity(
     role_values = (
         [str(v) for v in raw.get(policy["role_claim"], [])] if policy["role_claim"] else values("role")
     )
-    return sso_signin.SsoIdentity(
+    return signin.SsoIdentity(
         uid=str(sociallogin.account.uid),
         email=email,
         email_verified=verified,
         name=_first(values("name")),
         role_values=tuple(role_values),
-        idp_mfa=sso_signin.saml_contexts_have_mfa(authn_contexts),
+        idp_mfa=saml.saml_contexts_have_mfa(authn_contexts),
     )
 
 
@@ -98,11 +98,11 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         provider = str(sociallogin.account.provider)
         tenant = request.tenant  # type: ignore[attr-defined]
         try:
-            app = sso.sso_provider_get(provider)
+            app = providers.sso_provider_get(provider)
             identity = saml_identity(app, sociallogin, getattr(request, SAML_AUTHN_CONTEXTS_ATTRIBUTE, None))
             try:
-                user = sso_signin.sso_user_resolve(tenant=tenant, app=app, identity=identity, request=request)
-            except sso_signin.SsoLinkRequired as exc:
+                user = signin.sso_user_resolve(tenant=tenant, app=app, identity=identity, request=request)
+            except signin.SsoLinkRequired as exc:
                 raise ImmediateHttpResponse(
                     link_required_redirect(
                         request,
@@ -113,11 +113,11 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                     )
                 ) from None
         except DomainError as exc:
-            sso.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
+            signin.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
             raise ImmediateHttpResponse(
                 sso_error_page(request, exc.detail, status=exc.status, code=exc.code)
             ) from exc
-        if not sso_signin.sso_second_factor_required(tenant=tenant, user=user, identity=identity):
+        if not signin.sso_second_factor_required(tenant=tenant, user=user, identity=identity):
             # No second factor, or one the IdP asserted and the tenant trusts: allauth's MFA
             # stage is skipped for this sign-in only.
             second_factor_mark_given(request)
@@ -134,7 +134,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     ) -> None:
         reasons = (extra_context or {}).get("saml_last_error_reason") or error or exception or "unknown error"
         slug = getattr(getattr(provider, "app", None), "provider_id", "") or ""
-        sso.audit_sso_refused(request=request, provider=slug, reason=str(reasons))
+        signin.audit_sso_refused(request=request, provider=slug, reason=str(reasons))
         raise ImmediateHttpResponse(
             sso_error_page(request, "The identity provider's answer was refused: " + str(reasons), status=403)
         )

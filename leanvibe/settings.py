@@ -76,6 +76,7 @@ SHARED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_prometheus",
+    "leanvibe.platform",  # the project's commands (run_platform); no models
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -227,7 +228,7 @@ ACCOUNT_RATE_LIMITS = {
 # --- two-factor (allauth.mfa for members, django-otp for email codes and the admin console) ---
 MFA_ADAPTER = "accounts.mfa_adapter.MfaAdapter"
 # Single sign-on: each tenant's OIDC/SAML apps are SocialApp rows in its own schema
-# (accounts/services/sso.py); the adapter applies just-in-time provisioning and its rules.
+# (accounts/sso/); the adapter applies just-in-time provisioning and its rules.
 SOCIALACCOUNT_ADAPTER = "accounts.socialaccount_adapter.SocialAccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_EMAIL_VERIFICATION = "none"

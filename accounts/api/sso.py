@@ -18,8 +18,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import AuditEvent, Role
-from accounts.services import sso, sso_signin, throttle, tokens_issue
+from accounts.services import throttle, tokens_issue
 from accounts.services.audit import audit_record
+from accounts.sso import oidc, providers, signin
+from accounts.sso import settings as sso_settings
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer, TenantAPIView, TenantNotFound
 from leanvibe.api.throttling import ClientAddressRateThrottle
 from leanvibe.errors import DomainError
@@ -73,9 +75,9 @@ class ProviderUpdateInput(_ProviderFields):
     pass
 
 
-def _input(validated: dict[str, Any]) -> sso.ProviderInput:
+def _input(validated: dict[str, Any]) -> providers.ProviderInput:
     validated.pop("type", None)
-    return sso.ProviderInput(**validated)
+    return providers.ProviderInput(**validated)
 
 
 class SsoProviderListApi(TenantAPIView):
@@ -83,40 +85,42 @@ class SsoProviderListApi(TenantAPIView):
 
     def get(self, request: Request) -> Response:
         tenant = request.tenant  # type: ignore[attr-defined]
-        return Response([sso.sso_provider_describe(app, tenant) for app in sso.sso_provider_list()])
+        return Response(
+            [providers.sso_provider_describe(app, tenant) for app in providers.sso_provider_list()]
+        )
 
     def post(self, request: Request) -> Response:
         data = ProviderCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         kind = data.validated_data["type"]
         tenant = request.tenant  # type: ignore[attr-defined]
-        app = sso.sso_provider_create(
+        app = providers.sso_provider_create(
             tenant=tenant, kind=kind, data=_input(dict(data.validated_data)), request=request
         )
-        return Response(sso.sso_provider_describe(app, tenant), status=status.HTTP_201_CREATED)
+        return Response(providers.sso_provider_describe(app, tenant), status=status.HTTP_201_CREATED)
 
 
 class SsoProviderDetailApi(TenantAPIView):
     role_map: ClassVar[dict[str, Role]] = _OWNER_WRITES
 
     def get(self, request: Request, provider_id: str) -> Response:
-        app = sso.sso_provider_get(provider_id)
-        return Response(sso.sso_provider_describe(app, request.tenant))  # type: ignore[attr-defined]
+        app = providers.sso_provider_get(provider_id)
+        return Response(providers.sso_provider_describe(app, request.tenant))  # type: ignore[attr-defined]
 
     def patch(self, request: Request, provider_id: str) -> Response:
-        app = sso.sso_provider_get(provider_id)
+        app = providers.sso_provider_get(provider_id)
         data = ProviderUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         tenant = request.tenant  # type: ignore[attr-defined]
-        app = sso.sso_provider_update(
+        app = providers.sso_provider_update(
             tenant=tenant, app=app, data=_input(dict(data.validated_data)), request=request
         )
-        return Response(sso.sso_provider_describe(app, tenant))
+        return Response(providers.sso_provider_describe(app, tenant))
 
     def delete(self, request: Request, provider_id: str) -> Response:
-        sso.sso_provider_delete(
+        providers.sso_provider_delete(
             tenant=request.tenant,  # type: ignore[attr-defined]
-            app=sso.sso_provider_get(provider_id),
+            app=providers.sso_provider_get(provider_id),
             request=request,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -139,12 +143,12 @@ class SsoSettingsApi(TenantAPIView):
     role_map: ClassVar[dict[str, Role]] = _OWNER_WRITES
 
     def get(self, request: Request) -> Response:
-        return Response(sso.sso_settings_of(request.tenant))  # type: ignore[attr-defined]
+        return Response(sso_settings.sso_settings_of(request.tenant))  # type: ignore[attr-defined]
 
     def patch(self, request: Request) -> Response:
         data = SsoSettingsInput(data=request.data)
         data.is_valid(raise_exception=True)
-        settings_ = sso.sso_settings_update(
+        settings_ = sso_settings.sso_settings_update(
             tenant=request.tenant,  # type: ignore[attr-defined]
             request=request,
             **data.validated_data,
@@ -210,8 +214,8 @@ class SsoInitiateApi(DangerouslyPublicAPIView):
         _require_tenant(request)
         data = InitiateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        app = sso.sso_provider_get(data.validated_data["provider"])
-        started = sso.oidc_begin(app=app, redirect_uri=data.validated_data["redirect_uri"], flow="api")
+        app = providers.sso_provider_get(data.validated_data["provider"])
+        started = oidc.oidc_begin(app=app, redirect_uri=data.validated_data["redirect_uri"], flow="api")
         return Response(asdict(started))
 
 
@@ -235,20 +239,20 @@ class SsoCallbackApi(DangerouslyPublicAPIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         if "mfa_token" in values:
-            user, pending, method = sso_signin.sso_mfa_complete(
+            user, pending, method = signin.sso_mfa_complete(
                 token=values["mfa_token"], code=values["mfa_code"], request=request
             )
             return _signed_in(request, user=user, provider=pending.provider, method=f"sso+{method}")
         provider = ""
         try:
-            app, claims, _ = sso.oidc_complete(flow="api", code=values["code"], state=values["state"])
+            app, claims, _ = oidc.oidc_complete(flow="api", code=values["code"], state=values["state"])
             provider = app.provider_id
-            identity = sso.oidc_identity(app, claims)
+            identity = oidc.oidc_identity(app, claims)
             try:
-                user = sso_signin.sso_user_resolve(tenant=tenant, app=app, identity=identity, request=request)
-            except sso_signin.SsoLinkRequired as exc:
-                token = sso_signin.sso_pending_stash(
-                    purpose=sso_signin.Pending.LINK, app=app, user=exc.user, identity=identity
+                user = signin.sso_user_resolve(tenant=tenant, app=app, identity=identity, request=request)
+            except signin.SsoLinkRequired as exc:
+                token = signin.sso_pending_stash(
+                    purpose=signin.Pending.LINK, app=app, user=exc.user, identity=identity
                 )
                 raise DomainError(
                     exc.code,
@@ -257,10 +261,10 @@ class SsoCallbackApi(DangerouslyPublicAPIView):
                     link_token=token,
                     expires_in=settings.SSO_PENDING_TTL,
                 ) from None
-            sso_signin.sso_mfa_challenge(tenant=tenant, app=app, user=user, identity=identity)
+            signin.sso_mfa_challenge(tenant=tenant, app=app, user=user, identity=identity)
         except DomainError as exc:
             if exc.code != "mfa_required":
-                sso.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
+                signin.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
             raise
         method = "sso+idp_mfa" if identity.idp_mfa else "sso"
         return _signed_in(request, user=user, provider=provider, method=method)
@@ -277,7 +281,7 @@ class SsoLinkApi(DangerouslyPublicAPIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         try:
-            user, pending = sso_signin.sso_link_confirm(
+            user, pending = signin.sso_link_confirm(
                 token=values["link_token"],
                 password=values["password"],
                 mfa_code=values.get("mfa_code") or None,

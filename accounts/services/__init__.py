@@ -159,11 +159,11 @@ def auth_login(
     must also send ``mfa_code`` (422 ``mfa_required`` without it, 401 when wrong: see
     ``accounts.services.mfa.mfa_check_login``); platform staff always (``mfa_check_staff_login``).
     In an SSO-only tenant every attempt but an owner's right password is the same 403
-    ``sso_required`` (``accounts.services.sso.password_login_check``)."""
+    ``sso_required`` (``accounts.sso.settings.password_login_check``)."""
     from accounts.models import AuditEvent
     from accounts.services.audit import audit_record
     from accounts.services.mfa import mfa_check_login, mfa_check_staff_login
-    from accounts.services.sso import password_login_check
+    from accounts.sso.settings import password_login_check
 
     canonical = email_canonical(email)
     user = User.objects.filter(email=canonical).first()

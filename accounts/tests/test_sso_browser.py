@@ -63,11 +63,13 @@ def _tenant() -> Any:
 def _add_provider(tenant: Any, kind: str, **fields: Any) -> str:
     from django_tenants.utils import tenant_context
 
-    from accounts.services import sso
+    from accounts.sso import providers
 
     with tenant_context(tenant):
-        app = sso.sso_provider_create(
-            tenant=tenant, kind=kind, data=sso.ProviderInput(allowed_domains=["initech.example"], **fields)
+        app = providers.sso_provider_create(
+            tenant=tenant,
+            kind=kind,
+            data=providers.ProviderInput(allowed_domains=["initech.example"], **fields),
         )
     return str(app.provider_id)
 

@@ -3,35 +3,33 @@ our extra checks, the "sign in with SSO" chooser and the admins' SSO settings pa
 
 The OIDC routes take allauth's own paths (``/accounts/oidc/<id>/login/`` and ``…/callback/``),
 so the redirect URI given to the IdP is the usual allauth one, but every sign-in sends a nonce
-and PKCE and verifies the ID token (see ``accounts.services.sso``).
+and PKCE and verifies the ID token (see ``accounts.sso.oidc``).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from allauth.account.utils import perform_login
 from allauth.socialaccount.helpers import render_authentication_error
 from allauth.socialaccount.models import SocialApp
+from allauth.socialaccount.providers.saml.utils import build_auth
 from allauth.socialaccount.providers.saml.views import FinishACSView
 from django.contrib import messages
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
-from lxml import etree
 
 from accounts.adapters import same_host_url
 from accounts.login_stages import second_factor_mark_given
 from accounts.models import Role, User
 from accounts.permissions import has_role, role_required
-from accounts.services import sso, sso_signin, throttle
+from accounts.services import throttle
 from accounts.services.mfa import user_mfa_methods
 from accounts.socialaccount_adapter import (
     SAML_AUTHN_CONTEXTS_ATTRIBUTE,
@@ -39,6 +37,8 @@ from accounts.socialaccount_adapter import (
     link_required_redirect,
     sso_error_page,
 )
+from accounts.sso import common, oidc, providers, saml, signin, urls
+from accounts.sso import settings as sso_settings
 from accounts.views.login import locked_response
 from leanvibe.access import public_page
 from leanvibe.errors import DomainError
@@ -46,11 +46,10 @@ from leanvibe.http import client_address
 
 logger = logging.getLogger(__name__)
 _SESSION_STATES = "leanvibe_sso_states"
-_SAML_NS = {"saml": "urn:oasis:names:tc:SAML:2.0:assertion", "samlp": "urn:oasis:names:tc:SAML:2.0:protocol"}
 
 
 def _refused(request: HttpRequest, exc: DomainError, provider: str = "") -> HttpResponse:
-    sso.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
+    signin.audit_sso_refused(request=request, provider=provider, reason=exc.detail)
     status = exc.status if 400 <= exc.status < 500 else 403
     return sso_error_page(request, exc.detail, status=status, code=exc.code)
 
@@ -67,10 +66,10 @@ def _safe_next(request: HttpRequest) -> str:
 @require_http_methods(["GET", "POST"])
 def oidc_login(request: HttpRequest, provider_id: str) -> HttpResponse:
     try:
-        app = sso.sso_provider_get(provider_id)
+        app = providers.sso_provider_get(provider_id)
         # The canonical redirect URI, the one the admin registered at the IdP (not the Host header).
-        callback = sso.sso_urls(app, request.tenant)["redirect_uri"]  # type: ignore[attr-defined]
-        started = sso.oidc_begin(app=app, redirect_uri=callback, flow="web", next_url=_safe_next(request))
+        callback = urls.sso_urls(app, request.tenant)["redirect_uri"]  # type: ignore[attr-defined]
+        started = oidc.oidc_begin(app=app, redirect_uri=callback, flow="web", next_url=_safe_next(request))
     except DomainError as exc:
         return _refused(request, exc, provider_id)
     # The state is also bound to this browser: a callback carrying someone else's state
@@ -95,16 +94,16 @@ def oidc_callback(request: HttpRequest, provider_id: str) -> HttpResponse:
         if not state or state not in states:
             raise DomainError("sso_state_invalid", "The sign-in state is unknown or expired: start again.")
         request.session[_SESSION_STATES] = [s for s in states if s != state]
-        app, claims, stashed = sso.oidc_complete(
+        app, claims, stashed = oidc.oidc_complete(
             state=state, code=str(request.GET.get("code", "")), flow="web"
         )
         if app.provider_id != provider_id:
             raise DomainError("sso_state_invalid", "The sign-in state belongs to another provider.")
         tenant = request.tenant  # type: ignore[attr-defined]
-        identity = sso.oidc_identity(app, claims)
+        identity = oidc.oidc_identity(app, claims)
         try:
-            user = sso_signin.sso_user_resolve(tenant=tenant, app=app, identity=identity, request=request)
-        except sso_signin.SsoLinkRequired as exc:
+            user = signin.sso_user_resolve(tenant=tenant, app=app, identity=identity, request=request)
+        except signin.SsoLinkRequired as exc:
             return link_required_redirect(
                 request, app=app, user=exc.user, identity=identity, next_url=stashed.get("next") or ""
             )
@@ -125,7 +124,7 @@ def sso_perform_login(
     *,
     user: Any,
     tenant: Any,
-    identity: sso_signin.SsoIdentity,
+    identity: signin.SsoIdentity,
     provider: str,
     next_url: str | None,
     second_factor_given: bool = False,
@@ -133,7 +132,7 @@ def sso_perform_login(
     """Sign the browser in through allauth's login stages: its MFA stage asks for the second
     factor unless this sign-in already had it (an IdP's MFA the tenant trusts, or the code
     given on the link page)."""
-    if second_factor_given or not sso_signin.sso_second_factor_required(
+    if second_factor_given or not signin.sso_second_factor_required(
         tenant=tenant, user=user, identity=identity
     ):
         second_factor_mark_given(request)
@@ -152,7 +151,7 @@ def sso_perform_login(
 # --- proving an existing account once ----------------------------------------------------------
 
 
-def _link_context(request: HttpRequest, pending: sso_signin.PendingSignIn, **extra: Any) -> dict[str, Any]:
+def _link_context(request: HttpRequest, pending: signin.PendingSignIn, **extra: Any) -> dict[str, Any]:
     user = User.objects.filter(pk=pending.user_id).first()
     return {
         "email": pending.identity.email,
@@ -173,13 +172,13 @@ def sso_link_page(request: HttpRequest) -> HttpResponse:
     password and, if it has one, its second factor; then sign in."""
     token = str(request.session.get(SESSION_LINK_TOKEN) or "")
     try:
-        pending = sso_signin.sso_pending_peek(token=token, purpose=sso_signin.Pending.LINK)
+        pending = signin.sso_pending_peek(token=token, purpose=signin.Pending.LINK)
     except DomainError as exc:
         return sso_error_page(request, exc.detail, status=400, code=exc.code)
     if request.method == "GET":
         return render(request, "accounts/sso/link.html", _link_context(request, pending))
     try:
-        user, pending = sso_signin.sso_link_confirm(
+        user, pending = signin.sso_link_confirm(
             token=token,
             password=str(request.POST.get("password", "")),
             mfa_code=str(request.POST.get("code", "")).strip() or None,
@@ -212,34 +211,18 @@ def sso_link_page(request: HttpRequest) -> HttpResponse:
 # --- SAML: allauth's finish step plus replay and comment checks ----------------------------
 
 
-def _assertion_has_comments(response_xml: str | bytes) -> bool:
-    """True if the assertion carries XML comments. Exclusive canonicalisation drops comments
-    before the digest, so a comment slipped into a signed NameID ("admin@acme.test<!-- -->.evil")
-    keeps the signature valid while text readers may see only the part before it."""
-    data = response_xml.encode() if isinstance(response_xml, str) else response_xml
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=False)
-    root = etree.fromstring(data, parser=parser)
-    return bool(root.xpath("//saml:Assertion//comment()", namespaces=_SAML_NS))
-
-
 class CheckedFinishACSView(FinishACSView):
     """allauth's ``FinishACSView`` (strict python3-saml validation: signature, audience,
     recipient, destination, time conditions; InResponseTo matched against the state allauth
-    stashed in the session), plus: an assertion id is accepted once until it expires, and
-    assertions carrying XML comments are refused."""
+    stashed in the session), plus the checks of ``accounts.sso.saml``: an assertion id is
+    accepted once until it expires, and assertions carrying XML comments are refused."""
 
     def dispatch(self, request: HttpRequest, organization_slug: str) -> HttpResponse:
-        from allauth.core.internal import httpkit
-        from allauth.socialaccount.sessions import LoginSession
-
         provider = self.get_provider(organization_slug)
-        acs_session = LoginSession(request, "saml_acs_session", "saml-acs-session")
-        stored = acs_session.store.get("request")
-        if not stored:
+        posted = saml.saml_posted_acs(request)
+        if posted is None:
             return render_authentication_error(request, provider)
-        acs_request = httpkit.deserialize_request(stored, HttpRequest())
-        from allauth.socialaccount.providers.saml.utils import build_auth
-
+        acs_session, acs_request = posted.session, posted.request
         auth = build_auth(acs_request, provider)
         try:
             auth.process_response(request_id=None)
@@ -258,9 +241,13 @@ class CheckedFinishACSView(FinishACSView):
         try:
             # The raw document as posted: python3-saml's own parse has dropped comments already.
             raw = base64.b64decode(str(acs_request.POST.get("SAMLResponse", "")), validate=False)
-            if _assertion_has_comments(raw):
+            if saml.saml_assertion_has_comments(raw):
                 raise DomainError("saml_invalid", "The SAML assertion contains XML comments.", status=403)
-            self._accept_assertion_once(provider.app, auth)
+            saml.saml_assertion_accept_once(
+                provider=provider.app.provider_id,
+                assertion_id=auth.get_last_assertion_id(),
+                not_on_or_after=auth.get_last_assertion_not_on_or_after(),
+            )
         except DomainError as exc:
             acs_session.delete()
             return _refused(request, exc, provider.app.provider_id)
@@ -277,19 +264,6 @@ class CheckedFinishACSView(FinishACSView):
             )
             return _refused(request, unsolicited, provider.app.provider_id)
 
-    @staticmethod
-    def _accept_assertion_once(app: Any, auth: Any) -> None:
-        assertion_id = auth.get_last_assertion_id()
-        not_after = auth.get_last_assertion_not_on_or_after()
-        if not assertion_id:
-            raise DomainError("saml_invalid", "The SAML assertion has no id.", status=403)
-        now = datetime.now(tz=UTC).timestamp()
-        # Kept until the assertion expires (+ skew), at least 5 minutes, at most a day.
-        ttl = int(min(max((not_after or now) - now, 0) + 300, 86400))
-        key = f"sso:saml:assertion:{app.provider_id}:{assertion_id}"
-        if not cache.add(key, 1, timeout=ttl):
-            raise DomainError("saml_replayed", "This SAML assertion was already used.", status=403)
-
 
 saml_finish_acs = public_page("the identity provider posts the SAML response here; it is verified")(
     CheckedFinishACSView.as_view()
@@ -302,26 +276,26 @@ saml_finish_acs = public_page("the identity provider posts the SAML response her
 @public_page("the list of sign-in providers, shown before sign-in")
 def sso_choose(request: HttpRequest) -> HttpResponse:
     """Anyone: the organisation's identity providers, one button each."""
-    providers = [
+    choices = [
         {
             "name": app.name,
             # The form posts back to this host (same origin for CSRF), whatever port it came on.
-            "login_url": urlsplit(sso.sso_urls(app, request.tenant)["login_url"]).path,  # type: ignore[attr-defined]
-            "type": sso.KIND_FOR_PROVIDER[app.provider],
+            "login_url": urlsplit(urls.sso_urls(app, request.tenant)["login_url"]).path,  # type: ignore[attr-defined]
+            "type": common.KIND_FOR_PROVIDER[app.provider],
         }
-        for app in sso.sso_provider_list()
+        for app in providers.sso_provider_list()
     ]
-    return render(request, "accounts/sso/choose.html", {"providers": providers, "next": _safe_next(request)})
+    return render(request, "accounts/sso/choose.html", {"providers": choices, "next": _safe_next(request)})
 
 
 def _settings_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     tenant = request.tenant  # type: ignore[attr-defined]
     return {
         "providers": [
-            sso.sso_provider_describe(app, request.tenant)  # type: ignore[attr-defined]
-            for app in sso.sso_provider_list()
+            providers.sso_provider_describe(app, request.tenant)  # type: ignore[attr-defined]
+            for app in providers.sso_provider_list()
         ],
-        **sso.sso_settings_of(tenant),
+        **sso_settings.sso_settings_of(tenant),
         # Admins see the configuration; only owners change it.
         "can_edit": has_role(request.user, Role.OWNER),
         "form_data": {},
@@ -352,7 +326,7 @@ def sso_settings_page(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Only owners change single sign-on.")
     post = request.POST
     kind = str(post.get("type", ""))
-    data = sso.ProviderInput(
+    data = providers.ProviderInput(
         name=str(post.get("name", "")),
         allowed_domains=_lines(str(post.get("allowed_domains", ""))),
         role_mapping=_role_mapping(str(post.get("role_mapping", ""))),
@@ -366,7 +340,7 @@ def sso_settings_page(request: HttpRequest) -> HttpResponse:
         data.metadata_xml = str(post.get("metadata_xml", "")) or None
         data.metadata_url = str(post.get("metadata_url", "")) or None
     try:
-        app = sso.sso_provider_create(
+        app = providers.sso_provider_create(
             tenant=request.tenant,  # type: ignore[attr-defined]
             kind=kind,
             data=data,
@@ -384,12 +358,12 @@ def sso_settings_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sso_provider_delete_view(request: HttpRequest, provider_id: str) -> HttpResponse:
     try:
-        app = sso.sso_provider_get(provider_id)
+        app = providers.sso_provider_get(provider_id)
     except DomainError as exc:
         return render(
             request, "accounts/sso/settings.html", _settings_context(request, error=exc.detail), status=404
         )
-    sso.sso_provider_delete(tenant=request.tenant, app=app, request=request)  # type: ignore[attr-defined]
+    providers.sso_provider_delete(tenant=request.tenant, app=app, request=request)  # type: ignore[attr-defined]
     messages.success(request, f"Identity provider “{app.name}” removed.")
     return redirect("sso-settings")
 
@@ -399,7 +373,7 @@ def sso_provider_delete_view(request: HttpRequest, provider_id: str) -> HttpResp
 def sso_only_view(request: HttpRequest) -> HttpResponse:
     """The two switches: SSO only, and trusting the IdP's second factor."""
     try:
-        sso.sso_settings_update(
+        sso_settings.sso_settings_update(
             tenant=request.tenant,  # type: ignore[attr-defined]
             sso_only=request.POST.get("sso_only") == "on",
             trust_idp_mfa=request.POST.get("trust_idp_mfa") == "on",

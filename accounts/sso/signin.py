@@ -41,28 +41,12 @@ from accounts.models import AuditEvent, Role, User
 from accounts.services import member_add, throttle
 from accounts.services.audit import audit_record
 from accounts.services.mfa import mfa_check_login, user_mfa_methods
+from accounts.sso.settings import trust_idp_mfa_enabled
 from leanvibe.errors import DomainError
 from leanvibe.validators import strip_control_characters
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
-
-# OIDC ``amr`` values (RFC 8176) that mean a second factor was used at the IdP.
-MFA_AMR_VALUES = frozenset({"mfa", "otp", "hwk"})
-# SAML AuthnContextClassRef values of multi-factor classes (SAML 2.0 classes with a token or a
-# smart card, the REFEDS MFA profile, Microsoft Entra ID's multiple-authentication claim).
-MFA_SAML_CLASSES = frozenset(
-    {
-        "https://refeds.org/profile/mfa",
-        "http://schemas.microsoft.com/claims/multipleauthn",
-        "urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor",
-        "urn:oasis:names:tc:SAML:2.0:ac:classes:TimeSyncToken",
-        "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract",
-        "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorUnregistered",
-        "urn:oasis:names:tc:SAML:2.0:ac:classes:Smartcard",
-        "urn:oasis:names:tc:SAML:2.0:ac:classes:SmartcardPKI",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -100,17 +84,15 @@ class SsoLinkRequired(DomainError):
         self.user = user
 
 
-def amr_has_mfa(amr: Any) -> bool:
-    values = amr if isinstance(amr, list) else [amr]
-    return any(isinstance(v, str) and v.lower() in MFA_AMR_VALUES for v in values)
-
-
-def saml_contexts_have_mfa(contexts: list[str] | None) -> bool:
-    return any(c in MFA_SAML_CLASSES for c in contexts or [])
-
-
-def trust_idp_mfa_enabled(tenant: Tenant | None) -> bool:
-    return bool(tenant is not None and (tenant.settings or {}).get("trust_idp_mfa"))
+# --- who signs in --------------------------------------------------------------------------------
+def audit_sso_refused(*, request: HttpRequest | None, provider: str, reason: str, email: str = "") -> None:
+    audit_record(
+        type=AuditEvent.Type.SSO_LOGIN_REFUSED,
+        request=request,
+        actor_email=email[:254],
+        provider=provider,
+        reason=reason[:300],
+    )
 
 
 def policy_allowed_domains(app: SocialApp) -> list[str]:

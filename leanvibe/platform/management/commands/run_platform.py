@@ -15,9 +15,13 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.models import User
 from leanvibe import embedded
 from leanvibe.db import connection
+from tenants.models import Tenant
+from tenants.services import tenant_provision
 
 DEMO_ORGANIZATION = "Acme Corporation"
 DEMO_OWNER = "owner@acme.example.com"
@@ -64,10 +68,6 @@ class Command(BaseCommand):
         path.chmod(0o600)
 
     def _ensure_staff(self, credentials: dict[str, Any]) -> dict[str, Any]:
-        from django_otp.plugins.otp_totp.models import TOTPDevice
-
-        from accounts.models import User
-
         connection.set_schema_to_public()
         if User.objects.filter(is_superuser=True).exists():
             stored: dict[str, Any] = credentials.get(
@@ -83,9 +83,6 @@ class Command(BaseCommand):
         return {**credentials["staff"], "created": True}
 
     def _ensure_demo_tenant(self, credentials: dict[str, Any]) -> dict[str, Any]:
-        from tenants.models import Tenant
-        from tenants.services import tenant_provision
-
         tenant = Tenant.objects.filter(organization_name=DEMO_ORGANIZATION).first()
         if tenant is not None:
             stored: dict[str, Any] = credentials.get("demo", {"email": DEMO_OWNER, "password": None})
