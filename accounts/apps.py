@@ -6,6 +6,7 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from accounts import registrations
         from accounts.mfa_adapter import harden_totp_replay_window
         from accounts.saml_urls import use_canonical_saml_urls
         from accounts.services import (
@@ -15,5 +16,6 @@ class AccountsConfig(AppConfig):
             throttle,  # noqa: F401 - counts failed web sign-ins
         )
 
+        registrations.register()
         harden_totp_replay_window()
         use_canonical_saml_urls()

@@ -17,7 +17,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from accounts.emails import CanonicalEmailFormField
+from leanvibe.emails import CanonicalEmailFormField
 from tenants import selectors, services
 from tenants.forms import OrganisationNameFormMixin, OrganisationOwnerFormMixin
 from tenants.models import Domain, PooledSchema, Tenant

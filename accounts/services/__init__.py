@@ -22,6 +22,8 @@ from accounts.models import AuthToken, Invitation, Role, User
 from leanvibe.errors import DomainError
 from leanvibe.http import client_address
 from leanvibe.validators import validate_text_fields
+from tenants.plans import Resource
+from tenants.usage import quota_reserve
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -69,12 +71,8 @@ def member_add(
 ) -> User:
     """Add a member to ``tenant`` (whose schema is the current one), within the plan's user limit
     (active members and pending invitations, ``seats_in_use``)."""
-    from tenants.plans import Resource
-    from tenants.usage import quota_check
-
     with transaction.atomic():
-        type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
-        quota_check(tenant=tenant, resource=Resource.USERS, current=seats_in_use())
+        quota_reserve(tenant=tenant, resource=Resource.USERS)
         return user_create(email=email, password=password, role=role, username=username)
 
 
