@@ -110,6 +110,11 @@ def provisioning_step_register(step: ProvisioningStep) -> None:
     _steps[step.name] = step
 
 
+def provisioning_step_unregister(name: str) -> None:
+    """Remove a step (an app switched off at run time; tests)."""
+    _steps.pop(name, None)
+
+
 def provisioning_steps(phase: Phase) -> list[ProvisioningStep]:
     return sorted((s for s in _steps.values() if s.phase == phase), key=lambda s: (s.order, s.name))
 

@@ -20,9 +20,13 @@ from leanvibe.errors import QuotaExceeded
 from tenants.models import Tenant
 from tenants.plans import Resource
 from tenants.registry import (
+    NewTenant,
     Phase,
+    ProvisioningStep,
     QuotaResource,
     RegistryError,
+    provisioning_step_register,
+    provisioning_step_unregister,
     provisioning_steps,
     quota_resource,
     quota_resource_register,
@@ -40,6 +44,41 @@ def test_the_apps_register_their_resources_and_steps():
         "accounts.owner",
         "agents.welcome_project",
     ]
+
+
+@pytest.mark.django_db
+def test_provisioning_runs_the_steps_in_order_in_the_new_schema_and_after_commit_ones_later(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    seen: list[tuple[str, str, int, bool]] = []
+
+    def record(label: str) -> Callable[[NewTenant], None]:
+        def run(new: NewTenant) -> None:
+            seen.append((label, connection.schema_name, User.objects.count(), new.owner_email_verified))  # type: ignore[attr-defined]
+
+        return run
+
+    steps = [
+        ProvisioningStep(name="test.first", order=5, run=record("first")),
+        ProvisioningStep(name="test.between", order=15, run=record("between")),
+        ProvisioningStep(name="test.later", order=1, run=record("later"), phase=Phase.AFTER_COMMIT),
+    ]
+    for step in steps:
+        provisioning_step_register(step)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            tenant = tenant_provision(
+                organization_name="Steps", billing_email="o@steps.test", admin_email="o@steps.test"
+            ).tenant
+            # Before the owner (order 10) and between the owner and the Welcome project (20).
+            assert seen == [("first", "steps", 0, True), ("between", "steps", 1, True)]
+        for callback in callbacks:
+            callback()
+    finally:
+        for step in steps:
+            provisioning_step_unregister(step.name)
+    assert seen[2:] == [("later", tenant.schema_name, 1, True)]
+    assert connection.schema_name == "public"  # type: ignore[attr-defined]
 
 
 def test_a_name_cannot_be_registered_twice_with_another_meaning():
