@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
@@ -187,8 +188,6 @@ class PooledSchemaAdmin(admin.ModelAdmin):
     ordering = ("created_at",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PooledSchema]:
-        from django.conf import settings
-
         current = schema_fingerprint(settings.TENANT_TEMPLATE_SCHEMA)
         return (
             super()
