@@ -1,5 +1,5 @@
-"""Writes of projects. Run in the tenant's schema; the tenant row is locked while counting
-against the plan so two concurrent creations cannot both take the last slot."""
+"""Writes of projects. Run in the tenant's schema; ``quota_reserve`` locks the tenant row while
+counting against the plan, so two concurrent creations cannot both take the last slot."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from agents.models import Project
 from leanvibe.errors import DomainError
 from tenants.plans import Resource
-from tenants.usage import quota_check
+from tenants.usage import quota_reserve
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -29,20 +29,11 @@ def _check_name_free(name: str, *, exclude_id: uuid.UUID | None = None) -> None:
         raise _name_taken(name)
 
 
-def _lock_tenant(tenant: Tenant) -> None:
-    type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
-
-
 def project_create(*, tenant: Tenant, name: str, description: str = "") -> Project:
     project = Project(name=name.strip(), description=description)
     project.full_clean(validate_constraints=False)
     with transaction.atomic():
-        _lock_tenant(tenant)
-        quota_check(
-            tenant=tenant,
-            resource=Resource.PROJECTS,
-            current=Project.objects.exclude(status=Project.Status.DELETED).count(),
-        )
+        quota_reserve(tenant=tenant, resource=Resource.PROJECTS)
         _check_name_free(project.name)
         try:
             with transaction.atomic():

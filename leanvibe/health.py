@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django_tenants.routers import TenantSyncRouter
+from django_tenants.utils import get_public_schema_name, get_tenant_model
 
 from leanvibe.http import is_operator
 
@@ -51,17 +53,13 @@ def _expected_leaves() -> tuple[tuple[str, str], ...]:
 def pending_migrations() -> list[str]:
     """Schemas (public, the template, every tenant) missing the latest migration of an app
     they hold. One query, whatever the number of tenants."""
-    from django_tenants.routers import TenantSyncRouter
-    from django_tenants.utils import get_public_schema_name
-
-    from tenants.models import Tenant
-
     router = TenantSyncRouter()
     leaves = _expected_leaves()
     public_leaves = [(a, n) for a, n in leaves if router.app_in_list(a, settings.SHARED_APPS)]
     tenant_leaves = [(a, n) for a, n in leaves if router.app_in_list(a, settings.TENANT_APPS)]
     schemas = [(get_public_schema_name(), public_leaves), (settings.TENANT_TEMPLATE_SCHEMA, tenant_leaves)]
-    schemas += [(name, tenant_leaves) for name in Tenant.objects.values_list("schema_name", flat=True)]
+    tenants = get_tenant_model().objects.values_list("schema_name", flat=True)
+    schemas += [(name, tenant_leaves) for name in tenants]
 
     with connection.cursor() as cursor:
         cursor.execute(

@@ -276,6 +276,12 @@ PASSWORD_HASHERS = env.list(
 # Kubernetes ingress). leanvibe.http.client_address reads the address the outermost one saw; with
 # 0 the header is ignored. Audit events, tokens, sessions, throttles and /metrics all use it.
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+# What the kernel's API base classes (leanvibe.api.base) take from the members' app, by name:
+# the kernel imports no app. API_ROLES are accounts' roles, lowest first (accounts.models.ROLE_RANK).
+API_AUTHENTICATION_CLASS = "accounts.authentication.BearerTokenAuthentication"
+API_OPTIONAL_AUTHENTICATION_CLASS = "accounts.authentication.OptionalBearerTokenAuthentication"
+API_ROLES = ("member", "admin", "owner")
+API_MFA_ENROLLMENT_CHECK = "accounts.services.mfa.mfa_enrollment_required"
 REST_FRAMEWORK = {
     # Deny everything by default: the base classes of leanvibe.api.base set their own, so a view on
     # a plain APIView authenticates nobody and serves nothing.

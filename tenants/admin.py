@@ -11,13 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from accounts.emails import CanonicalEmailFormField
+from leanvibe.emails import CanonicalEmailFormField
 from tenants import selectors, services
 from tenants.forms import OrganisationNameFormMixin, OrganisationOwnerFormMixin
 from tenants.models import Domain, PooledSchema, Tenant
@@ -187,8 +188,6 @@ class PooledSchemaAdmin(admin.ModelAdmin):
     ordering = ("created_at",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PooledSchema]:
-        from django.conf import settings
-
         current = schema_fingerprint(settings.TENANT_TEMPLATE_SCHEMA)
         return (
             super()

@@ -1,42 +1,32 @@
-"""Emails to a tenant's owner."""
+"""Emails to a tenant's owners: the welcome, and the follow-up sent once."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from leanvibe.validators import strip_control_characters
-from tenants.links import TENANT_URLCONF, tenant_url
+from tenants.links import tenant_url
 from tenants.models import Tenant
+from tenants.registry import tenant_contacts
 
 
 def _owner_emails(tenant: Tenant) -> list[str]:
-    from accounts.models import Role, User
-
     with schema_context(tenant.schema_name):
-        return list(User.objects.filter(role=Role.OWNER, is_active=True).values_list("email", flat=True))
+        return tenant_contacts().owner_emails(tenant)
 
 
 def _confirmation_url(tenant: Tenant, recipients: list[str]) -> str | None:
-    """A link confirming the sole owner's address if it is not verified yet (allauth's own
-    confirmation, its key stored in the tenant's schema), else None."""
-    from allauth.account.models import EmailAddress, EmailConfirmation
-    from django.urls import reverse
-    from django.utils import timezone
-
+    """A link confirming the sole owner's address if it is not verified yet, else None."""
     if len(recipients) != 1:
         return None
     with schema_context(tenant.schema_name):
-        address = EmailAddress.objects.filter(email=recipients[0], verified=False).first()
-        if address is None:
-            return None
-        confirmation = EmailConfirmation.create(address)
-        confirmation.sent = timezone.now()
-        confirmation.save(update_fields=["sent"])
-    path = reverse("account_confirm_email", args=[confirmation.key], urlconf=TENANT_URLCONF)
-    return tenant_url(tenant, path)
+        return tenant_contacts().confirmation_url(tenant, recipients[0])
 
 
 def _send(tenant: Tenant, template: str, subject: str, *, confirm: bool = False) -> int:
@@ -57,3 +47,29 @@ def send_welcome_email(tenant: Tenant) -> int:
 
 def send_followup_email(tenant: Tenant) -> int:
     return _send(tenant, "followup", f"How is {tenant.organization_name} getting on with LeanVibe?")
+
+
+def tenant_ids_due_followup() -> list[object]:
+    """Active tenants older than ``FOLLOWUP_EMAIL_DELAY`` whose follow-up has not gone out."""
+    cutoff = timezone.now() - timedelta(seconds=settings.FOLLOWUP_EMAIL_DELAY)
+    return list(
+        Tenant.objects.filter(
+            status=Tenant.Status.ACTIVE, followup_sent_at__isnull=True, created_at__lte=cutoff
+        ).values_list("id", flat=True)
+    )
+
+
+def tenant_send_followup(*, tenant_id: object) -> int:
+    """Send the follow-up email once: the tenant is claimed by a conditional update, so two
+    workers (or a redelivered message) cannot both send it. A failed send releases the claim."""
+    claimed = Tenant.objects.filter(
+        id=tenant_id, status=Tenant.Status.ACTIVE, followup_sent_at__isnull=True
+    ).update(followup_sent_at=timezone.now())
+    if not claimed:
+        return 0
+    tenant = Tenant.objects.get(id=tenant_id)
+    try:
+        return send_followup_email(tenant)
+    except Exception:
+        Tenant.objects.filter(id=tenant_id).update(followup_sent_at=None)
+        raise

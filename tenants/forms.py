@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 
-from accounts.emails import CanonicalEmailFormField
+from leanvibe.emails import CanonicalEmailFormField
 from leanvibe.validators import validate_no_control_characters
 from tenants.plans import Plan
 
@@ -32,12 +33,10 @@ class OrganisationOwnerFormMixin(OrganisationNameFormMixin):
     that passes Django's validators (judged against the owner's email)."""
 
     def validate_owner_password(self, cleaned: dict[str, object]) -> None:
-        from accounts.models import User
-
         password, email = cleaned.get("admin_password"), cleaned.get("admin_email")
         if password and email:
             try:
-                validate_password(str(password), User(email=str(email)))
+                validate_password(str(password), get_user_model()(email=str(email)))
             except forms.ValidationError as exc:
                 self.add_error("admin_password", exc)  # type: ignore[attr-defined]
 

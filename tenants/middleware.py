@@ -16,6 +16,7 @@ from leanvibe.db import connection
 from tenants import selectors
 from tenants.models import Tenant
 from tenants.subdomains import VALID_SUBDOMAIN, is_reserved
+from tenants.usage import api_calls_record
 
 _HEADER_MAX = 64
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
@@ -107,7 +108,5 @@ class ApiUsageMiddleware:
             and user is not None
             and user.is_authenticated
         ):
-            from tenants.usage import api_calls_record
-
             api_calls_record(tenant_id=tenant.id)
         return response

@@ -33,7 +33,7 @@ class PlanLimits:
     storage_bytes: int | None
 
     def limit_for(self, resource: Resource | str) -> int | None:
-        value: int | None = getattr(self, str(resource))
+        value: int | None = getattr(self, str(resource), None)  # unknown to the catalogue: no limit
         return value
 
 

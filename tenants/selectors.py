@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from tenants.models import Domain, Tenant
+from tenants.registry import quoted_schema, tenant_contacts
 
 
 def tenant_get_by_domain(hostname: str) -> Tenant | None:
@@ -34,32 +35,16 @@ def tenant_list(*, status: str | None = None, plan: str | None = None) -> QueryS
 
 def tenant_user_count(tenant: Tenant) -> int:
     """Active members in the tenant's schema, read without switching the connection."""
-    table = f"{connection.ops.quote_name(tenant.schema_name)}.accounts_user"
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {table} WHERE is_active")  # noqa: S608 - quoted
-        return int(cursor.fetchone()[0])
+    return tenant_user_counts([tenant]).get(tenant.id, 0)
 
 
 def tenant_user_counts(tenants: list[Tenant]) -> dict[uuid.UUID, int]:
-    """User counts of many tenants in one round trip (the admin console's list)."""
+    """Active members of many tenants in one round trip (the admin console's list), counted by
+    the query the members' app registered (``TenantContacts.member_count_sql``)."""
     if not tenants:
         return {}
-    parts = [
-        f"SELECT %s::uuid, count(*) FROM {connection.ops.quote_name(t.schema_name)}.accounts_user "  # noqa: S608
-        "WHERE is_active"
-        for t in tenants
-    ]
+    count_sql = tenant_contacts().member_count_sql
+    parts = [f"SELECT %s::uuid, ({count_sql(quoted_schema(t))})" for t in tenants]
     with connection.cursor() as cursor:
         cursor.execute(" UNION ALL ".join(parts), [str(t.id) for t in tenants])
         return {row[0]: int(row[1]) for row in cursor.fetchall()}
-
-
-def tenant_storage_bytes(tenant: Tenant) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
-            [tenant.schema_name],
-        )
-        return int(cursor.fetchone()[0])

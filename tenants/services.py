@@ -5,21 +5,22 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
 
-from accounts.emails import email_canonical
+from leanvibe.emails import email_canonical
 from leanvibe.validators import validate_text_fields
+from tenants import tasks
 from tenants.models import Domain, Tenant
 from tenants.plans import Plan
+from tenants.registry import NewTenant, Phase, provisioning_steps
 from tenants.schemas import schema_create_for_tenant
 from tenants.subdomains import candidates, slugify_organization
 
@@ -60,12 +61,11 @@ def tenant_provision(
 ) -> ProvisionedTenant:
     """Create a tenant, its schema, its owner and a Welcome project, all or nothing.
 
-    Emails (welcome now, follow-up later) are queued only once everything is committed.
+    What a new tenant gets beyond its row, domain and schema (its owner, a Welcome project...)
+    is the registered provisioning steps (``tenants.registry``), run in the new schema, in
+    order, inside the transaction; ``AFTER_COMMIT`` steps and the emails (welcome now,
+    follow-up later) run only once everything is committed.
     """
-    from accounts.models import Role, User
-    from accounts.services import user_create
-    from agents.services import project_create
-
     organization_name = organization_name.strip()
     validate_text_fields(organization_name=organization_name)
     admin_email = email_canonical(admin_email)
@@ -74,7 +74,7 @@ def tenant_provision(
     if admin_password is None:
         generated = admin_password = secrets.token_urlsafe(12)
     else:
-        validate_password(admin_password, User(email=admin_email))
+        validate_password(admin_password, get_user_model()(email=admin_email))
     # Hash outside the transaction: it is the slowest step and needs no lock.
     password_hash = make_password(admin_password)
 
@@ -95,38 +95,30 @@ def tenant_provision(
                 domain.full_clean()
                 domain.save()
                 source = schema_create_for_tenant(subdomain)
+                new = NewTenant(
+                    tenant=tenant,
+                    owner_email=admin_email,
+                    owner_password_hash=password_hash,
+                    owner_email_verified=generated is not None,
+                )
                 with schema_context(subdomain):
-                    owner = user_create(
-                        email=admin_email, password=password_hash, password_is_hashed=True, role=Role.OWNER
-                    )
-                    # An owner who chose a password on the sign-up page/API has not proved the
-                    # address yet: the welcome email carries the confirmation link.
-                    _email_address_record(owner, verified=generated is not None)
-                    project_create(
-                        tenant=tenant,
-                        name="Welcome",
-                        description="Your first project. Rename it or start another.",
-                    )
-                transaction.on_commit(partial(_after_provision, tenant.id))
+                    for step in provisioning_steps(Phase.IN_TRANSACTION):
+                        step.run(new)
+                transaction.on_commit(partial(_after_provision, new))
             break
         except IntegrityError:
             # Another sign-up took the same subdomain between our check and our insert.
             if attempt == 2:
                 raise
     logger.info("provisioned tenant %s (%s) from %s", tenant.schema_name, tenant.id, source)
-    return ProvisionedTenant(tenant, owner.email, generated, source)
+    return ProvisionedTenant(tenant, admin_email, generated, source)
 
 
-def _email_address_record(user: object, *, verified: bool) -> None:
-    from allauth.account.models import EmailAddress
-
-    EmailAddress.objects.create(user=user, email=user.email, verified=verified, primary=True)  # type: ignore[attr-defined]
-
-
-def _after_provision(tenant_id: object) -> None:
-    from tenants import tasks
-
-    tasks.tenant_send_welcome_email.delay(str(tenant_id))
+def _after_provision(new: NewTenant) -> None:
+    with schema_context(new.tenant.schema_name):
+        for step in provisioning_steps(Phase.AFTER_COMMIT):
+            step.run(new)
+    tasks.tenant_send_welcome_email.delay(str(new.tenant.id))
     # The follow-up is sent by the beat sweep (tenant_send_due_followups) once it is due.
     tasks.schema_pool_refill.delay()
 
@@ -161,31 +153,3 @@ def tenant_update_security(*, tenant: Tenant, changes: dict[str, bool]) -> dict[
             locked.save(update_fields=["settings", "updated_at"])
     tenant.settings = current
     return changed
-
-
-def tenant_ids_due_followup() -> list[object]:
-    """Active tenants older than ``FOLLOWUP_EMAIL_DELAY`` whose follow-up has not gone out."""
-    cutoff = timezone.now() - timedelta(seconds=settings.FOLLOWUP_EMAIL_DELAY)
-    return list(
-        Tenant.objects.filter(
-            status=Tenant.Status.ACTIVE, followup_sent_at__isnull=True, created_at__lte=cutoff
-        ).values_list("id", flat=True)
-    )
-
-
-def tenant_send_followup(*, tenant_id: object) -> int:
-    """Send the follow-up email once: the tenant is claimed by a conditional update, so two
-    workers (or a redelivered message) cannot both send it. A failed send releases the claim."""
-    from tenants.emails import send_followup_email
-
-    claimed = Tenant.objects.filter(
-        id=tenant_id, status=Tenant.Status.ACTIVE, followup_sent_at__isnull=True
-    ).update(followup_sent_at=timezone.now())
-    if not claimed:
-        return 0
-    tenant = Tenant.objects.get(id=tenant_id)
-    try:
-        return send_followup_email(tenant)
-    except Exception:
-        Tenant.objects.filter(id=tenant_id).update(followup_sent_at=None)
-        raise

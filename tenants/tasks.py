@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from tenants import emails, schemas, services
+from tenants import emails, schemas
 from tenants.models import Tenant
 
 
@@ -16,7 +16,7 @@ def tenant_send_welcome_email(tenant_id: str) -> int:
 
 @shared_task
 def tenant_send_followup_email(tenant_id: str) -> int:
-    return services.tenant_send_followup(tenant_id=tenant_id)
+    return emails.tenant_send_followup(tenant_id=tenant_id)
 
 
 @shared_task
@@ -24,7 +24,7 @@ def tenant_send_due_followups() -> int:
     """Beat, hourly: queue the follow-up of every tenant whose delay has passed. A sweep rather
     than one long-countdown message per sign-up: Redis redelivers unacknowledged messages after
     its visibility timeout, so a three-day ETA would be delivered many times over."""
-    due = services.tenant_ids_due_followup()
+    due = emails.tenant_ids_due_followup()
     for tenant_id in due:
         tenant_send_followup_email.delay(str(tenant_id))
     return len(due)

@@ -28,7 +28,7 @@ from leanvibe.errors import DomainError
 from leanvibe.validators import validate_no_control_characters
 
 _ADMIN_WRITES: dict[str, Role] = {
-    **TenantAPIView.role_map,
+    **{method: Role(role) for method, role in TenantAPIView.role_map.items()},
     "POST": Role.ADMIN,
     "PUT": Role.ADMIN,
     "PATCH": Role.ADMIN,

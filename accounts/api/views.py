@@ -8,9 +8,9 @@ from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import services
 from accounts.emails import CanonicalEmailSerializerField
 from accounts.services import throttle
+from accounts.services.login import auth_login
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer
 from leanvibe.errors import DomainError
 from leanvibe.http import client_address
@@ -39,7 +39,7 @@ class LoginApi(DangerouslyPublicAPIView):
             # slowed after failures; the failure that reaches the limit is already a 429.
             throttle.login_attempt_guard(email=email, ip=ip)
             try:
-                tokens = services.auth_login(request=request, **data.validated_data)
+                tokens = auth_login(request=request, **data.validated_data)
             except DomainError as exc:
                 if exc.code in COUNTED_FAILURES:
                     throttle.login_failure_record(email=email, ip=ip)

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
@@ -22,6 +21,8 @@ from accounts.models import AuthToken, Invitation, Role, User
 from leanvibe.errors import DomainError
 from leanvibe.http import client_address
 from leanvibe.validators import validate_text_fields
+from tenants.plans import Resource
+from tenants.usage import quota_reserve
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -69,12 +70,8 @@ def member_add(
 ) -> User:
     """Add a member to ``tenant`` (whose schema is the current one), within the plan's user limit
     (active members and pending invitations, ``seats_in_use``)."""
-    from tenants.plans import Resource
-    from tenants.usage import quota_check
-
     with transaction.atomic():
-        type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
-        quota_check(tenant=tenant, resource=Resource.USERS, current=seats_in_use())
+        quota_reserve(tenant=tenant, resource=Resource.USERS)
         return user_create(email=email, password=password, role=role, username=username)
 
 
@@ -95,7 +92,7 @@ class IssuedTokens:
     token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 
 
-def _is_staff_schema() -> bool:
+def is_staff_schema() -> bool:
     """Tokens of the public schema belong to platform staff."""
     return bool(connection.schema_name == get_public_schema_name())  # type: ignore[attr-defined]
 
@@ -120,7 +117,7 @@ def tokens_issue(
         "ip_address": (client_address(request) or None) if request is not None else None,
         "user_agent": (request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
     }
-    if _is_staff_schema():
+    if is_staff_schema():
         access_lifetime = settings.STAFF_ACCESS_TOKEN_LIFETIME
         refresh_expires_at = now + timedelta(seconds=settings.STAFF_REFRESH_TOKEN_LIFETIME)
         if refresh_not_after is not None:
@@ -148,57 +145,3 @@ def tokens_issue(
         ]
     )
     return IssuedTokens(access, refresh, access_lifetime)
-
-
-def auth_login(
-    *, email: str, password: str, mfa_code: str | None = None, request: HttpRequest | None = None
-) -> IssuedTokens:
-    """Check credentials in the current schema and issue tokens; 401 on any mismatch.
-
-    The email is looked up in its canonical form (``accounts.emails``). A member with two-factor
-    must also send ``mfa_code`` (422 ``mfa_required`` without it, 401 when wrong: see
-    ``accounts.services.mfa.mfa_check_login``); platform staff always (``mfa_check_staff_login``).
-    In an SSO-only tenant every attempt but an owner's right password is the same 403
-    ``sso_required`` (``accounts.sso.settings.password_login_check``)."""
-    from accounts.models import AuditEvent
-    from accounts.services.audit import audit_record
-    from accounts.services.mfa import mfa_check_login, mfa_check_staff_login
-    from accounts.sso.settings import password_login_check
-
-    canonical = email_canonical(email)
-    user = User.objects.filter(email=canonical).first()
-    if user is None:
-        make_password(password)  # spend the same time as a real check: no user enumeration
-        password_valid = False
-    else:
-        password_valid = user.check_password(password) and user.is_active
-    try:  # "SSO only" tenants: the same 403 whether or not the password was right
-        password_login_check(
-            tenant=getattr(request, "tenant", None), user=user, password_valid=password_valid
-        )
-    except DomainError as refused:
-        audit_record(
-            type=AuditEvent.Type.LOGIN_FAILED,
-            request=request,
-            actor_email=canonical[:254],
-            method="password",
-            reason=refused.code,
-        )
-        raise
-    if user is not None and password_valid:
-        # Platform staff (public schema) always need the code of their django-otp TOTP device,
-        # the admin console's; tenant members theirs, if they have a second factor.
-        if _is_staff_schema():
-            mfa_method: str | None = mfa_check_staff_login(user=user, code=mfa_code, request=request)
-        else:
-            mfa_method = mfa_check_login(user=user, code=mfa_code, request=request)
-        method = f"password+{mfa_method}" if mfa_method else "password"
-        audit_record(type=AuditEvent.Type.LOGIN_SUCCEEDED, request=request, actor=user, method=method)
-        return tokens_issue(user=user, request=request)
-    audit_record(
-        type=AuditEvent.Type.LOGIN_FAILED,
-        request=request,
-        actor_email=canonical[:254],
-        method="password",
-    )
-    raise DomainError("invalid_credentials", "Email or password is incorrect.", status=401)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.mail import send_mail
@@ -28,14 +29,14 @@ from django.utils import timezone
 from accounts.emails import email_canonical
 from accounts.models import AuditEvent, Invitation, Role, User
 from accounts.permissions import invitation_role_check
-from accounts.services import member_add, seats_in_use, token_hash
+from accounts.services import member_add, token_hash
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
 from leanvibe.ratelimit import parse_rate, rate_consume, rate_first_refusal
 from leanvibe.validators import strip_control_characters
 from tenants.links import TENANT_URLCONF, tenant_url
 from tenants.plans import Resource
-from tenants.usage import quota_check
+from tenants.usage import quota_reserve
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -130,14 +131,6 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
 
 
-def _seat_check(tenant: Tenant) -> None:
-    """A pending invitation holds a seat: active members + pending invitations must stay under
-    the plan's user limit. The tenant row is locked while counting (as ``member_add`` does), so
-    two concurrent invitations cannot both take the last seat. Call inside a transaction."""
-    type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
-    quota_check(tenant=tenant, resource=Resource.USERS, current=seats_in_use())
-
-
 def invitation_create(
     *, tenant: Tenant, actor: User, email: str, role: str = Role.MEMBER, request: HttpRequest | None = None
 ) -> SentInvitation:
@@ -166,7 +159,7 @@ def invitation_create(
         if any(existing.status == "pending" for existing in open_invitations):
             raise pending
         # Pending invitations hold seats; the limit is checked again when one is accepted.
-        _seat_check(tenant)
+        quota_reserve(tenant=tenant, resource=Resource.USERS)
         for existing in open_invitations.select_for_update():
             if existing.status == "pending":
                 raise pending
@@ -212,7 +205,7 @@ def invitation_resend(
     with transaction.atomic():
         locked = _lock_open(invitation)
         if locked.status == "expired":
-            _seat_check(tenant)
+            quota_reserve(tenant=tenant, resource=Resource.USERS)
         secret = _new_secret(locked)
         locked.save(update_fields=["token_hash", "last_sent_at", "expires_at"])
         audit_record(
@@ -281,8 +274,6 @@ def invitation_accept(
         user = member_add(
             tenant=tenant, email=invitation.email, password=password, role=invitation.role, username=username
         )
-        from allauth.account.models import EmailAddress
-
         # Following the emailed link proves the address.
         EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
         audit_record(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from allauth.account.models import EmailAddress
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -20,14 +21,14 @@ from accounts.services.audit import audit_record
 from accounts.services.tokens import RevokeReason, credentials_revoke
 from leanvibe.errors import DomainError
 from leanvibe.validators import validate_text_fields
+from tenants.plans import Resource
+from tenants.usage import quota_reserve
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
 
 
 def _email_address_record(user: User, *, verified: bool) -> None:
-    from allauth.account.models import EmailAddress
-
     EmailAddress.objects.update_or_create(
         user=user, email=user.email, defaults={"verified": verified, "primary": True}
     )
@@ -70,9 +71,6 @@ def member_update(
     Active owners' rows are locked while counting them, so two concurrent demotions of the
     last two owners cannot both succeed. Reactivation counts against the plan's user limit.
     """
-    from tenants.plans import Resource
-    from tenants.usage import quota_check
-
     validate_text_fields(username=username)
     with transaction.atomic():
         owners = list(
@@ -95,12 +93,7 @@ def member_update(
         deactivates = is_active is False and target.is_active
         old_role = target.role
         if reactivates:
-            type(tenant).objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
-            quota_check(
-                tenant=tenant,
-                resource=Resource.USERS,
-                current=User.objects.filter(is_active=True).count(),
-            )
+            quota_reserve(tenant=tenant, resource=Resource.USERS)
         if role is not None:
             target.role = role
         if is_active is not None:

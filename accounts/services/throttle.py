@@ -37,6 +37,8 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from accounts.emails import email_canonical
+from accounts.models import AuditEvent
+from accounts.services.audit import LOGIN_AUDITED_ATTRIBUTE, audit_record
 from leanvibe.http import client_address
 
 MAX_DELAY = 2.0
@@ -140,9 +142,6 @@ def _on_login_failed(
 ) -> None:
     if request is None:
         return
-    from accounts.models import AuditEvent
-    from accounts.services.audit import audit_record
-
     email = _credentials_email(credentials)
     audit_record(
         type=AuditEvent.Type.LOGIN_FAILED,
@@ -158,9 +157,6 @@ def _on_login_failed(
 def _on_logged_in(sender: Any, request: HttpRequest | None, user: Any, **kw: Any) -> None:
     if request is None or not getattr(user, "email", ""):
         return
-    from accounts.models import AuditEvent
-    from accounts.services.audit import LOGIN_AUDITED_ATTRIBUTE, audit_record
-
     login_success_reset(email=user.email)
     if getattr(request, LOGIN_AUDITED_ATTRIBUTE, False):
         return  # the flow that signed the user in (SSO) recorded it already

@@ -13,17 +13,34 @@ a plain ``APIView`` serves nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any, ClassVar
 
+from django.conf import settings
+from django.utils.module_loading import import_string
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from accounts.authentication import BearerTokenAuthentication, OptionalBearerTokenAuthentication
-from accounts.models import ROLE_RANK, Role
 from leanvibe.access import Access
+
+# The kernel imports no app: the token authentication, the roles and the two-factor rule come
+# from the members' app by name, through settings (``API_*`` in leanvibe/settings.py).
+BearerTokenAuthentication = import_string(settings.API_AUTHENTICATION_CLASS)
+OptionalBearerTokenAuthentication = import_string(settings.API_OPTIONAL_AUTHENTICATION_CLASS)
+# Lowest first; a role not listed ranks 0.
+ROLE_RANK: dict[str, int] = {role: rank for rank, role in enumerate(settings.API_ROLES, start=1)}
+LOWEST_ROLE: str = settings.API_ROLES[0]
+HIGHEST_ROLE: str = settings.API_ROLES[-1]
+
+
+@cache
+def _mfa_enrollment_required() -> Callable[..., bool]:
+    check: Callable[..., bool] = import_string(settings.API_MFA_ENROLLMENT_CHECK)
+    return check
+
 
 _LOCKED_ATTRIBUTES = (
     "dispatch",
@@ -54,7 +71,7 @@ class HasRoleForMethod(BasePermission):
     message = "Your role does not allow this action."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        required = view.role_map.get(request.method or "", Role.OWNER)  # type: ignore[attr-defined]
+        required = view.role_map.get(request.method or "", HIGHEST_ROLE)  # type: ignore[attr-defined]
         return ROLE_RANK.get(getattr(request.user, "role", ""), 0) >= ROLE_RANK[required]
 
 
@@ -78,11 +95,9 @@ class EnrolledInMfaIfRequired(BasePermission):
     may only call the enrolment endpoints (``mfa_enrollment_exempt = True``)."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        from accounts.services.mfa import mfa_enrollment_required
-
         if getattr(view, "mfa_enrollment_exempt", False):
             return True
-        if mfa_enrollment_required(tenant=getattr(request, "tenant", None), user=request.user):
+        if _mfa_enrollment_required()(tenant=getattr(request, "tenant", None), user=request.user):
             raise MfaEnrollmentRequired()
         return True
 
@@ -116,14 +131,14 @@ class TenantAPIView(_LockedAPIView):
     permission_classes = [RequiresTenant, IsAuthenticatedUser, HasRoleForMethod, EnrolledInMfaIfRequired]
     # Only the two-factor enrolment endpoints set this (accounts.api.mfa).
     mfa_enrollment_exempt: ClassVar[bool] = False
-    role_map: ClassVar[dict[str, Role]] = dict.fromkeys(
-        ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"), Role.MEMBER
+    role_map: ClassVar[Mapping[str, str]] = dict.fromkeys(
+        ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"), LOWEST_ROLE
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for method, role in cls.role_map.items():
-            if ROLE_RANK[role] < ROLE_RANK[Role.MEMBER]:
+            if ROLE_RANK[role] < ROLE_RANK[LOWEST_ROLE]:
                 raise TypeError(f"{cls.__name__}.role_map[{method!r}] is below member")
 
 

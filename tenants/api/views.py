@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.emails import CanonicalEmailSerializerField
 from leanvibe.access import Access
 from leanvibe.api.base import (
     DangerouslyPublicAPIView,
@@ -20,6 +20,7 @@ from leanvibe.api.base import (
     TenantAPIView,
 )
 from leanvibe.api.throttling import ClientAddressRateThrottle
+from leanvibe.emails import CanonicalEmailSerializerField
 from leanvibe.errors import DomainError
 from leanvibe.parsing import InvalidValue, bad_parameter, parse_choice, parse_uuid
 from leanvibe.validators import validate_no_control_characters
@@ -62,12 +63,10 @@ class TenantCreateInput(StrictSerializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        from accounts.models import User
-
         password = attrs.get("admin_password")
         if password is not None:
             try:
-                validate_password(password, User(email=attrs["admin_email"]))
+                validate_password(password, get_user_model()(email=attrs["admin_email"]))
             except DjangoValidationError as exc:
                 raise serializers.ValidationError({"admin_password": exc.messages}) from exc
         return attrs

@@ -144,7 +144,7 @@ def test_followup_is_due_only_after_the_delay(settings):
 
     from django.utils import timezone
 
-    from tenants.services import tenant_ids_due_followup
+    from tenants.emails import tenant_ids_due_followup
 
     settings.FOLLOWUP_EMAIL_DELAY = 3 * 24 * 3600
     young = _provision("Young Co", "y@young.test").tenant

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import User
 from leanvibe import embedded
 from leanvibe.db import connection
 from tenants.models import Tenant
@@ -69,6 +69,7 @@ class Command(BaseCommand):
 
     def _ensure_staff(self, credentials: dict[str, Any]) -> dict[str, Any]:
         connection.set_schema_to_public()
+        User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             stored: dict[str, Any] = credentials.get(
                 "staff", {"email": "(existing superuser)", "password": None}

@@ -1,0 +1,135 @@
+"""What the apps add to a tenant, registered from their ``AppConfig.ready()``.
+
+``tenants`` knows no feature: provisioning, usage, quotas, the tenant list's member count and
+the owner emails go through this registry, and each app fills it in. A **quota resource** is
+something a plan limits and the usage page shows (``projects`` by agents, ``users`` = seats by
+accounts); a **provisioning step** is work done for a new tenant, in its schema, inside the
+provisioning transaction (``IN_TRANSACTION``) or once it is committed (``AFTER_COMMIT``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.db import connection
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
+
+
+class Unit(enum.StrEnum):
+    COUNT = "count"
+    BYTES = "bytes"
+
+
+@dataclass(frozen=True)
+class QuotaResource:
+    """``count(tenant)`` runs with the tenant's schema as the current one. ``noun`` (singular,
+    plural) words the refusal: "Project limit reached (5). Upgrade to create more projects."."""
+
+    name: str
+    label: str
+    count: Callable[[Tenant], int]
+    order: int = 100
+    unit: Unit = Unit.COUNT
+    noun: tuple[str, str] = ("", "")
+
+
+class Phase(enum.StrEnum):
+    IN_TRANSACTION = "in_transaction"
+    AFTER_COMMIT = "after_commit"
+
+
+@dataclass(frozen=True)
+class NewTenant:
+    """What a provisioning step knows of the tenant being made. ``owner_password_hash`` is
+    already hashed; ``owner_email_verified`` is true when nobody chose the password (the owner
+    proves the address by using the emailed one)."""
+
+    tenant: Tenant
+    owner_email: str
+    owner_password_hash: str
+    owner_email_verified: bool
+
+
+@dataclass(frozen=True)
+class ProvisioningStep:
+    name: str
+    order: int
+    run: Callable[[NewTenant], None]
+    phase: Phase = Phase.IN_TRANSACTION
+
+
+@dataclass(frozen=True)
+class TenantContacts:
+    """Who hears from the platform about a tenant. ``owner_emails(tenant)`` runs in the
+    tenant's schema; ``confirmation_url(tenant, email)`` (same) returns a link confirming an
+    unverified address, or None. ``member_count_sql(quoted_schema)`` is one SELECT returning the
+    number of active members of that schema, so a page of tenants is counted in one query."""
+
+    owner_emails: Callable[[Tenant], list[str]]
+    confirmation_url: Callable[[Tenant, str], str | None]
+    member_count_sql: Callable[[str], str]
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+_resources: dict[str, QuotaResource] = {}
+_steps: dict[str, ProvisioningStep] = {}
+_contacts: list[TenantContacts] = []
+
+
+def quota_resource_register(resource: QuotaResource) -> None:
+    existing = _resources.get(resource.name)
+    if existing is not None and existing != resource:
+        raise RegistryError(f"quota resource {resource.name!r} is already registered")
+    _resources[resource.name] = resource
+
+
+def quota_resources() -> list[QuotaResource]:
+    """Every registered resource, by ``order`` (the usage page's order)."""
+    return sorted(_resources.values(), key=lambda r: (r.order, r.name))
+
+
+def quota_resource(name: str) -> QuotaResource:
+    try:
+        return _resources[name]
+    except KeyError:
+        raise RegistryError(f"no quota resource {name!r} is registered") from None
+
+
+def provisioning_step_register(step: ProvisioningStep) -> None:
+    existing = _steps.get(step.name)
+    if existing is not None and existing != step:
+        raise RegistryError(f"provisioning step {step.name!r} is already registered")
+    _steps[step.name] = step
+
+
+def provisioning_step_unregister(name: str) -> None:
+    """Remove a step (an app switched off at run time; tests)."""
+    _steps.pop(name, None)
+
+
+def provisioning_steps(phase: Phase) -> list[ProvisioningStep]:
+    return sorted((s for s in _steps.values() if s.phase == phase), key=lambda s: (s.order, s.name))
+
+
+def tenant_contacts_register(contacts: TenantContacts) -> None:
+    if _contacts and _contacts[0] != contacts:
+        raise RegistryError("tenant contacts are already registered")
+    _contacts[:] = [contacts]
+
+
+def tenant_contacts() -> TenantContacts:
+    if not _contacts:
+        raise RegistryError("no app registered the tenant contacts")
+    return _contacts[0]
+
+
+def quoted_schema(tenant: Tenant) -> str:
+    return str(connection.ops.quote_name(tenant.schema_name))
