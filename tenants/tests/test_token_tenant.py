@@ -43,7 +43,8 @@ def _login(api, handle, **ctx):
     return response.body
 
 
-def _forge(token: str, tenant_id: uuid.UUID) -> str:
+def forge_scope(token: str, tenant_id: uuid.UUID) -> str:
+    """``token`` with its prefix changed to name ``tenant_id`` (an attacker's edit)."""
     kind, _scope, secret = token.split("_", 2)
     return f"{kind}_{tenant_id.hex}_{secret}"
 
@@ -154,10 +155,10 @@ def test_a_token_with_another_tenants_header_or_host_is_401(api, tenant_a, tenan
 
 def test_forged_prefixes_find_nothing(api, tenant_a, tenant_b):
     token_a = tenant_a.login(api)
-    forged = _forge(token_a, tenant_b.tenant.id)  # B's id with A's secret
+    forged = forge_scope(token_a, tenant_b.tenant.id)  # B's id with A's secret
     for ctx in ({}, {"host": tenant_b.host}, {"tenant_header": tenant_b.id}, {"host": tenant_a.host}):
         assert api.get("/api/v1/projects", token=forged, **ctx).status_code == 401, ctx
-    staff_forged = _forge(token_a, uuid.UUID(int=0)).replace(uuid.UUID(int=0).hex, PUBLIC_SCOPE)
+    staff_forged = forge_scope(token_a, uuid.UUID(int=0)).replace(uuid.UUID(int=0).hex, PUBLIC_SCOPE)
     # The tenant list is public for POST, so a bad token there is anonymous: 403, not staff.
     assert api.get("/api/v1/tenants", token=staff_forged).status_code == 403
     assert api.post(f"/api/v1/tenants/{tenant_a.id}/suspend", token=staff_forged).status_code == 401
@@ -167,7 +168,7 @@ def test_forged_prefixes_find_nothing(api, tenant_a, tenant_b):
 
 
 def test_a_prefix_naming_no_tenant_is_404(api, tenant_a):
-    forged = _forge(tenant_a.login(api), uuid.uuid4())
+    forged = forge_scope(tenant_a.login(api), uuid.uuid4())
     response = api.get("/api/v1/projects", token=forged)
     assert response.status_code == 404
     assert response.body["error"] == "tenant_not_found"
@@ -221,11 +222,11 @@ def test_refresh_and_logout_work_token_only(api, tenant_a):
 
 def test_refresh_token_only_never_crosses_tenants(api, tenant_a, tenant_b):
     pair = _login(api, tenant_a)
-    forged = _forge(pair["refresh_token"], tenant_b.tenant.id)
+    forged = forge_scope(pair["refresh_token"], tenant_b.tenant.id)
     response = api.post("/api/v1/auth/refresh", {"refresh_token": forged})
     assert response.status_code == 401 and response.body["error"] == "invalid_refresh_token"
     response = api.post(
-        "/api/v1/auth/refresh", {"refresh_token": _forge(pair["refresh_token"], uuid.uuid4())}
+        "/api/v1/auth/refresh", {"refresh_token": forge_scope(pair["refresh_token"], uuid.uuid4())}
     )
     assert response.status_code == 404 and response.body["error"] == "tenant_not_found"
     # Bodies the middleware cannot read are the view's to refuse, never a 500.
