@@ -71,7 +71,7 @@ def _refresh_token_in_body(request: HttpRequest) -> str | None:
         return None
     try:
         data = json.loads(request.body)
-    except ValueError:  # bad JSON, bad UTF-8
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, nesting too deep
         return None
     value = data.get("refresh_token") if isinstance(data, dict) else None
     return value if isinstance(value, str) and len(value) <= _TOKEN_MAX else None

@@ -230,7 +230,7 @@ def test_refresh_token_only_never_crosses_tenants(api, tenant_a, tenant_b):
     )
     assert response.status_code == 404 and response.body["error"] == "tenant_not_found"
     # Bodies the middleware cannot read are the view's to refuse, never a 500.
-    for raw in (b"{", b"[]", b'{"refresh_token": 5}', b"\xff"):
+    for raw in (b"{", b"[]", b'{"refresh_token": 5}', b"\xff", b"[" * 4000, b"{" + b" " * 5000 + b"}"):
         assert api.post("/api/v1/auth/refresh", raw=raw).status_code in (400, 401)
     assert api.post("/api/v1/auth/refresh", {"refresh_token": pair["refresh_token"]}).status_code == 200
 
