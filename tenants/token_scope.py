@@ -42,14 +42,19 @@ def token_scope(token: str) -> TokenScope | None:
     return PUBLIC_SCOPE if scope == PUBLIC_SCOPE else uuid.UUID(hex=scope)
 
 
-def _connection_scope() -> TokenScope:
-    """The scope of the connection's schema. A request's tenant is set with ``set_tenant`` and
-    costs nothing; a schema switched by name (``schema_context``) is looked up once."""
+def _known_connection_scope() -> TokenScope | None:
+    """The scope of the connection's schema if known without a query: a request's tenant is set
+    with ``set_tenant`` (a ``Tenant``); a schema switched by name (``schema_context``) is not."""
     if connection.schema_name == get_public_schema_name():
         return PUBLIC_SCOPE
     tenant_id = getattr(connection.tenant, "id", None)
-    if isinstance(tenant_id, uuid.UUID):
-        return tenant_id
+    return tenant_id if isinstance(tenant_id, uuid.UUID) else None
+
+
+def _connection_scope() -> TokenScope:
+    scope = _known_connection_scope()
+    if scope is not None:
+        return scope
     tenant = selectors.tenant_get_by_subdomain(connection.schema_name)
     if tenant is None:
         raise LookupError(f"No tenant owns the schema {connection.schema_name!r}.")
@@ -66,6 +71,12 @@ def token_new(*, prefix: str) -> str:
 
 def token_fits_connection(token: str) -> bool:
     """Whether ``token`` may be looked up in the connection's schema: an unscoped (old) token
-    may, a scoped one only in the schema its scope names."""
+    may, a scoped one only in the schema its scope names. Never a query: authentication stays
+    one. (Refusing here saves the lookup; finding nothing in the wrong schema is the guarantee.)"""
     scope = token_scope(token)
-    return scope is None or scope == _connection_scope()
+    if scope is None:
+        return True
+    current = _known_connection_scope()
+    if current is None:  # a tenant's schema switched by name: the lookup in it alone decides
+        return scope != PUBLIC_SCOPE
+    return scope == current

@@ -16,12 +16,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_tenants.utils import schema_context
+from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import AuthToken, User
 from accounts.services import token_hash, tokens_issue
 from tenants.services import tenant_suspend
-from tenants.token_scope import PUBLIC_SCOPE, token_scope
+from tenants.token_scope import PUBLIC_SCOPE, token_fits_connection, token_scope
 
 pytestmark = pytest.mark.django_db
 
@@ -98,6 +98,24 @@ def test_token_scope_reads_only_well_formed_prefixes():
     assert token_scope(f"lva_{secrets.token_urlsafe(32)}") is None  # the old format
     assert token_scope("lva_pg_catalog_" + "x" * 43) is None
     assert token_scope("") is None
+
+
+def test_a_scoped_token_fits_only_its_own_schema_without_a_query(
+    api, tenant_a, tenant_b, staff_token, django_assert_num_queries
+):
+    token_a, old = tenant_a.login(api), f"lva_{secrets.token_urlsafe(32)}"
+    with django_assert_num_queries(0):
+        assert token_fits_connection(staff_token.access_token) and not token_fits_connection(token_a)
+        assert token_fits_connection(old)
+        with tenant_context(tenant_a.tenant):  # as the middleware sets it
+            assert token_fits_connection(token_a) and token_fits_connection(old)
+            assert not token_fits_connection(staff_token.access_token)
+        with tenant_context(tenant_b.tenant):
+            assert not token_fits_connection(token_a)
+        # A schema switched by name has no tenant id at hand: the lookup in it alone decides.
+        with schema_context(tenant_b.tenant.schema_name):
+            assert token_fits_connection(token_a)
+            assert not token_fits_connection(staff_token.access_token)
 
 
 def test_token_only_on_the_public_host_serves_the_tokens_tenant(api, tenant_a, tenant_b):
