@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from accounts.models import AuthToken
 from accounts.services import token_hash
 from accounts.services.tokens import token_activity_touch
+from tenants.token_scope import token_fits_connection
 
 
 class BearerTokenAuthentication(BaseAuthentication):
@@ -28,7 +29,10 @@ class BearerTokenAuthentication(BaseAuthentication):
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("Malformed Authorization header.") from exc
         # The token table is in the schema of the request's tenant: a token minted in
-        # another tenant (or on the public site) is simply not found here.
+        # another tenant (or on the public site) is simply not found here. One whose prefix
+        # names another tenant is refused without a lookup.
+        if not token_fits_connection(secret):
+            raise exceptions.AuthenticationFailed("Invalid or expired access token.")
         token = (
             AuthToken.objects.select_related("user")
             .filter(token_hash=token_hash(secret), kind=AuthToken.Kind.ACCESS)

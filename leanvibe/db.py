@@ -11,6 +11,7 @@ from django.db.backends.utils import CursorWrapper
 
 class TenantConnection(Protocol):
     schema_name: str
+    tenant: Any  # the tenant of set_tenant(), or django-tenants' FakeTenant (schema name only)
     ops: BaseDatabaseOperations
 
     def set_schema_to_public(self) -> None: ...

@@ -1,7 +1,10 @@
-"""Which tenant a request is for: its host, or the ``X-Tenant-ID`` header on the public host."""
+"""Which tenant a request is for: its host; on the public host, the ``X-Tenant-ID`` header or
+else the tenant a bearer token names in its prefix (``tenants.token_scope``)."""
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -9,6 +12,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django_tenants.utils import remove_www
 
 from leanvibe.api.exceptions import error_response
@@ -16,9 +20,12 @@ from leanvibe.db import connection
 from tenants import selectors
 from tenants.models import Tenant
 from tenants.subdomains import VALID_SUBDOMAIN, is_reserved
+from tenants.token_scope import TokenScope, token_scope
 from tenants.usage import api_calls_record
 
 _HEADER_MAX = 64
+_TOKEN_MAX = 200  # as BearerTokenAuthentication: a longer one is refused anyway
+_REFRESH_BODY_MAX = 4096  # a refresh request is one short JSON field; a larger body is not read
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 
@@ -39,6 +46,43 @@ def _tenant_from_header(value: str) -> Tenant | None:
     return None
 
 
+@functools.cache
+def _refresh_path() -> str:
+    return reverse("api-refresh", urlconf=settings.PUBLIC_SCHEMA_URLCONF)
+
+
+def _bearer_token(request: HttpRequest) -> str | None:
+    parts = request.headers.get("Authorization", "").split()
+    if len(parts) == 2 and parts[0].lower() == "bearer" and len(parts[1]) <= _TOKEN_MAX:
+        return parts[1]
+    return None
+
+
+def _refresh_token_in_body(request: HttpRequest) -> str | None:
+    """The ``refresh_token`` of a small JSON ``POST /api/v1/auth/refresh``: its credential is in
+    the body, not the header. Anything unreadable is left for the view to refuse."""
+    if (
+        request.method != "POST"
+        or request.path != _refresh_path()
+        or request.content_type != "application/json"
+    ):
+        return None
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if not length.isdigit() or int(length) > _REFRESH_BODY_MAX:
+        return None
+    try:
+        data = json.loads(request.body)
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, nesting too deep
+        return None
+    value = data.get("refresh_token") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and len(value) <= _TOKEN_MAX else None
+
+
+def _scope_of_request_token(request: HttpRequest) -> TokenScope | None:
+    token = _bearer_token(request) or _refresh_token_in_body(request)
+    return token_scope(token) if token else None
+
+
 class TenantResolutionMiddleware:
     """Sets ``request.tenant`` (``None`` on the public site) and the connection's schema.
 
@@ -56,10 +100,16 @@ class TenantResolutionMiddleware:
         tenant: Tenant | None = None
         if hostname in settings.PUBLIC_HOSTS:
             header = request.headers.get("X-Tenant-ID")
-            if header is not None and request.path.startswith("/api/"):
-                tenant = _tenant_from_header(header)
-                if tenant is None:
-                    return self._not_found(request)
+            if request.path.startswith("/api/"):
+                if header is not None:
+                    tenant = _tenant_from_header(header)
+                    if tenant is None:
+                        return self._not_found(request)
+                elif isinstance(scope := _scope_of_request_token(request), uuid.UUID):
+                    # The token names its tenant; it is then looked up in that schema only.
+                    tenant = selectors.tenant_get_by_id(scope)
+                    if tenant is None:
+                        return self._not_found(request)
         else:
             tenant = selectors.tenant_get_by_domain(hostname)
             if tenant is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from leanvibe.errors import DomainError
 from leanvibe.http import client_address
 from leanvibe.validators import validate_text_fields
 from tenants.plans import Resource
+from tenants.token_scope import ACCESS_PREFIX, REFRESH_PREFIX, token_new
 from tenants.usage import quota_reserve
 
 if TYPE_CHECKING:
@@ -111,7 +111,9 @@ def tokens_issue(
     refresh token that ends ``STAFF_REFRESH_TOKEN_LIFETIME`` after the sign-in: a refresh passes
     the expiry of the token it rotates as ``refresh_not_after``."""
     now = timezone.now()
-    access, refresh = f"lva_{secrets.token_urlsafe(32)}", f"lvr_{secrets.token_urlsafe(32)}"
+    # The prefix names the schema's tenant (or ``public``): on the public host the token alone
+    # chooses its tenant (``tenants.token_scope``).
+    access, refresh = token_new(prefix=ACCESS_PREFIX), token_new(prefix=REFRESH_PREFIX)
     common = {
         "user": user,
         "ip_address": (client_address(request) or None) if request is not None else None,

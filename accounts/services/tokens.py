@@ -31,6 +31,7 @@ from accounts.services import IssuedTokens, token_hash, tokens_issue
 from accounts.services.audit import audit_record
 from leanvibe.errors import DomainError
 from leanvibe.parsing import parse_id, parse_uuid
+from tenants.token_scope import token_fits_connection
 
 
 class SessionKind:
@@ -76,6 +77,8 @@ def tokens_refresh(*, refresh_token: str, request: HttpRequest | None = None) ->
     Raises 401 ``invalid_refresh_token`` for an unknown, expired or revoked token (or a
     deactivated user), and 401 ``refresh_token_reused`` after revoking the whole family when
     the token was already exchanged once."""
+    if not token_fits_connection(refresh_token):  # its prefix names another tenant
+        raise _invalid_refresh()
     reused = False
     with transaction.atomic():
         # Locked: two concurrent exchanges of one token cannot both succeed.

@@ -8,6 +8,8 @@ import contextlib
 import pytest
 from django.urls import Resolver404, get_resolver
 
+from tenants.tests.test_token_tenant import forge_scope
+
 # Every tenant-scoped API route and the test below that attacks it.
 TENANT_SCOPED_ROUTES = {
     "api-projects": "test_list_and_create_never_cross_tenants",
@@ -99,21 +101,25 @@ def world(api, tenant_a, tenant_b):
 
 
 def _as_b(world):
-    """Ways tenant B's user may call: B's context with B's token (must see only B)."""
+    """Ways tenant B's user may call: B's context with B's token (must see only B). The last is
+    the token alone on the public host, whose prefix names B."""
     b = world["b"]
     return [
         {"host": b.host, "token": world["token_b"]},
         {"tenant_header": b.id, "token": world["token_b"]},
         {"tenant_header": b.tenant.schema_name, "token": world["token_b"]},
+        {"token": world["token_b"]},
     ]
 
 
 def _b_token_in_a_context(world):
-    """B's token presented in A's context: unknown there, so 401."""
+    """B's token presented in A's context: unknown there, so 401. The last is B's token with its
+    prefix edited to name A, alone on the public host: served for A, where it is unknown."""
     a = world["a"]
     return [
         {"host": a.host, "token": world["token_b"]},
         {"tenant_header": a.id, "token": world["token_b"]},
+        {"token": forge_scope(world["token_b"], a.tenant.id)},
     ]
 
 
@@ -191,16 +197,22 @@ def _login_pair(api, handle):
 def test_refresh_token_of_another_tenant_is_401(api, world):
     pair_a = _login_pair(api, world["a"])
     b = world["b"]
-    for ctx in ({"host": b.host}, {"tenant_header": b.id}, {}):
+    for ctx in ({"host": b.host}, {"tenant_header": b.id}):
         response = api.post("/api/v1/auth/refresh", {"refresh_token": pair_a["refresh_token"]}, **ctx)
         assert response.status_code == 401
         assert response.body["error"] == "invalid_refresh_token"
-    # Still unused in A: it works there, once.
+    # Alone on the public host, A's refresh token with its prefix edited to name B is served
+    # for B, where it is unknown.
+    forged = forge_scope(pair_a["refresh_token"], b.tenant.id)
+    response = api.post("/api/v1/auth/refresh", {"refresh_token": forged})
+    assert response.status_code == 401 and response.body["error"] == "invalid_refresh_token"
+    # Still unused in A: it works there, alone on the public host, once (again is reuse).
+    assert api.post("/api/v1/auth/refresh", {"refresh_token": pair_a["refresh_token"]}).status_code == 200
     assert (
         api.post(
             "/api/v1/auth/refresh", {"refresh_token": pair_a["refresh_token"]}, host=world["a"].host
         ).status_code
-        == 200
+        == 401
     )
 
 
@@ -339,7 +351,7 @@ def test_sso_providers_of_another_tenant_are_404(api, world):
         assert api.patch(path, {"name": "stolen"}, **ctx).status_code == 404
         assert api.delete(path, **ctx).status_code == 404
         assert api.get("/api/v1/auth/sso/settings", **ctx).body == {"sso_only": False, "trust_idp_mfa": False}
-        ctx_public = {k: v for k, v in ctx.items() if k != "token"}
+        ctx_public = {k: v for k, v in ctx.items() if k != "token"} or ctx  # token-only: B by it
         assert api.post("/api/v1/auth/sso/initiate", initiate, **ctx_public).status_code == 404
         assert (
             api.post("/api/v1/auth/sso/callback", {"code": "c", "state": "s" * 43}, **ctx_public).status_code
@@ -366,7 +378,7 @@ def test_pending_sso_sign_ins_never_cross_tenants(api, world):
         assert pending.status_code == 409
         body = {"link_token": pending.body["link_token"], "password": a.password}
         for ctx in _as_b(world):
-            ctx_public = {k: v for k, v in ctx.items() if k != "token"}
+            ctx_public = {k: v for k, v in ctx.items() if k != "token"} or ctx  # token-only: B by it
             refused = api.post("/api/v1/auth/sso/link", body, **ctx_public)
             assert refused.status_code == 400 and refused.body["error"] == "sso_pending_invalid"
         assert api.post("/api/v1/auth/sso/link", body, host=a.host).status_code == 200
