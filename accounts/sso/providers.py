@@ -251,6 +251,14 @@ def _unique_slug(name: str) -> str:
     return candidate
 
 
+def _provider_change_record(
+    *, tenant: Tenant, request: HttpRequest | None, type: str, change: str, **data: Any
+) -> None:
+    """Every provider change is audited and emailed (after commit) to every owner."""
+    audit_record(type=type, request=request, **data)
+    owners_notify_security_change(tenant=tenant, actor=request_actor(request), change=change)
+
+
 @_network_before_transaction
 @transaction.atomic
 def sso_provider_create(
@@ -273,13 +281,13 @@ def sso_provider_create(
         app.settings = {**app.settings, "sp": {"entity_id": entity_id}}
     app.full_clean(exclude=["sites"])
     app.save()
-    audit_record(
-        type=AuditEvent.Type.SSO_PROVIDER_ADDED, request=request, provider=app.provider_id, kind=kind
-    )
-    owners_notify_security_change(
+    _provider_change_record(
         tenant=tenant,
-        actor=request_actor(request),
+        request=request,
+        type=AuditEvent.Type.SSO_PROVIDER_ADDED,
         change=f"Identity provider “{app.name}” ({KIND_FOR_PROVIDER[app.provider].upper()}) was added.",
+        provider=app.provider_id,
+        kind=kind,
     )
     return app
 
@@ -295,13 +303,13 @@ def sso_provider_update(
     app.save()
     changed = sorted(k for k, v in vars(data).items() if v is not None and k != "extra")
     fields = [f for f in changed if f != "client_secret"] + (["client_secret"] if data.client_secret else [])
-    audit_record(
-        type=AuditEvent.Type.SSO_PROVIDER_CHANGED, request=request, provider=app.provider_id, fields=fields
-    )
-    owners_notify_security_change(
+    _provider_change_record(
         tenant=tenant,
-        actor=request_actor(request),
+        request=request,
+        type=AuditEvent.Type.SSO_PROVIDER_CHANGED,
         change=f"Identity provider “{app.name}” was changed ({', '.join(fields) or 'no fields'}).",
+        provider=app.provider_id,
+        fields=fields,
     )
     return app
 
@@ -311,7 +319,10 @@ def sso_provider_delete(*, tenant: Tenant, app: SocialApp, request: HttpRequest 
     slug = app.provider_id
     SocialAccount.objects.filter(provider=slug).delete()
     app.delete()
-    audit_record(type=AuditEvent.Type.SSO_PROVIDER_REMOVED, request=request, provider=slug)
-    owners_notify_security_change(
-        tenant=tenant, actor=request_actor(request), change=f"Identity provider “{app.name}” was removed."
+    _provider_change_record(
+        tenant=tenant,
+        request=request,
+        type=AuditEvent.Type.SSO_PROVIDER_REMOVED,
+        change=f"Identity provider “{app.name}” was removed.",
+        provider=slug,
     )
