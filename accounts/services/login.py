@@ -23,7 +23,7 @@ def auth_login(
     must also send ``mfa_code`` (422 ``mfa_required`` without it, 401 when wrong: see
     ``accounts.services.mfa.mfa_check_login``); platform staff always (``mfa_check_staff_login``).
     In an SSO-only tenant every attempt but an owner's right password is the same 403
-    ``sso_required`` (``accounts.services.sso.password_login_check``)."""
+    ``sso_required`` (``accounts.sso.settings.password_login_check``)."""
     canonical = email_canonical(email)
     user = User.objects.filter(email=canonical).first()
     if user is None:
