@@ -12,7 +12,7 @@ from django.utils import timezone
 from leanvibe import redis as lv_redis
 from leanvibe.errors import QuotaExceeded
 from tenants.models import Tenant
-from tenants.plans import Resource, limits_for
+from tenants.plans import Resource, limits_for, spec_for
 from tenants.registry import QuotaResource, Unit, quota_resource, quota_resource_register, quota_resources
 
 _MONTH_TTL = 40 * 24 * 3600
@@ -68,7 +68,7 @@ def quota_reserve(*, tenant: Tenant, resource: str, amount: int = 1) -> None:
         raise RuntimeError("quota_reserve must run inside a transaction: the lock ends with it")
     entry = quota_resource(resource)
     Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
-    limit = limits_for(tenant.plan).limit_for(entry.name)
+    limit = spec_for(tenant.plan).hard_limit(entry.name)
     if limit is None:
         return
     if entry.count(tenant) + amount > limit:

@@ -5,7 +5,7 @@ from django_tenants.utils import schema_context
 
 from accounts.services import member_add
 from leanvibe.errors import QuotaExceeded
-from tenants.plans import CATALOGUE, GB
+from tenants.plans import CATALOGUE, GB, spec_for
 
 
 def test_plan_catalogue():
@@ -17,7 +17,13 @@ def test_plan_catalogue():
         1 * GB,
     )
     assert (pro.projects, pro.users, pro.api_calls, pro.storage_bytes) == (50, 25, 100_000, 10 * GB)
-    assert (ent.projects, ent.users, ent.api_calls, ent.storage_bytes) == (None, None, None, None)
+    assert (ent.projects, ent.users, ent.storage_bytes) == (None, None, None)
+    # Enterprise includes an amount of each metered metric and is never blocked on it.
+    assert (ent.api_calls, ent.ai_requests) == (1_000_000, 10_000)
+    assert spec_for("enterprise").hard_limit("api_calls") is None
+    assert spec_for("professional").hard_limit("api_calls") == 110_000
+    assert spec_for("professional").hard_limit("projects") == 50
+    assert spec_for("starter").hard_limit("api_calls") == 10_000
 
 
 @pytest.mark.django_db
