@@ -77,6 +77,8 @@ SHARED_APPS = [
     "drf_spectacular",
     "django_prometheus",
     "leanvibe.platform",  # the project's commands (run_platform); no models
+    # Billing is platform-wide: the usage ledger and dj-stripe's mirror live in public only.
+    "billing",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
