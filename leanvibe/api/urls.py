@@ -20,4 +20,5 @@ urlpatterns = [
     path("projects", ProjectListApi.as_view(), name="api-projects"),
     path("projects/<str:project_id>", ProjectDetailApi.as_view(), name="api-project"),
     path("usage", UsageApi.as_view(), name="api-usage"),
+    path("billing/", include("billing.api.urls")),
 ]
