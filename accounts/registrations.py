@@ -9,6 +9,8 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from accounts.services import seats_in_use, user_create
+from accounts.services.tenant_settings import settings_change_record
+from accounts.sso.settings import sso_only_guard
 from tenants.links import TENANT_URLCONF, tenant_url
 from tenants.models import Tenant
 from tenants.plans import Resource
@@ -20,6 +22,8 @@ from tenants.registry import (
     TenantContacts,
     provisioning_step_register,
     quota_resource_register,
+    setting_guard_register,
+    settings_listener_register,
     tenant_contacts_register,
 )
 
@@ -80,3 +84,5 @@ def register() -> None:
             member_count_sql=active_member_count_sql,
         )
     )
+    settings_listener_register(settings_change_record)
+    setting_guard_register("sso_only", sso_only_guard)

@@ -15,18 +15,37 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
-from django.forms import ModelForm
+from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 
 from leanvibe.emails import CanonicalEmailFormField
+from leanvibe.errors import DomainError
+from leanvibe.http import client_address
 from tenants import selectors, services
 from tenants.forms import OrganisationNameFormMixin, OrganisationOwnerFormMixin
 from tenants.models import Domain, PooledSchema, Tenant
+from tenants.registry import ChangeActor
 from tenants.schemas import schema_fingerprint
+from tenants.tenant_settings import SPECS, timezone_choices
+
+SETTING_FIELDS = ("require_mfa", "sso_only", "trust_idp_mfa", "timezone")
+
+
+class DomainFormSet(BaseInlineFormSet):
+    """The rules ``domain_save``/``domain_remove`` enforce, checked first so they show inline."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if sum(1 for f in kept if f.cleaned_data.get("is_primary")) != 1:
+            raise forms.ValidationError(
+                "Mark exactly one domain as primary: the organisation's links use it."
+            )
 
 
 class DomainInline(admin.TabularInline):
     model = Domain
+    formset = DomainFormSet
     fields = ("domain", "is_primary")
     extra = 0
 
@@ -55,11 +74,46 @@ class TenantProvisionForm(OrganisationOwnerFormMixin, forms.ModelForm):
 
 
 class TenantChangeForm(OrganisationNameFormMixin, forms.ModelForm):
-    """The change form: the organisation name is checked as on sign-up."""
+    """The change form: the organisation name is checked as on sign-up, and the settings are
+    typed fields (``tenants.tenant_settings``), never raw JSON. ``TenantAdmin`` saves it through
+    the services, so a change here is validated, audited and emailed as one made in the app."""
+
+    require_mfa = forms.BooleanField(label=SPECS["require_mfa"].label, required=False)
+    sso_only = forms.BooleanField(
+        label=SPECS["sso_only"].label,
+        required=False,
+        help_text="Needs an identity provider configured by the organisation.",
+    )
+    trust_idp_mfa = forms.BooleanField(label=SPECS["trust_idp_mfa"].label, required=False)
+    timezone = forms.ChoiceField(label=SPECS["timezone"].label, choices=timezone_choices)
 
     class Meta:
         model = Tenant
-        fields = ("organization_name", "plan", "billing_email", "settings")
+        fields = ("organization_name", "plan", "billing_email")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            current = self.instance.typed_settings
+            for name in SETTING_FIELDS:
+                self.fields[name].initial = getattr(current, name)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.instance.pk is not None and all(name in cleaned for name in SETTING_FIELDS):
+            try:
+                services.tenant_settings_check(tenant=self.instance, changes=self.setting_changes())
+            except DomainError as exc:
+                self.add_error(None, exc.detail)
+        return cleaned
+
+    def setting_changes(self) -> dict[str, Any]:
+        current = self.instance.typed_settings
+        return {
+            name: self.cleaned_data[name]
+            for name in SETTING_FIELDS
+            if self.cleaned_data[name] != getattr(current, name)
+        }
 
 
 class TenantChangeList(ChangeList):
@@ -86,7 +140,8 @@ class TenantAdmin(admin.ModelAdmin):
     form = TenantChangeForm
     fieldsets = (
         (None, {"fields": ("organization_name", "schema_name", "plan", "billing_email")}),
-        ("State", {"fields": ("status", "user_count", "settings")}),
+        ("State", {"fields": ("status", "user_count")}),
+        ("Settings", {"fields": SETTING_FIELDS}),
         ("Record", {"fields": ("id", "created_at", "updated_at")}),
     )
     add_fieldsets = (
@@ -151,7 +206,8 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_form(self, request: HttpRequest, form: Any, change: bool) -> Tenant:
         if change:
-            return super().save_form(request, form, change)
+            # Not saved here: save_model does it through the services.
+            return form.instance  # type: ignore[no-any-return]
         data = form.cleaned_data
         provisioned = services.tenant_provision(
             organization_name=data["organization_name"],
@@ -168,13 +224,43 @@ class TenantAdmin(admin.ModelAdmin):
         return tenant
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-        # On add, save_form has already provisioned and saved the organisation.
+        """A change goes through the same services as the app's own pages and API. On add,
+        save_form has already provisioned and saved the organisation."""
+        if not change:
+            return
+        data = form.cleaned_data
+        services.tenant_profile_update(
+            tenant=obj, organization_name=data["organization_name"], billing_email=data["billing_email"]
+        )
+        services.tenant_plan_change(tenant=obj, plan=data["plan"])
+        changes = form.setting_changes()
+        if changes:
+            actor = ChangeActor(
+                email=getattr(request.user, "email", ""),
+                ip_address=client_address(request) or None,
+                user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+                via="console",
+            )
+            try:
+                services.tenant_settings_update(tenant=obj, changes=changes, actor=actor)
+            except DomainError as exc:  # a guard's refusal (e.g. SSO-only without a provider)
+                self.message_user(request, f"Settings not changed: {exc.detail}", messages.ERROR)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Domains are added, changed and removed by the services (one primary per tenant)."""
+        domains = formset.save(commit=False)
+        for removed in formset.deleted_objects:
+            services.domain_remove(domain=removed)
+        # The new primary first: it demotes the old one, which may then be saved as secondary.
+        for domain in sorted(domains, key=lambda d: not d.is_primary):
+            services.domain_save(
+                tenant=form.instance, domain=domain.domain, is_primary=domain.is_primary, instance=domain
+            )
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         if change:
-            super().save_related(request, form, formsets, change)
+            for formset in formsets:
+                self.save_formset(request, form, formset, change=change)
 
     def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
         return False

@@ -8,6 +8,7 @@ from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 
 from tenants.plans import Plan
+from tenants.tenant_settings import TenantSettings
 
 
 class Tenant(TenantMixin):
@@ -49,6 +50,12 @@ class Tenant(TenantMixin):
     @property
     def subdomain(self) -> str:
         return self.schema_name
+
+    @property
+    def typed_settings(self) -> TenantSettings:
+        """``settings`` read through its schema (defaults for what an old row lacks). Written only
+        by ``tenants.services.tenant_settings_update``."""
+        return TenantSettings.from_stored(self.settings)
 
     @property
     def is_active(self) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
@@ -133,3 +133,61 @@ def tenant_contacts() -> TenantContacts:
 
 def quoted_schema(tenant: Tenant) -> str:
     return str(connection.ops.quote_name(tenant.schema_name))
+
+
+# --- settings: guards and listeners ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangeActor:
+    """Who changed something of a tenant: one of its members (``member_id``, in its schema) or
+    someone outside it (platform staff in the admin console, a command), known by email only.
+    ``via`` says where: ``api``, ``web``, ``console`` or ``command``."""
+
+    email: str = ""
+    member_id: int | None = None
+    ip_address: str | None = None
+    user_agent: str = ""
+    via: str = "api"
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """What ``tenant_settings_update`` changed: ``changes`` holds the new values, ``previous``
+    the old ones, of the settings that really changed."""
+
+    tenant: Tenant
+    changes: dict[str, Any]
+    previous: dict[str, Any]
+    actor: ChangeActor
+
+
+#: ``guard(tenant, value)`` raises a ``DomainError`` (or ``ValidationError``) to refuse a value.
+SettingGuard = Callable[["Tenant", Any], None]
+SettingsListener = Callable[[SettingsChange], None]
+
+_setting_guards: dict[str, list[SettingGuard]] = {}
+_settings_listeners: list[SettingsListener] = []
+
+
+def setting_guard_register(name: str, guard: SettingGuard) -> None:
+    """Refuse some values of setting ``name`` (e.g. ``sso_only`` without an identity provider).
+    Guards run in the tenant's schema, with its row locked, before anything is written."""
+    guards = _setting_guards.setdefault(name, [])
+    if guard not in guards:
+        guards.append(guard)
+
+
+def setting_guards(name: str) -> list[SettingGuard]:
+    return list(_setting_guards.get(name, ()))
+
+
+def settings_listener_register(listener: SettingsListener) -> None:
+    """Called in the tenant's schema, inside the transaction that saved the change (so an audit
+    row commits or rolls back with it); side effects such as email go ``on_commit``."""
+    if listener not in _settings_listeners:
+        _settings_listeners.append(listener)
+
+
+def settings_listeners() -> list[SettingsListener]:
+    return list(_settings_listeners)

@@ -1,16 +1,19 @@
-"""Writes of tenants: provisioning, suspension, resumption."""
+"""Writes of tenants: provisioning, suspension, resumption, settings, plan and profile."""
 
 from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django_tenants.utils import schema_context, schema_exists
@@ -20,14 +23,20 @@ from leanvibe.validators import validate_text_fields
 from tenants import tasks
 from tenants.models import Domain, Tenant
 from tenants.plans import Plan
-from tenants.registry import NewTenant, Phase, provisioning_steps
+from tenants.registry import (
+    ChangeActor,
+    NewTenant,
+    Phase,
+    SettingsChange,
+    provisioning_steps,
+    setting_guards,
+    settings_listeners,
+)
 from tenants.schemas import schema_create_for_tenant
 from tenants.subdomains import candidates, slugify_organization
+from tenants.tenant_settings import TenantSettings, settings_validate
 
 logger = logging.getLogger(__name__)
-
-# Settings every new tenant starts with (security switches are off until an admin turns them on).
-DEFAULT_TENANT_SETTINGS: dict[str, object] = {"require_mfa": False, "sso_only": False, "timezone": "UTC"}
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ def tenant_provision(
                     organization_name=organization_name,
                     billing_email=billing_email,
                     plan=plan,
-                    settings=dict(DEFAULT_TENANT_SETTINGS),
+                    settings=TenantSettings().to_stored(),
                 )
                 tenant.full_clean()
                 tenant.save()
@@ -135,21 +144,107 @@ def tenant_resume(*, tenant: Tenant) -> Tenant:
     return tenant
 
 
-def tenant_update_security(*, tenant: Tenant, changes: dict[str, bool]) -> dict[str, bool]:
-    """Change the tenant's security switches (``require_mfa``); returns the switches that
-    actually changed, with their new values. Locks the row: concurrent edits of other settings
-    keys are not lost."""
-    allowed = {"require_mfa"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise ValueError(f"unknown security settings: {sorted(unknown)}")
+def tenant_settings_update(
+    *, tenant: Tenant, changes: Mapping[str, Any], actor: ChangeActor
+) -> dict[str, Any]:
+    """Change some of the tenant's settings (``tenants.tenant_settings``); returns those that
+    really changed, with their new values.
+
+    Strict: an unknown name or a value of the wrong type is a ``ValidationError`` naming it, and
+    nothing is written. The row is locked, so concurrent changes of other settings are not lost.
+    The guards registered for a setting may refuse a value (``DomainError``); the listeners
+    (accounts: audit event in the tenant's log, email to its owners for sign-in rules) run in
+    the tenant's schema inside this transaction. Saving the values already set does nothing."""
+    wanted = settings_validate(changes)
     with transaction.atomic():
         locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
-        current = dict(locked.settings or {})
-        changed = {key: value for key, value in changes.items() if bool(current.get(key)) != value}
+        current = locked.typed_settings
+        changed = {name: value for name, value in wanted.items() if getattr(current, name) != value}
         if changed:
-            current.update(changed)
-            locked.settings = current
-            locked.save(update_fields=["settings", "updated_at"])
-    tenant.settings = current
+            with schema_context(locked.schema_name):
+                _settings_guard(locked, changed)
+                locked.settings = {**(locked.settings or {}), **replace(current, **changed).to_stored()}
+                locked.save(update_fields=["settings", "updated_at"])
+                change = SettingsChange(
+                    tenant=locked,
+                    changes=changed,
+                    previous={name: getattr(current, name) for name in changed},
+                    actor=actor,
+                )
+                for listener in settings_listeners():
+                    listener(change)
+    tenant.settings = locked.settings
     return changed
+
+
+def _settings_guard(tenant: Tenant, changes: Mapping[str, Any]) -> None:
+    for name, value in changes.items():
+        for guard in setting_guards(name):
+            guard(tenant, value)
+
+
+def tenant_settings_check(*, tenant: Tenant, changes: Mapping[str, Any]) -> None:
+    """What ``tenant_settings_update`` would refuse, without writing: a form shows it inline."""
+    wanted = settings_validate(changes)
+    with schema_context(tenant.schema_name):
+        _settings_guard(tenant, wanted)
+
+
+def tenant_plan_change(*, tenant: Tenant, plan: str) -> Tenant:
+    """Move the tenant to another plan of the catalogue; its limits apply at once. Billing calls
+    this when Stripe confirms a subscription change; the admin console for a manual override."""
+    if plan not in Plan.values:
+        raise ValidationError({"plan": f"Unknown plan {plan!r}."})
+    with transaction.atomic():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        if locked.plan != plan:
+            locked.plan = plan
+            locked.save(update_fields=["plan", "updated_at"])
+    tenant.plan = locked.plan
+    return tenant
+
+
+def tenant_profile_update(*, tenant: Tenant, organization_name: str, billing_email: str) -> Tenant:
+    """Rename the organisation or change its billing address (validated as on sign-up)."""
+    with transaction.atomic():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        locked.organization_name = organization_name
+        locked.billing_email = billing_email
+        validate_text_fields(organization_name=organization_name, billing_email=billing_email)
+        locked.full_clean(exclude=["schema_name", "settings"])
+        locked.save(update_fields=["organization_name", "billing_email", "updated_at"])
+    tenant.organization_name, tenant.billing_email = locked.organization_name, locked.billing_email
+    return tenant
+
+
+def domain_save(*, tenant: Tenant, domain: str, is_primary: bool, instance: Domain | None = None) -> Domain:
+    """Add or change one of the tenant's host names. A tenant has exactly one primary domain
+    (its canonical URLs point there): making one primary demotes the others."""
+    with transaction.atomic():
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk").first()
+        row = instance if instance is not None and instance.pk is not None else Domain(tenant=tenant)
+        if row.tenant_id != tenant.pk:
+            raise ValidationError({"domain": "This domain belongs to another organisation."})
+        row.domain = domain.strip().lower()
+        row.is_primary = is_primary
+        validate_text_fields(domain=row.domain)
+        row.full_clean(exclude=["tenant"])
+        if is_primary:
+            Domain.objects.filter(tenant=tenant, is_primary=True).exclude(pk=row.pk).update(is_primary=False)
+        elif not Domain.objects.filter(tenant=tenant, is_primary=True).exclude(pk=row.pk).exists():
+            raise ValidationError({"is_primary": "An organisation needs one primary domain."})
+        row.save()
+    return row
+
+
+def domain_remove(*, domain: Domain) -> None:
+    """Remove a host name; the primary one stays (make another primary first)."""
+    with transaction.atomic():
+        current = Domain.objects.select_for_update().filter(pk=domain.pk).first()
+        if current is None:
+            return
+        if current.is_primary:
+            raise ValidationError(
+                {"domain": "The primary domain cannot be removed: make another one primary first."}
+            )
+        current.delete()

@@ -16,11 +16,11 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.models import AuditEvent, Role, User
+from accounts.models import Role, User
 from accounts.services import mfa as mfa_services
-from accounts.services.audit import audit_record
+from accounts.services.audit import change_actor
 from leanvibe.api.base import StrictSerializer, TenantAPIView
-from tenants.services import tenant_update_security
+from tenants.services import tenant_settings_update
 
 
 class CodeInput(StrictSerializer):
@@ -122,7 +122,7 @@ class SecuritySettingsApi(TenantAPIView):
     def patch(self, request: Request) -> Response:
         data = SecurityInput(data=request.data)
         data.is_valid(raise_exception=True)
-        changed = tenant_update_security(tenant=_tenant(request), changes=dict(data.validated_data))
-        if changed:
-            audit_record(type=AuditEvent.Type.SECURITY_SETTINGS_CHANGED, request=request, changes=changed)
+        tenant_settings_update(
+            tenant=_tenant(request), changes=dict(data.validated_data), actor=change_actor(request, via="api")
+        )
         return Response({"require_mfa": mfa_services.tenant_requires_mfa(_tenant(request))})

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 
 from accounts.models import AuditEvent, Role
 from accounts.services import throttle, tokens_issue
-from accounts.services.audit import audit_record
+from accounts.services.audit import audit_record, change_actor
 from accounts.sso import oidc, providers, signin
 from accounts.sso import settings as sso_settings
 from leanvibe.api.base import DangerouslyPublicAPIView, StrictSerializer, TenantAPIView, TenantNotFound
@@ -150,7 +150,7 @@ class SsoSettingsApi(TenantAPIView):
         data.is_valid(raise_exception=True)
         settings_ = sso_settings.sso_settings_update(
             tenant=request.tenant,  # type: ignore[attr-defined]
-            request=request,
+            actor=change_actor(request, via="api"),
             **data.validated_data,
         )
         return Response(settings_)

@@ -33,6 +33,7 @@ class AuditEvent(models.Model):
         INVITATION_ACCEPTED = "invitation.accepted", "Invitation accepted"
         INVITATION_REVOKED = "invitation.revoked", "Invitation revoked"
         SECURITY_SETTINGS_CHANGED = "security.settings_changed", "Security settings changed"
+        SETTINGS_CHANGED = "settings.changed", "Organisation settings changed"
         SSO_LINKED = "sso.linked", "SSO identity linked to an account"
         SSO_LINK_REQUIRED = "sso.link_required", "SSO sign-in needs the account proven once"
         PASSWORD_CHANGED = "password.changed", "Password changed"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from django.http import HttpRequest
+from django_tenants.utils import get_public_schema_name
 
 from accounts.models import AuditEvent, User
 from leanvibe.http import client_address
+from tenants.registry import ChangeActor
 
 LOGIN_AUDITED_ATTRIBUTE = "_leanvibe_login_audited"
 
@@ -19,9 +22,12 @@ def audit_record(
     actor: User | None = None,
     actor_email: str = "",
     target_user: User | None = None,
+    ip_address: str | None = None,
+    user_agent: str = "",
     **data: Any,
 ) -> AuditEvent:
-    """Record one security event. ``actor`` defaults to the request's authenticated user."""
+    """Record one security event. ``actor`` defaults to the request's authenticated user; the
+    address and user agent come from ``request``, or are given when there is none."""
     if actor is None and request is not None:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
@@ -31,11 +37,26 @@ def audit_record(
         actor=actor,
         actor_email=actor_email or (actor.email if actor else ""),
         target_user=target_user,
-        ip_address=(client_address(request) or None) if request is not None else None,
-        user_agent=(request.META.get("HTTP_USER_AGENT", "") if request else "")[:300],
+        ip_address=(client_address(request) or None) if request is not None else ip_address,
+        user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else user_agent)[:300],
         data=data,
     )
     if request is not None and type == AuditEvent.Type.LOGIN_SUCCEEDED:
         # The web sign-in receiver (accounts.services.throttle) then does not record it twice.
         setattr(request, LOGIN_AUDITED_ATTRIBUTE, True)
     return event
+
+
+def change_actor(request: HttpRequest, *, via: str) -> ChangeActor:
+    """Who is making a change through ``request``: the signed-in member of this tenant (platform
+    staff on the public host are named by email only), with the client address."""
+    user = getattr(request, "user", None)
+    member = user if isinstance(user, User) and user.is_authenticated else None
+    in_tenant = getattr(connection, "schema_name", None) != get_public_schema_name()
+    return ChangeActor(
+        email=member.email if member is not None else "",
+        member_id=member.pk if member is not None and in_tenant else None,
+        ip_address=client_address(request) or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+        via=via,
+    )

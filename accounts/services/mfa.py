@@ -82,7 +82,7 @@ def user_has_mfa(user: User) -> bool:
 
 
 def tenant_requires_mfa(tenant: Any) -> bool:
-    return bool(tenant is not None and (tenant.settings or {}).get("require_mfa"))
+    return tenant is not None and tenant.typed_settings.require_mfa
 
 
 def mfa_enrollment_required(*, tenant: Any, user: Any, web: bool = False) -> bool:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from tenants.models import Tenant
 
 
-def owners_notify_security_change(*, tenant: Tenant, actor: User | None, change: str) -> list[str]:
+def owners_notify_security_change(*, tenant: Tenant, actor_email: str, change: str) -> list[str]:
     """Email every active owner of ``tenant`` (the current schema) once the transaction commits.
     Returns the recipients."""
     recipients = list(
@@ -31,7 +31,7 @@ def owners_notify_security_change(*, tenant: Tenant, actor: User | None, change:
         {
             "tenant": tenant,
             "change": change,
-            "actor": actor.email if actor is not None else "LeanVibe",
+            "actor": actor_email or "LeanVibe",
             "when": timezone.now(),
         },
     )

@@ -256,7 +256,8 @@ def _provider_change_record(
 ) -> None:
     """Every provider change is audited and emailed (after commit) to every owner."""
     audit_record(type=type, request=request, **data)
-    owners_notify_security_change(tenant=tenant, actor=request_actor(request), change=change)
+    actor = request_actor(request)
+    owners_notify_security_change(tenant=tenant, actor_email=actor.email if actor else "", change=change)
 
 
 @_network_before_transaction

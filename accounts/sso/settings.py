@@ -1,30 +1,29 @@
-"""The tenant's single sign-on switches, in ``Tenant.settings``: ``sso_only`` (passwords refused
-but an owner's, see ``password_login_check``) and ``trust_idp_mfa`` (a second factor asserted by
-the IdP replaces LeanVibe's). Changing them is an owner's action, audited and emailed."""
+"""The tenant's single sign-on switches, ``sso_only`` (passwords refused but an owner's, see
+``password_login_check``) and ``trust_idp_mfa`` (a second factor asserted by the IdP replaces
+LeanVibe's). They are typed tenant settings (``tenants.tenant_settings``) written through
+``tenants.services.tenant_settings_update``: changing them is an owner's action, audited and
+emailed by accounts' settings listener; ``sso_only_guard`` refuses SSO-only without a provider."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
-from django.http import HttpRequest
-
-from accounts.models import AuditEvent, Role, User
-from accounts.services.audit import audit_record
-from accounts.services.notify import owners_notify_security_change
-from accounts.sso.common import refuse, request_actor
+from accounts.models import Role, User
+from accounts.sso.common import refuse
 from accounts.sso.providers import sso_provider_list
+from tenants.registry import ChangeActor
+from tenants.services import tenant_settings_update
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
 
 
 def sso_only_enabled(tenant: Tenant | None) -> bool:
-    return bool(tenant is not None and (tenant.settings or {}).get("sso_only"))
+    return tenant is not None and tenant.typed_settings.sso_only
 
 
 def trust_idp_mfa_enabled(tenant: Tenant | None) -> bool:
-    return bool(tenant is not None and (tenant.settings or {}).get("trust_idp_mfa"))
+    return tenant is not None and tenant.typed_settings.trust_idp_mfa
 
 
 def password_login_check(*, tenant: Tenant | None, user: User | None, password_valid: bool) -> None:
@@ -48,50 +47,23 @@ def password_login_check(*, tenant: Tenant | None, user: User | None, password_v
 
 
 def sso_settings_of(tenant: Tenant | None) -> dict[str, bool]:
-    stored = (tenant.settings or {}) if tenant is not None else {}
-    return {"sso_only": bool(stored.get("sso_only")), "trust_idp_mfa": bool(stored.get("trust_idp_mfa"))}
+    return {"sso_only": sso_only_enabled(tenant), "trust_idp_mfa": trust_idp_mfa_enabled(tenant)}
 
 
-_SETTING_LABELS = {
-    "sso_only": (
-        "Single sign-on is now the only way in (owners keep their password).",
-        "Passwords are accepted again.",
-    ),
-    "trust_idp_mfa": (
-        "A second factor given at the identity provider is now accepted instead of LeanVibe's.",
-        "Members with a second factor must now give it after single sign-on too.",
-    ),
-}
-
-
-@transaction.atomic
-def sso_settings_update(
-    *,
-    tenant: Tenant,
-    sso_only: bool | None = None,
-    trust_idp_mfa: bool | None = None,
-    request: HttpRequest | None = None,
-) -> dict[str, bool]:
-    """Change the tenant's SSO settings (an owner's action). Each change is audited and emailed
-    to every owner; unchanged values are left alone."""
-    wanted = {
-        k: v for k, v in {"sso_only": sso_only, "trust_idp_mfa": trust_idp_mfa}.items() if v is not None
-    }
-    if wanted.get("sso_only") and not sso_provider_list():
+def sso_only_guard(tenant: Tenant, value: Any) -> None:
+    """SSO can be made the only way in once there is an identity provider to sign in with."""
+    if value and not sso_provider_list():
         raise refuse(
             "sso_provider_required", "Add an identity provider before making SSO the only way in.", status=409
         )
-    locked = type(tenant).objects.select_for_update().get(pk=tenant.pk)
-    current = sso_settings_of(locked)
-    changes: dict[str, Any] = {k: bool(v) for k, v in wanted.items() if current[k] != bool(v)}
-    if changes:
-        locked.settings = {**(locked.settings or {}), **changes}
-        locked.save(update_fields=["settings"])
-        audit_record(type=AuditEvent.Type.SECURITY_SETTINGS_CHANGED, request=request, **changes)
-        owners_notify_security_change(
-            tenant=tenant,
-            actor=request_actor(request),
-            change="\n".join(_SETTING_LABELS[k][0 if v else 1] for k, v in changes.items()),
-        )
-    tenant.settings = locked.settings
-    return sso_settings_of(locked)
+
+
+def sso_settings_update(
+    *, tenant: Tenant, actor: ChangeActor, sso_only: bool | None = None, trust_idp_mfa: bool | None = None
+) -> dict[str, bool]:
+    """Change the tenant's SSO switches (an owner's action); unchanged values are left alone."""
+    wanted = {
+        k: v for k, v in {"sso_only": sso_only, "trust_idp_mfa": trust_idp_mfa}.items() if v is not None
+    }
+    tenant_settings_update(tenant=tenant, changes=wanted, actor=actor)
+    return sso_settings_of(tenant)

@@ -126,7 +126,10 @@ def test_every_change_is_audited_and_emailed_to_every_owner(
     assert "“Okta EU” was removed" in bodies[3]
     with tenant_context(tenant_a.tenant):
         types = list(AuditEvent.objects.order_by("created_at").values_list("type", "data"))
-    assert (AuditEvent.Type.SECURITY_SETTINGS_CHANGED, {"sso_only": True, "trust_idp_mfa": True}) in types
+    assert (
+        AuditEvent.Type.SECURITY_SETTINGS_CHANGED,
+        {"changes": {"sso_only": True, "trust_idp_mfa": True}},
+    ) in types
     # Saving the same values again changes nothing and emails nobody.
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):

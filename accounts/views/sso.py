@@ -30,6 +30,7 @@ from accounts.login_stages import second_factor_mark_given
 from accounts.models import Role, User
 from accounts.permissions import has_role, role_required
 from accounts.services import throttle
+from accounts.services.audit import change_actor
 from accounts.services.mfa import user_mfa_methods
 from accounts.socialaccount_adapter import (
     SAML_AUTHN_CONTEXTS_ATTRIBUTE,
@@ -377,7 +378,7 @@ def sso_only_view(request: HttpRequest) -> HttpResponse:
             tenant=request.tenant,  # type: ignore[attr-defined]
             sso_only=request.POST.get("sso_only") == "on",
             trust_idp_mfa=request.POST.get("trust_idp_mfa") == "on",
-            request=request,
+            actor=change_actor(request, via="web"),
         )
     except DomainError as exc:
         context = _settings_context(request, error=exc.detail)

@@ -158,14 +158,20 @@ class StaffAPIView(_LockedAPIView):
 
 
 class HasAccessForMethod(BasePermission):
-    """``view.access_map[method]``: ``Access.PUBLIC`` lets anyone in; ``Access.STAFF``, or a
-    method the map does not name, only platform staff on the public host (else 403, whether or
-    not the caller sent a token)."""
+    """``view.access_map[method]``: ``Access.PUBLIC`` lets anyone in; ``Access.MEMBER`` a
+    signed-in member on a tenant's host (or ``X-Tenant-ID``), held to the tenant's two-factor
+    rule, and platform staff on the public host (401 without credentials); ``Access.STAFF``, or
+    a method the map does not name, only platform staff on the public host (else 403, whether
+    or not the caller sent a token)."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         rule = view.access_map.get(request.method or "", Access.STAFF)  # type: ignore[attr-defined]
         if rule == Access.PUBLIC:
             return True
+        if rule == Access.MEMBER:
+            IsAuthenticatedUser().has_permission(request, view)
+            if getattr(request, "tenant", None) is not None:
+                return EnrolledInMfaIfRequired().has_permission(request, view)
         user = request.user
         if getattr(request, "tenant", None) is None and user and user.is_authenticated and user.is_staff:
             return True
@@ -174,8 +180,9 @@ class HasAccessForMethod(BasePermission):
 
 class PlatformAPIView(_LockedAPIView):
     """A platform endpoint whose access depends on the HTTP method, declared in ``access_map``:
-    ``Access.PUBLIC`` (anyone; the class docstring says why) or ``Access.STAFF`` (platform staff
-    on the public host). A method the map does not name is staff-only. A valid token identifies
+    ``Access.PUBLIC`` (anyone; the class docstring says why), ``Access.MEMBER`` (a member on
+    their tenant's host, or platform staff on the public host) or ``Access.STAFF`` (platform
+    staff on the public host). A method the map does not name is staff-only. A valid token identifies
     its user; an invalid one is ignored, as on ``DangerouslyPublicAPIView``."""
 
     authentication_classes = [OptionalBearerTokenAuthentication]
@@ -185,8 +192,8 @@ class PlatformAPIView(_LockedAPIView):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for method, rule in cls.access_map.items():
-            if Access(rule) not in (Access.PUBLIC, Access.STAFF):
-                raise TypeError(f"{cls.__name__}.access_map[{method!r}] must be public or staff")
+            if Access(rule) not in (Access.PUBLIC, Access.MEMBER, Access.STAFF):
+                raise TypeError(f"{cls.__name__}.access_map[{method!r}] must be public, member or staff")
             if rule == Access.PUBLIC and not (cls.__doc__ or "").strip():
                 raise TypeError(f"{cls.__name__} lets anyone call {method}: its docstring must say why")
 

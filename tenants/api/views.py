@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
@@ -13,7 +14,6 @@ from rest_framework.response import Response
 
 from leanvibe.access import Access
 from leanvibe.api.base import (
-    DangerouslyPublicAPIView,
     PlatformAPIView,
     StaffAPIView,
     StrictSerializer,
@@ -125,16 +125,14 @@ class TenantListCreateApi(PlatformAPIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class TenantDetailApi(DangerouslyPublicAPIView):
+class TenantDetailApi(PlatformAPIView):
     """Staff see any tenant; a member sees their own (via its host or X-Tenant-ID)."""
 
+    access_map: ClassVar[Mapping[str, Access]] = {"GET": Access.MEMBER}
+
     def get(self, request: Request, tenant_id: str) -> Response:
-        if not request.user.is_authenticated:
-            raise DomainError(
-                "not_authenticated", "Authentication credentials were not provided.", status=401
-            )
         current = getattr(request, "tenant", None)
-        if current is None and request.user.is_staff:
+        if current is None:  # platform staff on the public host (the access rule saw to it)
             tenant = _tenant_or_404(tenant_id)
         elif current is not None and str(current.id) == str(tenant_id).lower():
             tenant = current

@@ -155,7 +155,7 @@ def test_change_page_keeps_schema_name_and_shows_domains_inline(staff_client, te
         "schema_name": "hijacked",
         "plan": "professional",
         "billing_email": "billing@acme.test",
-        "settings": "{}",
+        "timezone": "UTC",
         "domains-TOTAL_FORMS": "1",
         "domains-INITIAL_FORMS": "1",
         "domains-MIN_NUM_FORMS": "0",

@@ -109,7 +109,7 @@ def test_the_admin_console_add_and_change_forms_refuse_the_name(staff_client, te
             "organization_name": "Acme\nRenamed",
             "plan": "starter",
             "billing_email": "billing@acme.test",
-            "settings": "{}",
+            "timezone": "UTC",
             "domains-TOTAL_FORMS": "0",
             "domains-INITIAL_FORMS": "0",
             "domains-MIN_NUM_FORMS": "0",

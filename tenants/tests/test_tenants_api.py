@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 import pytest
 from django_tenants.utils import schema_context
 
 from accounts.models import User
 from accounts.services import member_add, tokens_issue
+from leanvibe.access import Access
+from leanvibe.api.base import PlatformAPIView
+from tenants.api.views import TenantDetailApi
+from tenants.registry import ChangeActor
+from tenants.services import tenant_settings_update
 
 SIGNUP = {
     "organization_name": "Acme Corporation",
@@ -134,6 +140,23 @@ def test_member_cannot_read_another_tenant(api, tenant_a, tenant_b):
 def test_tenant_detail_needs_authentication(api, tenant_a):
     assert api.get(f"/api/v1/tenants/{tenant_a.id}").status_code == 401
     assert api.get(f"/api/v1/tenants/{tenant_a.id}", host=tenant_a.host).status_code == 401
+
+
+@pytest.mark.django_db
+def test_tenant_detail_takes_its_member_rule_from_the_base_class(api, tenant_a):
+    """``access_map = {"GET": Access.MEMBER}``: a member is held to the tenant's two-factor rule
+    like on any tenant endpoint, and a member rule cannot be given to a method of the wrong kind."""
+    token = tenant_a.login(api)
+    tenant_settings_update(
+        tenant=tenant_a.tenant, changes={"require_mfa": True}, actor=ChangeActor(email="t@test")
+    )
+    refused = api.get(f"/api/v1/tenants/{tenant_a.id}", host=tenant_a.host, token=token)
+    assert refused.status_code == 403 and refused.body["error"] == "mfa_enrollment_required"
+    assert TenantDetailApi.access_map == {"GET": Access.MEMBER}
+    with pytest.raises(TypeError, match="must be public, member or staff"):
+
+        class AdminOnly(PlatformAPIView):
+            access_map: ClassVar[dict[str, Access]] = {"GET": Access.ADMIN}
 
 
 @pytest.mark.django_db
