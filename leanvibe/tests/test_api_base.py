@@ -156,12 +156,12 @@ class _SignUpOrList(PlatformAPIView):
         return Response({"replaced": True})
 
 
-def test_access_map_admits_only_public_or_staff_and_public_needs_a_reason():
-    with pytest.raises(TypeError, match="public or staff"):
+def test_access_map_admits_only_public_member_or_staff_and_public_needs_a_reason():
+    with pytest.raises(TypeError, match="public, member or staff"):
         type(
-            "Members",
+            "Admins",
             (PlatformAPIView,),
-            {"__module__": "x", "__doc__": "x", "access_map": {"GET": "member"}},
+            {"__module__": "x", "__doc__": "x", "access_map": {"GET": "admin"}},
         )
     with pytest.raises(TypeError, match="docstring"):
         type("Unexplained", (PlatformAPIView,), {"__module__": "x", "access_map": {"POST": Access.PUBLIC}})
