@@ -31,7 +31,12 @@ def test_provision_creates_schema_owner_domain_and_welcome_project(settings):
     assert tenant.schema_name == "acme-corporation"
     assert tenant.plan == "professional"
     assert tenant.status == Tenant.Status.ACTIVE
-    assert tenant.settings == {"require_mfa": False, "sso_only": False, "timezone": "UTC"}
+    assert tenant.settings == {
+        "require_mfa": False,
+        "sso_only": False,
+        "trust_idp_mfa": False,
+        "timezone": "UTC",
+    }
     assert (
         Domain.objects.get(tenant=tenant, is_primary=True).domain
         == f"acme-corporation.{settings.BASE_DOMAIN}"
