@@ -9,6 +9,7 @@ delivery) while the lock is held; the delivery thread does the HTTP outside it.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -132,6 +133,7 @@ class Backend:
         self.on_event = on_event
         self.base_url = "http://127.0.0.1"
         self._request: Obj = {"id": None, "idempotency_key": None}
+        self._muted = False  # True while a preview runs on a throw-away copy of the state
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = []
         self._register_routes()
 
@@ -221,6 +223,11 @@ class Backend:
             for item in node.get("data", []):
                 self._expand(item, rest, depth + 1)
             return
+        if key not in node:
+            included = self._includable(node, key)
+            if included is None:
+                return
+            node[key] = included
         value = node.get(key)
         if isinstance(value, str) and value in self.objects:
             target = self.objects[value]
@@ -230,6 +237,39 @@ class Backend:
                 self._expand(entry, rest, depth + 1)
         elif rest:
             self._expand(value, rest, depth + 1)
+
+    def _includable(self, node: Obj, key: str) -> Any:
+        """Fields Stripe leaves out unless expanded (``customer.sources``, ``session.line_items``...)."""
+        kind, object_id = node.get("object"), node.get("id")
+
+        def listing(data: list[Obj], url: str) -> Obj:
+            return {"object": "list", "data": data, "has_more": False, "url": url}
+
+        if kind == "customer" and key in ("sources", "tax_ids"):
+            return listing([], f"/v1/customers/{object_id}/{key}")
+        if kind == "customer" and key == "subscriptions":
+            subs = [
+                self._public(s)
+                for s in sorted(self._all("subscription"), key=lambda o: -o["_seq"])
+                if s["customer"] == object_id and s["status"] not in ("canceled", "incomplete_expired")
+            ]
+            return listing(subs, f"/v1/customers/{object_id}/subscriptions")
+        if kind == "customer" and key in ("cash_balance", "invoice_credit_balance"):
+            return {} if key == "invoice_credit_balance" else None
+        if kind == "checkout.session" and key == "line_items" and object_id in self.objects:
+            return self.checkout_line_items({}, str(object_id))
+        if kind == "price" and key == "currency_options":
+            return {
+                node["currency"]: {
+                    "custom_unit_amount": None,
+                    "tax_behavior": node["tax_behavior"],
+                    "unit_amount": node["unit_amount"],
+                    "unit_amount_decimal": node["unit_amount_decimal"],
+                }
+            }
+        if key == "breakdown" and "amount_discount" in node:  # total_details.breakdown
+            return {"discounts": [], "taxes": []}
+        return None
 
     def render(self, obj: Obj, expand: Any = None) -> Obj:
         out = self._public(obj)
@@ -278,6 +318,67 @@ class Backend:
             objs = [o for o in objs if int(o[field]) == _int(created, field)]
         return objs
 
+    @staticmethod
+    def _iso(ts: float) -> str:
+        moment = dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def meter_event_session(self, params: Obj) -> Obj:
+        """A 15-minute token for ``/v2/billing/meter_event_stream`` (the meter_events base)."""
+        token = "mes_token_" + new_id("", 32)
+        expires = time.time() + 15 * 60
+        self.state.setdefault("meter_sessions", {})[token] = expires
+        return {
+            "id": new_id("mes_"),
+            "object": "v2.billing.meter_event_session",
+            "authentication_token": token,
+            "created": self._iso(time.time()),
+            "expires_at": self._iso(expires),
+            "livemode": False,
+        }
+
+    def meter_event_stream(self, params: Obj) -> Obj:
+        events = params.get("events")
+        if not isinstance(events, list) or not events:
+            raise invalid("Missing required param: events.", param="events")
+        for event in events:
+            self.meter_event_create_v2(dict(event))
+        return {}
+
+    def _cancel_meter_event(self, params: Obj) -> str:
+        cancel = params.get("cancel") or {}
+        identifier = cancel.get("identifier") if isinstance(cancel, dict) else None
+        if not identifier:
+            raise invalid("Missing required param: cancel[identifier].", param="cancel[identifier]")
+        events = self.state["meter_events"]
+        self.state["meter_events"] = [e for e in events if e["identifier"] != identifier]
+        return str(identifier)
+
+    def meter_event_adjustment(self, params: Obj) -> Obj:
+        identifier = self._cancel_meter_event(params)
+        adjustment = example("billing.meter_event_adjustment")
+        adjustment.update(
+            cancel={"identifier": identifier},
+            event_name=params.get("event_name"),
+            livemode=False,
+            status="complete",
+            type="cancel",
+        )
+        return adjustment
+
+    def meter_event_adjustment_v2(self, params: Obj) -> Obj:
+        identifier = self._cancel_meter_event(params)
+        return {
+            "id": new_id("mea_"),
+            "object": "v2.billing.meter_event_adjustment",
+            "cancel": {"identifier": identifier},
+            "created": self._iso(time.time()),
+            "event_name": params.get("event_name"),
+            "livemode": False,
+            "status": "complete",
+            "type": "cancel",
+        }
+
     # --- events -------------------------------------------------------------------------
     def _emit(self, type_: str, obj: Obj, *, previous: Obj | None = None, at: int | None = None) -> Obj:
         event = example("event")
@@ -305,7 +406,7 @@ class Backend:
         if "context" in event:
             event["context"] = None
         self._store(event)
-        if self.on_event is not None and endpoints:
+        if self.on_event is not None and endpoints and not self._muted:
             self.on_event(public(event), [public(e) | {"secret": e["secret"]} for e in endpoints])
         return event
 
@@ -347,6 +448,9 @@ class Backend:
                 "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
             )
         ok = key == self.api_key if self.api_key else key.startswith("sk_test_")
+        sessions: dict[str, float] = self.state.setdefault("meter_sessions", {})
+        if not ok and sessions.get(key, 0) > time.time():
+            ok = True  # a v2 meter event session token (meter_event_stream)
         if not ok:
             shown = key[:8] + "*" * max(0, len(key) - 12) + key[-4:]
             raise ApiError(
@@ -430,6 +534,17 @@ class Backend:
     def _register_routes(self) -> None:
         r = self.route
         r("GET", "/v1/account")(self.account)
+        r("GET", "/v1/accounts/(acct_[^/]+)")(lambda params, _id: self.account(params))
+        for kind, base in (
+            ("customer", "/v1/customers"),
+            ("subscription", "/v1/subscriptions"),
+            ("price", "/v1/prices"),
+            ("product", "/v1/products"),
+            ("invoice", "/v1/invoices"),
+        ):
+            r("GET", base + "/search")(
+                lambda params, kind=kind, base=base: self._search(kind, params, base + "/search")
+            )
         r("POST", "/v1/customers")(self.customer_create)
         r("GET", "/v1/customers")(self.customer_list)
         r("GET", "/v1/customers/(cus_[^/]+)")(self.customer_retrieve)
@@ -490,6 +605,10 @@ class Backend:
         r("GET", "/v1/billing/meters/(mtr_[^/]+)/event_summaries")(self.meter_summaries)
         r("POST", "/v1/billing/meter_events")(self.meter_event_create)
         r("POST", "/v2/billing/meter_events")(self.meter_event_create_v2)
+        r("POST", "/v2/billing/meter_event_session")(self.meter_event_session)
+        r("POST", "/v2/billing/meter_event_stream")(self.meter_event_stream)
+        r("POST", "/v2/billing/meter_event_adjustments")(self.meter_event_adjustment_v2)
+        r("POST", "/v1/billing/meter_event_adjustments")(self.meter_event_adjustment)
         r("GET", "/v1/events")(self.event_list)
         r("GET", "/v1/events/(evt_[^/]+)")(self.event_retrieve)
         r("POST", "/v1/webhook_endpoints")(self.webhook_create)
@@ -502,6 +621,73 @@ class Backend:
         r("GET", "/v1/test_helpers/test_clocks/(clock_[^/]+)")(self.clock_retrieve)
         r("DELETE", "/v1/test_helpers/test_clocks/(clock_[^/]+)")(self.clock_delete)
         r("POST", "/v1/test_helpers/test_clocks/(clock_[^/]+)/advance")(self.clock_advance)
+
+    # --- search -------------------------------------------------------------------------
+    _CLAUSE = re.compile(
+        r"""(-)?(metadata\[['"](.+?)['"]\]|[a-z_.]+)\s*(:|~|>=|<=|>|<)\s*(?:'([^']*)'|"([^"]*)"|(\S+))"""
+    )
+
+    def _search(self, kind: str, params: Obj, url: str) -> Obj:
+        """Stripe's search query language, the common part: ``field:'v'``, ``metadata['k']:'v'``,
+        ``~`` (substring), ``>``/``<`` on numbers, ``-`` to negate, joined by AND or OR."""
+        query = str(params.get("query") or "")
+        if not query:
+            raise invalid("Missing required param: query.", param="query")
+        joiner = " OR " if " OR " in query else " AND "
+        clauses = []
+        for part in query.split(joiner):
+            match = self._CLAUSE.fullmatch(part.strip())
+            if not match:
+                raise invalid(f"Invalid search query: {query}", param="query")
+            negate, field, meta_key, op, v1, v2, v3 = match.groups()
+            clauses.append(
+                (bool(negate), field, meta_key, op, v1 if v1 is not None else v2 if v2 is not None else v3)
+            )
+
+        def value_of(obj: Obj, field: str, meta_key: str | None) -> Any:
+            if meta_key is not None:
+                return (obj.get("metadata") or {}).get(meta_key)
+            value: Any = obj
+            for part in field.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
+
+        def holds(obj: Obj, clause: tuple[bool, str, str | None, str, str]) -> bool:
+            negate, field, meta_key, op, expected = clause
+            actual = value_of(obj, field, meta_key)
+            if op == ":":
+                result = actual is not None and str(actual).lower() == expected.lower()
+                if expected == "null":
+                    result = actual is None
+            elif op == "~":
+                result = actual is not None and expected.lower() in str(actual).lower()
+            else:
+                try:
+                    number, bound = float(actual), float(expected)
+                except (TypeError, ValueError):
+                    return False
+                result = {
+                    ">": number > bound,
+                    "<": number < bound,
+                    ">=": number >= bound,
+                    "<=": number <= bound,
+                }[op]
+            return result != negate
+
+        combine = any if joiner == " OR " else all
+        objs = [o for o in self._all(kind) if combine(holds(o, c) for c in clauses)]
+        objs.sort(key=lambda o: o.get("_seq", 0), reverse=True)
+        limit = max(1, min(100, _int(params.get("limit", 10), "limit")))
+        result: Obj = {
+            "object": "search_result",
+            "data": [self._public(o) for o in objs[:limit]],
+            "has_more": len(objs) > limit,
+            "next_page": None,
+            "url": url,
+        }
+        for path in _as_list(params.get("expand")):
+            self._expand(result | {"object": "list"}, str(path).split("."))
+        return result
 
     # --- account ------------------------------------------------------------------------
     def account(self, params: Obj) -> Obj:
@@ -544,11 +730,15 @@ class Backend:
         self._store(customer)
         self._merge_metadata(customer, params)
         self._emit("customer.created", customer)
+        attached = None
         if params.get("payment_method"):
-            self._attach(params["payment_method"], customer, param="payment_method")
+            attached = self._attach(params["payment_method"], customer, param="payment_method")
         settings = params.get("invoice_settings") or {}
-        if settings.get("default_payment_method"):
-            self._set_default_pm(customer, settings["default_payment_method"])
+        default_pm = settings.get("default_payment_method") if isinstance(settings, dict) else None
+        if default_pm:
+            if attached is not None and default_pm == params["payment_method"]:
+                default_pm = attached["id"]  # ``pm_card_visa`` twice means the card just attached
+            self._set_default_pm(customer, default_pm)
         return self.render(customer, params.get("expand"))
 
     def customer_list(self, params: Obj) -> Obj:
@@ -1664,30 +1854,70 @@ class Backend:
         return self.render(invoice, params.get("expand"))
 
     def invoice_preview(self, params: Obj) -> Obj:
-        """The upcoming invoice: next period in advance, usage so far, pending invoice items."""
+        """``POST /v1/invoices/create_preview``, computed on a throw-away copy of the state.
+
+        A change in ``subscription_details[items]`` (or a new subscription) is applied for real
+        to the copy, with events muted, so the preview has exactly the prorations and amounts the
+        change would make; then the state is put back.
+        """
+        saved = json.loads(json.dumps(self.state))
+        muted, self._muted = self._muted, True
+        try:
+            return self._invoice_preview(params)
+        finally:
+            self.state = saved
+            self._muted = muted
+
+    def _preview_of(self, invoice: Obj, params: Obj) -> Obj:
+        out = self.render(invoice, params.get("expand"))
+        out.update(id="upcoming_" + invoice["id"], status="draft", number=None)
+        out["hosted_invoice_url"] = out["invoice_pdf"] = None
+        return out
+
+    def _invoice_preview(self, params: Obj) -> Obj:
         sub = None
         if params.get("subscription"):
             sub = self._get("subscription", params["subscription"], param="subscription")
         customer_id = params.get("customer") or (sub["customer"] if sub else None)
         customer = self._get("customer", customer_id, param="customer")
+        details = params.get("subscription_details")
+        details = details if isinstance(details, dict) else {}
+        items = _as_list(details.get("items"))
+        behaviour = details.get("proration_behavior", "create_prorations")
+        if sub is None and items:
+            create: Obj = {
+                "customer": customer["id"],
+                "items": items,
+                "payment_behavior": "default_incomplete",
+            }
+            for key in ("trial_end", "trial_period_days"):
+                if details.get(key):
+                    create[key] = details[key]
+            created = self.subscription_create(create)
+            return self._preview_of(self.objects[created["latest_invoice"]], params)
         if sub is None:
             subs = [
                 s
                 for s in self._all("subscription")
                 if s["customer"] == customer["id"] and s["status"] not in ("canceled", "incomplete_expired")
             ]
-            sub = subs[0] if subs else None
+            sub = sorted(subs, key=lambda s: s["_seq"])[-1] if subs else None
+        if sub is not None and (items or "cancel_at_period_end" in details):
+            update: Obj = {"items": items, "proration_behavior": behaviour}
+            if "cancel_at_period_end" in details:
+                update["cancel_at_period_end"] = details["cancel_at_period_end"]
+            latest = sub["latest_invoice"]
+            self.subscription_update(update, sub["id"])
+            sub = self.objects[sub["id"]]
+            if behaviour == "always_invoice" and sub["latest_invoice"] != latest:
+                return self._preview_of(self.objects[sub["latest_invoice"]], params)
         lines: list[Obj] = []
         at = self.now(customer["id"])
         start = end = at
         if sub is not None:
-            details = params.get("subscription_details") or {}
-            preview = json.loads(json.dumps(sub))
-            for spec in _as_list(details.get("items")) if isinstance(details, dict) else []:
-                self._apply_item_spec(preview, spec, at, prorate=False)
-            start, end = self._period_start(preview), self._period_end(preview)
-            if preview["status"] != "canceled" and not preview["cancel_at_period_end"]:
-                upcoming = json.loads(json.dumps(preview))
+            start, end = self._period_start(sub), self._period_end(sub)
+            if sub["status"] not in ("canceled", "paused") and not sub["cancel_at_period_end"]:
+                upcoming = json.loads(json.dumps(sub))
                 for item in upcoming["items"]["data"]:
                     recurring = self._item_price(item)["recurring"]
                     item["current_period_start"] = item["current_period_end"]
@@ -1695,14 +1925,14 @@ class Backend:
                         int(item["current_period_end"]), recurring["interval"], recurring["interval_count"]
                     )
                 lines += self._licensed_lines(upcoming)
-            lines += self._metered_lines(preview)
+            lines += self._metered_lines(sub)
         lines += self._pending_item_lines(customer["id"], sub, claim=None)
         invoice = self._invoice_object(customer["id"], sub, "upcoming", lines, start, end, at)
-        invoice["id"] = "upcoming_" + new_id("in_")
         invoice["created"] = end
         if sub is not None:
             invoice["next_payment_attempt"] = end
-        return self.render(invoice, params.get("expand"))
+            invoice["billing_reason"] = "upcoming"
+        return self._preview_of(invoice, params)
 
     # --- invoice items ------------------------------------------------------------------
     def _new_invoiceitem(
@@ -2691,16 +2921,12 @@ class Backend:
 
     def meter_event_create_v2(self, params: Obj) -> Obj:
         """``POST /v2/billing/meter_events`` (JSON body, RFC 3339 timestamps)."""
-        import datetime as dt
-
         if isinstance(params.get("timestamp"), str):
             moment = dt.datetime.fromisoformat(params["timestamp"].replace("Z", "+00:00"))
             params = dict(params) | {"timestamp": int(moment.timestamp())}
         record = self._record_meter_event(params)
 
-        def iso(ts: float) -> str:
-            return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat().replace("+00:00", "Z")
-
+        iso = self._iso
         return {
             "object": "v2.billing.meter_event",
             "created": iso(record["created"]),

@@ -86,7 +86,12 @@ class StripeLocal:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.backend.base_url = self.url
-        self._thread = threading.Thread(target=self._server.serve_forever, name="stripe-local", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="stripe-local",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

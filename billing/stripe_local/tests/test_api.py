@@ -281,3 +281,101 @@ def test_list_pagination(local: StripeLocal) -> None:
     assert len(events.data) == 7
     assert stripe.Event.retrieve(events.data[0].id).type == "customer.created"
     assert stripe.Account.retrieve().id.startswith("acct_")
+
+
+def test_v2_meter_events_and_stream(local: StripeLocal) -> None:
+    client = stripe.StripeClient("sk_test_v2", base_addresses={"api": local.url, "meter_events": local.url})
+    customer = client.v1.customers.create()
+    meter = client.v1.billing.meters.create(
+        {"display_name": "AI", "event_name": "ai_requests", "default_aggregation": {"formula": "sum"}}
+    )
+    event = client.v2.billing.meter_events.create(
+        {"event_name": "ai_requests", "payload": {"stripe_customer_id": customer.id, "value": "5"}}
+    )
+    assert event.identifier
+    session = client.v2.billing.meter_event_session.create()
+    stream = stripe.StripeClient(
+        session.authentication_token, base_addresses={"api": local.url, "meter_events": local.url}
+    )
+    stream.v2.billing.meter_event_stream.create(
+        {
+            "events": [
+                {
+                    "event_name": "ai_requests",
+                    "payload": {"stripe_customer_id": customer.id, "value": "7"},
+                    "identifier": "stream-1",
+                }
+            ]
+        }
+    )
+    now = int(time.time())
+    summaries = client.v1.billing.meters.event_summaries.list(
+        meter.id, {"customer": customer.id, "start_time": now - 60, "end_time": now + 60}
+    )
+    assert summaries.data[0].aggregated_value == 12
+    client.v1.billing.meter_event_adjustments.create(
+        {"event_name": "ai_requests", "type": "cancel", "cancel": {"identifier": "stream-1"}}
+    )
+    summaries = client.v1.billing.meters.event_summaries.list(
+        meter.id, {"customer": customer.id, "start_time": now - 60, "end_time": now + 60}
+    )
+    assert summaries.data[0].aggregated_value == 5
+
+
+def test_search_and_includable_expansions(local: StripeLocal) -> None:
+    acme = stripe.Customer.create(email="ada@acme.test", metadata={"tenant": "acme"})
+    stripe.Customer.create(email="bob@other.test", metadata={"tenant": "other"})
+    found = stripe.Customer.search(query="metadata['tenant']:'acme'")
+    assert [c.id for c in found.data] == [acme.id]
+    assert [c.id for c in stripe.Customer.search(query="email~'other'").data] != [acme.id]
+    price = _plan()
+    stripe.PaymentMethod.attach("pm_card_visa", customer=acme.id)
+    sub = stripe.Subscription.create(
+        customer=acme.id,
+        items=[{"price": price.id}],
+        default_payment_method=stripe.PaymentMethod.list(customer=acme.id).data[0].id,
+    )
+    expanded = stripe.Customer.retrieve(acme.id, expand=["subscriptions", "sources", "tax_ids"])
+    assert [s.id for s in expanded.subscriptions.data] == [sub.id]
+    assert expanded.sources.data == []
+    assert [s.id for s in stripe.Subscription.search(query="status:'active'").data] == [sub.id]
+    session = stripe.checkout.Session.create(
+        mode="subscription",
+        line_items=[{"price": price.id, "quantity": 2}],
+        success_url="http://127.0.0.1/ok",
+        expand=["line_items", "total_details.breakdown"],
+    )
+    assert session.line_items.data[0].quantity == 2
+    assert session.total_details.breakdown.discounts == []
+
+
+def test_preview_of_a_plan_change_and_of_a_new_subscription(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    basic, pro = _plan(amount=1000), _plan(amount=3000)
+    new = stripe.Invoice.create_preview(
+        customer=customer.id, subscription_details={"items": [{"price": pro.id}]}
+    )
+    assert new.amount_due == 3000 and new.status == "draft"
+    assert stripe.Subscription.list(customer=customer.id).data == []
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": basic.id}])
+    item = sub["items"].data[0]
+    events_before = len(local.events())
+    preview = stripe.Invoice.create_preview(
+        customer=customer.id,
+        subscription=sub.id,
+        subscription_details={
+            "items": [{"id": item.id, "price": pro.id}],
+            "proration_behavior": "always_invoice",
+        },
+    )
+    assert 1990 <= preview.amount_due <= 2000  # 3000 - 1000 for (almost) the whole period
+    assert any(line.parent.invoice_item_details.proration for line in preview.lines.data)
+    assert len(local.events()) == events_before
+    assert stripe.Subscription.retrieve(sub.id)["items"].data[0].price.id == basic.id
+    assert stripe.InvoiceItem.list(customer=customer.id).data == []
+    nxt = stripe.Invoice.create_preview(
+        customer=customer.id,
+        subscription=sub.id,
+        subscription_details={"items": [{"id": item.id, "price": pro.id}]},
+    )
+    assert nxt.amount_due == 3000 + preview.amount_due
