@@ -123,6 +123,7 @@ class Backend:
         retry_days: tuple[int, ...] = (3, 5, 7),
         after_final_failure: str = "canceled",
         on_event: Callable[[Obj, list[Obj]], None] | None = None,
+        upcoming_days: int = 3,
     ) -> None:
         self.lock = threading.RLock()
         self.api_key = api_key
@@ -130,6 +131,7 @@ class Backend:
         self.state: Obj = load_state(state_path)
         self.retry_days = retry_days
         self.after_final_failure = after_final_failure
+        self.upcoming_days = upcoming_days
         self.on_event = on_event
         self.base_url = "http://127.0.0.1"
         self._request: Obj = {"id": None, "idempotency_key": None}
@@ -1860,12 +1862,13 @@ class Backend:
         to the copy, with events muted, so the preview has exactly the prorations and amounts the
         change would make; then the state is put back.
         """
-        saved = json.loads(json.dumps(self.state))
+        original = self.state
+        self.state = json.loads(json.dumps(original))  # callers' references stay on the original
         muted, self._muted = self._muted, True
         try:
             return self._invoice_preview(params)
         finally:
-            self.state = saved
+            self.state = original
             self._muted = muted
 
     def _preview_of(self, invoice: Obj, params: Obj) -> Obj:
@@ -2408,8 +2411,8 @@ class Backend:
         return deleted
 
     # --- scheduled work (test clocks) ---------------------------------------------------
-    def _due(self, clock_id: str, until: int) -> tuple[int, str, Obj] | None:
-        """The earliest piece of work due on this clock at or before ``until``."""
+    def _due(self, clock_id: str | None, until: int) -> tuple[int, str, Obj] | None:
+        """The earliest piece of work due on this clock (None: real time) at or before ``until``."""
         best: tuple[int, int, str, Obj] | None = None
 
         def consider(at: int, order: int, kind: str, obj: Obj) -> None:
@@ -2427,10 +2430,22 @@ class Backend:
                     consider(int(sub["trial_end"]) - 3 * DAY, 0, "trial_will_end", sub)
                 consider(int(sub["trial_end"]), 1, "trial_end", sub)
             elif sub["status"] in ("active", "past_due", "unpaid"):
-                consider(self._period_end(sub), 2, "renew", sub)
+                end = self._period_end(sub)
+                consider(end, 2, "renew", sub)
+                notice = end - self.upcoming_days * DAY
+                if (
+                    self.upcoming_days
+                    and not sub["cancel_at_period_end"]
+                    and sub.get("_upcoming_for") != end
+                    and notice > self._period_start(sub)
+                ):
+                    consider(notice, 0, "upcoming", sub)
+            elif sub["status"] == "incomplete":
+                consider(int(sub["created"]) + 23 * 3600, 2, "expire", sub)
         for invoice in self._all("invoice"):
             if (
                 invoice["test_clock"] == clock_id
+                and (clock_id is not None or self.objects[invoice["customer"]]["test_clock"] is None)
                 and invoice["status"] == "open"
                 and invoice["next_payment_attempt"]
             ):
@@ -2447,6 +2462,20 @@ class Backend:
             self._end_trial(obj, at)
         elif kind == "renew":
             self._renew(obj, at)
+        elif kind == "upcoming":
+            end = self._period_end(obj)
+            preview = self.invoice_preview({"customer": obj["customer"], "subscription": obj["id"]})
+            obj["_upcoming_for"] = end
+            preview["id"] = None  # Stripe's invoice.upcoming carries an invoice that has no id yet
+            self._emit("invoice.upcoming", preview, at=at)
+        elif kind == "expire":
+            before = self._public(obj)
+            obj.update(status="incomplete_expired", ended_at=at)
+            for invoice in self._all("invoice"):
+                if self._invoice_sub(invoice) is obj and invoice["status"] == "open":
+                    invoice.update(status="void", next_payment_attempt=None)
+                    invoice["status_transitions"]["voided_at"] = at
+            self._updated(obj, before, "customer.subscription.updated", at=at)
         elif kind == "retry":
             sub = self._invoice_sub(obj)
             if sub is not None and sub["status"] == "canceled":
@@ -3049,6 +3078,25 @@ class Backend:
         deleted = example("deleted_test_helpers.test_clock")
         deleted["id"] = clock_id
         return deleted
+
+    def run_due(self) -> int:
+        """Process what is due now for customers without a test clock (renewals, retries...).
+
+        Stripe does this continuously; here ``StripeLocal(tick_interval=...)`` calls it from a
+        thread (the standalone server does, every 30 s) or a test calls ``s.run_due()``.
+        """
+        with self.lock:
+            count = 0
+            for _ in range(10000):
+                due = self._due(None, int(time.time()))
+                if due is None:
+                    break
+                at, kind, obj = due
+                self._run(kind, obj, at)
+                count += 1
+            if count:
+                self.save()
+            return count
 
     def clock_advance(self, params: Obj, clock_id: str) -> Obj:
         """Run everything due up to ``frozen_time`` in order; the answer says ``advancing``."""

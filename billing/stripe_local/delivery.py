@@ -10,6 +10,7 @@ Knobs for tests of an idempotent, order-tolerant receiver:
 * ``duplicate_next(n)``: the next ``n`` deliveries are each sent twice.
 * ``hold()`` then ``release(order="reverse" | "fifo" | "shuffle")``: collect deliveries, then
   send them as one batch in that order.
+* ``timestamp_offset``: seconds added to the signature's timestamp (negative: a stale one).
 * ``wait_idle(timeout)``: block until nothing is queued, retrying or in flight.
 * ``records``: every attempt (event, endpoint, attempt number, HTTP status or error).
 """
@@ -73,6 +74,9 @@ class Delivery:
     def __init__(self, *, retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0), timeout: float = 5.0) -> None:
         self.retry_delays = retry_delays
         self.timeout = timeout
+        # Seconds added to the signing timestamp: e.g. -600 sends signatures a receiver with a
+        # 300 s tolerance must reject as too old.
+        self.timestamp_offset = 0
         self.records: list[DeliveryRecord] = []
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Job]] = []
@@ -191,7 +195,7 @@ class Delivery:
             headers={
                 "Content-Type": "application/json; charset=utf-8",
                 "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                "Stripe-Signature": sign(job.payload, job.secret, int(time.time())),
+                "Stripe-Signature": sign(job.payload, job.secret, int(time.time()) + self.timestamp_offset),
             },
         )
         try:

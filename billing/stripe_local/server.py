@@ -45,11 +45,16 @@ class StripeLocal:
         retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0),
         payment_retry_days: tuple[int, ...] = (3, 5, 7),
         after_final_payment_failure: str = "canceled",
+        upcoming_days: int = 3,
+        tick_interval: float | None = None,
     ) -> None:
         """``webhook_tolerance`` is the signature age receivers should accept (informative here);
         ``retry_delays`` the webhook retry backoff in seconds; ``payment_retry_days`` the days
         after the first failed payment when Stripe retries; ``after_final_payment_failure`` is
-        ``"canceled"`` or ``"unpaid"``."""
+        ``"canceled"`` or ``"unpaid"``; ``upcoming_days`` how long before a renewal
+        ``invoice.upcoming`` is sent (0: never); ``tick_interval`` how often (seconds) work due in
+        real time (renewals, retries of customers without a test clock) is processed (None:
+        only when ``run_due()`` is called)."""
         self.port = port
         self.webhook_tolerance = webhook_tolerance
         self.delivery = Delivery(retry_delays=retry_delays)
@@ -59,7 +64,10 @@ class StripeLocal:
             retry_days=payment_retry_days,
             after_final_failure=after_final_payment_failure,
             on_event=self.delivery.enqueue,
+            upcoming_days=upcoming_days,
         )
+        self.tick_interval = tick_interval
+        self._ticking = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -93,9 +101,32 @@ class StripeLocal:
             daemon=True,
         )
         self._thread.start()
+        if self.tick_interval:
+            threading.Thread(target=self._tick, name="stripe-local-clock", daemon=True).start()
         return self
 
+    def _tick(self) -> None:
+        while not self._ticking.wait(self.tick_interval):
+            self.backend.run_due()
+
+    def run_due(self) -> int:
+        """Process renewals, trial ends and payment retries due now in real time."""
+        return self.backend.run_due()
+
+    def resend(self, event_id: str) -> None:
+        """Deliver an event again to the endpoints it matches (Stripe's dashboard "Resend")."""
+        with self.backend.lock:
+            event = self.backend._get("event", event_id)
+            endpoints = [
+                e | {"secret": e["secret"]}
+                for e in self.backend._all("webhook_endpoint")
+                if e["status"] == "enabled"
+                and ("*" in e["enabled_events"] or event["type"] in e["enabled_events"])
+            ]
+            self.delivery.enqueue(self.backend.render(event), endpoints)
+
     def stop(self) -> None:
+        self._ticking.set()
         if self._server:
             self._server.shutdown()
             self._server.server_close()

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import time
+
 import stripe
 
 from billing.stripe_local import StripeLocal
@@ -178,3 +180,36 @@ def test_cancel_at_period_end_takes_effect_at_renewal(local: StripeLocal) -> Non
     with_clock = stripe.test_helpers.TestClock.list()
     assert [c.id for c in with_clock.data] == [clock.id]
     assert stripe.test_helpers.TestClock.delete(clock.id).deleted is True
+
+
+def test_invoice_upcoming_before_renewal_and_incomplete_expiry(local: StripeLocal) -> None:
+    clock, customer = _clock_customer()
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": _price().id}])
+    end = sub["items"].data[0].current_period_end
+    _advance(clock, end - 2 * DAY)
+    upcoming = local.events("invoice.upcoming")
+    assert len(upcoming) == 1 and upcoming[0]["created"] == end - 3 * DAY
+    invoice = upcoming[0]["data"]["object"]
+    assert invoice["id"] is None and invoice["amount_due"] == 2000
+    assert invoice["parent"]["subscription_details"]["subscription"] == sub.id
+    failing = stripe.PaymentMethod.attach("pm_card_chargeCustomerFail", customer=customer.id)
+    incomplete = stripe.Subscription.create(
+        customer=customer.id, items=[{"price": _price().id}], default_payment_method=failing.id
+    )
+    assert incomplete.status == "incomplete"
+    _advance(clock, end - 2 * DAY + DAY)
+    assert stripe.Subscription.retrieve(incomplete.id).status == "incomplete_expired"
+    assert stripe.Invoice.retrieve(incomplete.latest_invoice).status == "void"
+
+
+def test_real_time_work_runs_on_run_due(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    pm = stripe.PaymentMethod.attach("pm_card_visa", customer=customer.id)
+    stripe.Customer.modify(customer.id, invoice_settings={"default_payment_method": pm.id})
+    sub = stripe.Subscription.create(
+        customer=customer.id, items=[{"price": _price().id}], trial_end=int(time.time()) + 1
+    )
+    assert sub.status == "trialing"
+    time.sleep(1.2)
+    assert local.run_due() >= 1
+    assert stripe.Subscription.retrieve(sub.id).status == "active"

@@ -148,7 +148,10 @@ def check(kind: str, obj: dict[str, Any], problems: list[str]) -> None:
     expected = example(kind)
     if kind == "event":  # data.object is checked as its own kind, not as the example's plan
         expected["data"]["object"] = {}
-        check(obj["data"]["object"]["object"], obj["data"]["object"], problems)
+        inner = obj["data"]["object"]
+        if obj["type"] == "invoice.upcoming":  # its invoice has no id yet, as on Stripe
+            inner = inner | {"id": "upcoming"}
+        check(inner["object"], inner, problems)
     _compare(kind, obj, expected, "", 0, problems)
 
 

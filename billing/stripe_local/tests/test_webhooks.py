@@ -100,3 +100,19 @@ def test_endpoint_update_and_delete(local: StripeLocal, receiver: Receiver) -> N
     assert [e.id for e in listed.data] == [endpoint.id] and listed.data[0].status == "disabled"
     assert stripe.WebhookEndpoint.delete(endpoint.id).deleted is True
     assert stripe.WebhookEndpoint.list().data == []
+
+
+def test_resend_and_stale_signatures(local: StripeLocal, receiver: Receiver) -> None:
+    endpoint = _endpoint(receiver)
+    stripe.Customer.create()
+    assert local.delivery.wait_idle(5)
+    event_id = json.loads(receiver.requests[0]["body"])["id"]
+    local.resend(event_id)
+    assert local.delivery.wait_idle(5)
+    assert [json.loads(r["body"])["id"] for r in receiver.requests] == [event_id, event_id]
+    local.delivery.timestamp_offset = -600
+    stripe.Customer.create()
+    assert local.delivery.wait_idle(5)
+    stale = receiver.requests[-1]
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(stale["body"], stale["signature"], endpoint.secret, tolerance=300)
