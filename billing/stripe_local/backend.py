@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -480,6 +481,11 @@ class Backend:
                 status, body = exc.status, exc.body()
                 body["error"]["request_log_url"] = f"{self.base_url}/logs/{request_id}"
                 headers.update(exc.headers)
+            except Exception as exc:  # a bug here: answer like Stripe's 500 so the client sees it
+                traceback.print_exc()
+                status = 500
+                body = {"error": {"type": "api_error", "message": f"Local Stripe error: {exc!r}"}}
+                headers["Stripe-Should-Retry"] = "false"
             finally:
                 self._request = {"id": None, "idempotency_key": None}
             if idempotency_key and method in ("POST", "DELETE"):
@@ -1228,6 +1234,16 @@ class Backend:
                 if exc.param:
                     exc.param = exc.param.replace("items[0]", f"items[{index}]")
                 raise
+        intervals = {
+            (self._item_price(i)["recurring"]["interval"], self._item_price(i)["recurring"]["interval_count"])
+            for i in sub["items"]["data"]
+        }
+        if len(intervals) > 1:
+            raise invalid(
+                "The price specified has an interval different from the other prices. All prices on a "
+                "subscription must have the same `recurring.interval` and `recurring.interval_count`.",
+                param="items",
+            )
         currencies = {self._item_price(i)["currency"] for i in sub["items"]["data"]}
         if len(currencies) > 1:
             raise invalid("All prices on a subscription must have the same currency.", param="items")
@@ -2120,6 +2136,7 @@ class Backend:
             item = self._find_item(sub, spec["id"])
             if _bool(spec.get("deleted")):
                 sub["items"]["data"].remove(item)
+                changes.append((self._item_price(item) | {"_qty": item["quantity"]}, {}, item))
                 return changes
             old_price = self._item_price(item)
             old_qty = item["quantity"]
@@ -2236,6 +2253,10 @@ class Backend:
         for old, new, item in changes:
             start, end = int(item["current_period_start"]), int(item["current_period_end"])
             old_interval = (old.get("recurring") or {}).get("interval")
+            if not new:  # an item removed: credit its unused time
+                if old["recurring"]["usage_type"] == "licensed":
+                    self._proration_item(sub, old, old.get("_qty") or 1, at, end, start, credit=True)
+                continue
             new_recurring = new["recurring"]
             if old and old_interval != new_recurring["interval"]:
                 # A new interval resets the billing cycle: credit the unused time, bill the new period now.
@@ -2607,6 +2628,9 @@ class Backend:
             mode=mode,
             payment_intent=None,
             payment_method_collection=params.get("payment_method_collection", "always"),
+            allow_promotion_codes=_bool(params["allow_promotion_codes"])
+            if "allow_promotion_codes" in params
+            else None,
             payment_method_configuration_details=None,
             payment_status="unpaid",
             shipping_address_collection=None,
@@ -2676,6 +2700,16 @@ class Backend:
             session = self._get("checkout.session", session_id)
             if session["status"] != "open":
                 raise invalid("This Checkout Session is no longer open.")
+            sub_data = session["_subscription_data"]
+            trial = bool(sub_data.get("trial_period_days") or sub_data.get("trial_end"))
+            if not card:
+                if session["payment_method_collection"] != "if_required" or (
+                    session["amount_total"] and not trial
+                ):
+                    raise ApiError(
+                        400, "Your card number is incomplete.", type="card_error", code="incomplete_number"
+                    )
+                return self._complete_session(session, None, email, trial)
             test_pm = self._test_pm_for(card, param="card[number]")
             behaviour = TEST_PAYMENT_METHODS[test_pm][2]
             if behaviour in ("decline", "insufficient_funds"):
@@ -2684,18 +2718,22 @@ class Backend:
                     if behaviour == "insufficient_funds"
                     else "generic_decline"
                 )
-            sub_data = session["_subscription_data"]
-            trial = bool(sub_data.get("trial_period_days") or sub_data.get("trial_end"))
             if behaviour == "charge_fail" and session["amount_total"] and not trial:
                 raise card_declined()
+            return self._complete_session(session, test_pm, email, trial)
+
+    def _complete_session(self, session: Obj, test_pm: str | None, email: str | None, trial: bool) -> Obj:
+        with self.lock:
+            sub_data = session["_subscription_data"]
             if session["customer"]:
                 customer = self.objects[session["customer"]]
             else:
                 created = self.customer_create({"email": email or session["customer_email"] or ""})
                 customer = self.objects[created["id"]]
-            pm = self._attach(test_pm, customer)
+            pm = self._attach(test_pm, customer) if test_pm else None
             before = self._public(customer)
-            customer["invoice_settings"]["default_payment_method"] = pm["id"]
+            if pm is not None:
+                customer["invoice_settings"]["default_payment_method"] = pm["id"]
             if email and not customer["email"]:
                 customer["email"] = email
             self._updated(customer, before, "customer.updated")
@@ -2707,7 +2745,7 @@ class Backend:
                         {"price": i["price"]} | ({"quantity": i["quantity"]} if i["quantity"] else {})
                         for i in session["_items"]
                     ],
-                    "default_payment_method": pm["id"],
+                    "default_payment_method": pm["id"] if pm else "",
                     "metadata": sub_data.get("metadata") or {},
                 }
                 for key in ("trial_period_days", "trial_end", "trial_settings", "description"):

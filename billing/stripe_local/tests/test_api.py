@@ -379,3 +379,23 @@ def test_preview_of_a_plan_change_and_of_a_new_subscription(local: StripeLocal) 
         subscription_details={"items": [{"id": item.id, "price": pro.id}]},
     )
     assert nxt.amount_due == 3000 + preview.amount_due
+
+
+def test_item_added_and_removed_with_prorations(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    base, addon, yearly = _plan(amount=1000), _plan(amount=400), _plan(amount=9000, interval="year")
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": base.id}])
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe.Subscription.create(customer=customer.id, items=[{"price": base.id}, {"price": yearly.id}])
+    added = stripe.SubscriptionItem.create(subscription=sub.id, price=addon.id, quantity=2)
+    assert added.quantity == 2 and added.price.id == addon.id
+    assert len(stripe.SubscriptionItem.list(subscription=sub.id).data) == 2
+    stripe.SubscriptionItem.delete(added.id)
+    amounts = sorted(i.amount for i in stripe.InvoiceItem.list(customer=customer.id, pending=True).data)
+    assert len(amounts) == 2 and amounts[0] == -amounts[1] and 790 <= amounts[1] <= 800
+    switched = stripe.Subscription.modify(sub.id, items=[{"id": sub["items"].data[0].id, "price": yearly.id}])
+    item = switched["items"].data[0]
+    assert item.current_period_end - item.current_period_start >= 365 * 86400
+    invoice = stripe.Invoice.retrieve(switched.latest_invoice)
+    assert invoice.billing_reason == "subscription_update" and invoice.status == "paid"
+    assert 9000 - 1000 <= invoice.amount_paid <= 9000

@@ -150,3 +150,23 @@ def test_invoice_pages(local: StripeLocal) -> None:
     assert status == 200 and "paid" in page
     status, headers, body = _request(invoice.invoice_pdf)
     assert status == 200 and headers["Content-Type"] == "application/pdf" and body.startswith("%PDF")
+
+
+def test_checkout_without_card_when_not_required(local: StripeLocal) -> None:
+    basic, _ = _prices()
+    session = _session(
+        basic,
+        payment_method_collection="if_required",
+        subscription_data={
+            "trial_period_days": 30,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}},
+        },
+    )
+    status, _, _ = _request(session.url, {"card_number": "", "email": "free@acme.test"})
+    assert status == 303
+    done = stripe.checkout.Session.retrieve(session.id, expand=["subscription"])
+    assert done.subscription.status == "trialing" and done.subscription.default_payment_method is None
+    assert done.subscription.trial_settings.end_behavior.missing_payment_method == "pause"
+    other = _session(basic)
+    status, _, page = _request(other.url, {"card_number": ""})
+    assert status == 400 and "incomplete" in page
