@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,13 @@ def _int(value: Any, param: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise invalid(f"Invalid integer: {value}", param=param) from None
+
+
+def _decimal_str(value: Any, param: str) -> str:
+    try:
+        return format(Decimal(str(value)).normalize(), "f")
+    except InvalidOperation:
+        raise invalid(f"Invalid decimal: {value}", param=param) from None
 
 
 def _bool(value: Any) -> bool:
@@ -270,6 +277,8 @@ class Backend:
                     "unit_amount_decimal": node["unit_amount_decimal"],
                 }
             }
+        if kind == "price" and key == "tiers" and object_id in self.objects:
+            return self.objects[str(object_id)].get("_tiers")
         if key == "breakdown" and "amount_discount" in node:  # total_details.breakdown
             return {"discounts": [], "taxes": []}
         return None
@@ -1043,14 +1052,30 @@ class Backend:
         currency = str(params.get("currency") or "").lower()
         if not currency:
             raise invalid("Missing required param: currency.", param="currency")
-        if "unit_amount_decimal" in params and params["unit_amount_decimal"] != "":
-            decimal = format(Decimal(str(params["unit_amount_decimal"])).normalize(), "f")
+        billing_scheme = params.get("billing_scheme", "per_unit")
+        tiers: list[Obj] | None = None
+        decimal: str | None
+        unit_amount: int | None
+        if billing_scheme == "tiered":
+            tiers = self._parse_tiers(params)
+            decimal = unit_amount = None
+        elif "unit_amount_decimal" in params and params["unit_amount_decimal"] != "":
+            decimal = _decimal_str(params["unit_amount_decimal"], "unit_amount_decimal")
             unit_amount = int(Decimal(decimal)) if Decimal(decimal) == int(Decimal(decimal)) else None
         elif "unit_amount" in params:
             unit_amount = _int(params["unit_amount"], "unit_amount")
             decimal = str(unit_amount)
         else:
             raise invalid("Missing required param: unit_amount.", param="unit_amount")
+        transform = params.get("transform_quantity")
+        transform_quantity = None
+        if isinstance(transform, dict):
+            transform_quantity = {
+                "divide_by": _int(transform.get("divide_by"), "transform_quantity[divide_by]"),
+                "round": transform.get("round", "up"),
+            }
+            if transform_quantity["divide_by"] <= 0 or transform_quantity["round"] not in ("up", "down"):
+                raise invalid("Invalid transform_quantity.", param="transform_quantity")
         recurring_params = params.get("recurring")
         recurring: Obj | None = None
         if isinstance(recurring_params, dict):
@@ -1080,7 +1105,7 @@ class Backend:
         price.update(
             id=new_id("price_"),
             active=_bool(params.get("active", "true")),
-            billing_scheme=params.get("billing_scheme", "per_unit"),
+            billing_scheme=billing_scheme,
             created=self.now(),
             currency=currency,
             custom_unit_amount=None,
@@ -1091,16 +1116,45 @@ class Backend:
             product=product_id,
             recurring=recurring,
             tax_behavior=params.get("tax_behavior", "unspecified"),
-            tiers_mode=None,
-            transform_quantity=None,
+            tiers_mode=params.get("tiers_mode") if tiers else None,
+            transform_quantity=transform_quantity,
             type="recurring" if recurring else "one_time",
             unit_amount=unit_amount,
             unit_amount_decimal=decimal,
+            _tiers=tiers,
         )
         self._merge_metadata(price, params)
         self._store(price)
         self._emit("price.created", price)
         return price
+
+    @staticmethod
+    def _parse_tiers(params: Obj) -> list[Obj]:
+        if params.get("tiers_mode") not in ("graduated", "volume"):
+            raise invalid("Missing required param: tiers_mode.", param="tiers_mode")
+        tiers = []
+        for n, spec in enumerate(_as_list(params.get("tiers"))):
+            up_to = spec.get("up_to")
+            unit = spec.get("unit_amount_decimal", spec.get("unit_amount"))
+            flat = spec.get("flat_amount_decimal", spec.get("flat_amount"))
+            unit_dec = _decimal_str(unit, f"tiers[{n}][unit_amount]") if unit not in (None, "") else None
+            flat_dec = _decimal_str(flat, f"tiers[{n}][flat_amount]") if flat not in (None, "") else None
+            tiers.append(
+                {
+                    "flat_amount": int(Decimal(flat_dec))
+                    if flat_dec and Decimal(flat_dec) % 1 == 0
+                    else None,
+                    "flat_amount_decimal": flat_dec,
+                    "unit_amount": int(Decimal(unit_dec))
+                    if unit_dec and Decimal(unit_dec) % 1 == 0
+                    else None,
+                    "unit_amount_decimal": unit_dec,
+                    "up_to": None if up_to == "inf" else _int(up_to, f"tiers[{n}][up_to]"),
+                }
+            )
+        if len(tiers) < 2 or tiers[-1]["up_to"] is not None:
+            raise invalid("Tiered prices need at least two tiers, the last with `up_to=inf`.", param="tiers")
+        return tiers
 
     def _claim_lookup_key(self, lookup_key: str, transfer: bool, owner: str | None) -> None:
         for other in self._all("price"):
@@ -1159,7 +1213,34 @@ class Backend:
 
     # --- subscriptions: building --------------------------------------------------------
     def _price_amount(self, price: Obj, quantity: int | Decimal) -> int:
-        amount = Decimal(price["unit_amount_decimal"]) * Decimal(quantity)
+        """What ``quantity`` units cost in cents: per unit or tiered (graduated / volume), after
+        ``transform_quantity``, rounded half up as Stripe rounds line amounts."""
+        qty = Decimal(quantity)
+        transform = price.get("transform_quantity")
+        if transform:
+            divided = qty / Decimal(transform["divide_by"])
+            qty = divided.to_integral_value(
+                rounding=ROUND_CEILING if transform["round"] == "up" else ROUND_FLOOR
+            )
+        tiers = price.get("_tiers")
+        if tiers:
+            amount = Decimal(0)
+            if price["tiers_mode"] == "volume":
+                tier = next(t for t in tiers if t["up_to"] is None or qty <= t["up_to"])
+                amount = qty * Decimal(tier["unit_amount_decimal"] or 0) + Decimal(
+                    tier["flat_amount_decimal"] or 0
+                )
+            else:
+                lower = Decimal(0)
+                for tier in tiers:
+                    if qty <= lower:
+                        break
+                    upper = qty if tier["up_to"] is None else min(qty, Decimal(tier["up_to"]))
+                    amount += (upper - lower) * Decimal(tier["unit_amount_decimal"] or 0)
+                    amount += Decimal(tier["flat_amount_decimal"] or 0)
+                    lower = upper
+        else:
+            amount = Decimal(price["unit_amount_decimal"]) * qty
         return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
     def _new_item(self, sub: Obj, spec: Obj, at: int) -> Obj:
@@ -1488,6 +1569,8 @@ class Backend:
 
     @staticmethod
     def _money(price: Obj) -> str:
+        if price["unit_amount_decimal"] is None:
+            return "tiered"
         amount = Decimal(price["unit_amount_decimal"]) / 100
         interval = (price.get("recurring") or {}).get("interval")
         text = f"{price['currency'].upper()} {amount:.2f}"
@@ -1522,11 +1605,7 @@ class Backend:
             quantity = int(usage) if usage == int(usage) else None
             product = self.objects.get(price["product"], {})
             line = self._line(
-                amount=int(
-                    (usage * Decimal(price["unit_amount_decimal"])).quantize(
-                        Decimal(1), rounding=ROUND_HALF_UP
-                    )
-                ),
+                amount=self._price_amount(price, usage),
                 currency=price["currency"],
                 description=f"{product.get('name', 'Usage')} (usage: {usage})",
                 period=period,

@@ -399,3 +399,52 @@ def test_item_added_and_removed_with_prorations(local: StripeLocal) -> None:
     invoice = stripe.Invoice.retrieve(switched.latest_invoice)
     assert invoice.billing_reason == "subscription_update" and invoice.status == "paid"
     assert 9000 - 1000 <= invoice.amount_paid <= 9000
+
+
+def test_tiered_and_transformed_prices(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    meter = _meter()
+    product = stripe.Product.create(name="AI requests")
+    graduated = stripe.Price.create(
+        product=product.id,
+        currency="usd",
+        billing_scheme="tiered",
+        tiers_mode="graduated",
+        tiers=[{"up_to": 1000, "unit_amount": 0}, {"up_to": "inf", "unit_amount_decimal": "2"}],
+        recurring={"interval": "month", "usage_type": "metered", "meter": meter.id},
+        lookup_key="leanvibe_overage_ai_requests",
+    )
+    assert graduated.unit_amount is None and graduated.billing_scheme == "tiered"
+    with_tiers = stripe.Price.retrieve(graduated.id, expand=["tiers"])
+    assert [t.up_to for t in with_tiers.tiers] == [1000, None]
+    per_thousand = stripe.Price.create(
+        product=product.id,
+        currency="usd",
+        unit_amount=100,
+        transform_quantity={"divide_by": 1000, "round": "up"},
+        recurring={"interval": "month"},
+    )
+    volume = stripe.Price.create(
+        product=product.id,
+        currency="usd",
+        billing_scheme="tiered",
+        tiers_mode="volume",
+        tiers=[{"up_to": 5, "unit_amount": 1000}, {"up_to": "inf", "unit_amount": 800, "flat_amount": 500}],
+        recurring={"interval": "month"},
+    )
+    sub = stripe.Subscription.create(
+        customer=customer.id,
+        items=[
+            {"price": graduated.id},
+            {"price": per_thousand.id, "quantity": 2500},
+            {"price": volume.id, "quantity": 6},
+        ],
+    )
+    first = stripe.Invoice.retrieve(sub.latest_invoice)
+    assert first.amount_paid == 3 * 100 + 6 * 800 + 500
+    stripe.billing.MeterEvent.create(
+        event_name="ai_requests", payload={"stripe_customer_id": customer.id, "value": "1500"}
+    )
+    preview = stripe.Invoice.create_preview(customer=customer.id, subscription=sub.id)
+    usage = [line for line in preview.lines.data if line.pricing.price_details.price == graduated.id]
+    assert usage[0].amount == 500 * 2
