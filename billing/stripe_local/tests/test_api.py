@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from decimal import Decimal
 
 import pytest
 import stripe
@@ -410,7 +411,7 @@ def test_tiered_and_transformed_prices(local: StripeLocal) -> None:
         currency="usd",
         billing_scheme="tiered",
         tiers_mode="graduated",
-        tiers=[{"up_to": 1000, "unit_amount": 0}, {"up_to": "inf", "unit_amount_decimal": "2"}],
+        tiers=[{"up_to": 1000, "unit_amount": 0}, {"up_to": "inf", "unit_amount_decimal": Decimal("2")}],
         recurring={"interval": "month", "usage_type": "metered", "meter": meter.id},
         lookup_key="leanvibe_overage_ai_requests",
     )
