@@ -613,6 +613,10 @@ class Backend:
         r("POST", "/v1/checkout/sessions/(cs_[^/]+)/expire")(self.checkout_expire)
         r("GET", "/v1/checkout/sessions/(cs_[^/]+)/line_items")(self.checkout_line_items)
         r("POST", "/v1/billing_portal/sessions")(self.portal_create)
+        r("POST", "/v1/billing_portal/configurations")(self.portal_config_create)
+        r("GET", "/v1/billing_portal/configurations")(self.portal_config_list)
+        r("GET", "/v1/billing_portal/configurations/(bpc_[^/]+)")(self.portal_config_retrieve)
+        r("POST", "/v1/billing_portal/configurations/(bpc_[^/]+)")(self.portal_config_update)
         r("POST", "/v1/billing/meters")(self.meter_create)
         r("GET", "/v1/billing/meters")(self.meter_list)
         r("GET", "/v1/billing/meters/(mtr_[^/]+)")(self.meter_retrieve)
@@ -2854,26 +2858,142 @@ class Backend:
             return self._public(session)
 
     # --- billing portal -----------------------------------------------------------------
+    def _portal_configuration_id(self, params: Obj) -> str:
+        if params.get("configuration"):
+            config = self._get("billing_portal.configuration", params["configuration"], param="configuration")
+            return str(config["id"])
+        default = [c for c in self._all("billing_portal.configuration") if c["is_default"]]
+        return str(default[0]["id"]) if default else "bpc_local_default"
+
     def portal_create(self, params: Obj) -> Obj:
         customer = self._get("customer", params.get("customer"), param="customer")
         session = example("billing_portal.session")
         session_id = new_id("bps_")
+        config_id = self._portal_configuration_id(params)
+        config = self.objects.get(config_id) or {}
         session.update(
             id=session_id,
-            configuration="bpc_local_default",
+            configuration=config_id,
             created=self.now(customer["id"]),
             customer=customer["id"],
             flow=None,
             livemode=False,
             locale=params.get("locale") or None,
             on_behalf_of=None,
-            return_url=params.get("return_url") or None,
+            return_url=params.get("return_url") or config.get("default_return_url") or None,
             url=f"{self.base_url}/portal/{session_id}",
             customer_account=None,
         )
         self._store(session)
         self._emit("billing_portal.session.created", session)
         return self.render(session, params.get("expand"))
+
+    DEFAULT_PORTAL_FEATURES: Obj = {
+        "customer_update": {"allowed_updates": ["email"], "enabled": True},
+        "invoice_history": {"enabled": True},
+        "payment_method_update": {"enabled": True, "payment_method_configuration": None},
+        "subscription_cancel": {
+            "cancellation_reason": {"enabled": False, "options": []},
+            "enabled": True,
+            "mode": "at_period_end",
+            "proration_behavior": "none",
+        },
+        "subscription_update": {
+            "default_allowed_updates": ["price"],
+            "enabled": True,
+            "proration_behavior": "create_prorations",
+            "products": None,
+            "schedule_at_period_end": {"conditions": []},
+            "trial_update_behavior": "end_trial",
+            "billing_cycle_anchor": None,
+        },
+    }
+
+    def portal_features(self, configuration_id: str | None) -> Obj:
+        """The portal's features: its configuration's, or all on (switch between any prices)."""
+        config = self.objects.get(configuration_id or "")
+        if config is None or config.get("object") != "billing_portal.configuration":
+            return json.loads(json.dumps(self.DEFAULT_PORTAL_FEATURES))
+        features: Obj = config["features"]
+        return features
+
+    @staticmethod
+    def _deep_merge(target: Obj, update: Obj) -> None:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                Backend._deep_merge(target[key], value)
+            elif isinstance(value, str) and value in ("true", "false"):
+                target[key] = value == "true"
+            else:
+                target[key] = value
+
+    def _portal_config_apply(self, config: Obj, params: Obj) -> None:
+        features = params.get("features")
+        if isinstance(features, dict):
+            update = json.loads(json.dumps(features))
+            products = (update.get("subscription_update") or {}).get("products")
+            if products is not None:
+                update["subscription_update"]["products"] = [
+                    {
+                        "product": p.get("product"),
+                        "prices": _as_list(p.get("prices")),
+                        "adjustable_quantity": None,
+                    }
+                    for p in _as_list(products)
+                ]
+            for key in ("default_allowed_updates",):
+                if key in (update.get("subscription_update") or {}):
+                    update["subscription_update"][key] = _as_list(update["subscription_update"][key])
+            self._deep_merge(config["features"], update)
+        if isinstance(params.get("business_profile"), dict):
+            config["business_profile"].update(params["business_profile"])
+        if "default_return_url" in params:
+            config["default_return_url"] = params["default_return_url"] or None
+        if "active" in params:
+            config["active"] = _bool(params["active"])
+        if "name" in params:
+            config["name"] = params["name"] or None
+        self._merge_metadata(config, params)
+
+    def portal_config_create(self, params: Obj) -> Obj:
+        config = example("billing_portal.configuration")
+        now = self.now()
+        config.update(
+            id=new_id("bpc_"),
+            created=now,
+            updated=now,
+            livemode=False,
+            is_default=not self._all("billing_portal.configuration"),
+            metadata={},
+            default_return_url=None,
+            business_profile={"headline": None, "privacy_policy_url": None, "terms_of_service_url": None},
+            features=json.loads(json.dumps(self.DEFAULT_PORTAL_FEATURES)),
+        )
+        config["features"]["subscription_update"].update(enabled=False, proration_behavior="none")
+        config["features"]["subscription_cancel"]["enabled"] = False
+        config["features"]["payment_method_update"]["enabled"] = False
+        self._portal_config_apply(config, params)
+        self._store(config)
+        self._emit("billing_portal.configuration.created", config)
+        return self.render(config, params.get("expand"))
+
+    def portal_config_list(self, params: Obj) -> Obj:
+        objs = self._all("billing_portal.configuration")
+        for field in ("active", "is_default"):
+            if field in params:
+                objs = [c for c in objs if c[field] == _bool(params[field])]
+        return self._list(objs, params, "/v1/billing_portal/configurations")
+
+    def portal_config_retrieve(self, params: Obj, config_id: str) -> Obj:
+        return self.render(self._get("billing_portal.configuration", config_id), params.get("expand"))
+
+    def portal_config_update(self, params: Obj, config_id: str) -> Obj:
+        config = self._get("billing_portal.configuration", config_id)
+        before = self._public(config)
+        self._portal_config_apply(config, params)
+        config["updated"] = self.now()
+        self._updated(config, before, "billing_portal.configuration.updated")
+        return self.render(config, params.get("expand"))
 
     # --- billing meters -----------------------------------------------------------------
     def meter_create(self, params: Obj) -> Obj:

@@ -1,6 +1,6 @@
 """The hosted Checkout and portal pages, driven by plain HTTP like a browser form."""
 
-# mypy: disable-error-code="union-attr, arg-type, operator, index"
+# mypy: disable-error-code="union-attr, arg-type, operator, index, typeddict-item"
 
 from __future__ import annotations
 
@@ -170,3 +170,47 @@ def test_checkout_without_card_when_not_required(local: StripeLocal) -> None:
     other = _session(basic)
     status, _, page = _request(other.url, {"card_number": ""})
     assert status == 400 and "incomplete" in page
+
+
+def test_portal_configuration_limits_the_portal(local: StripeLocal) -> None:
+    basic, pro = _prices()
+    other = stripe.Price.create(
+        product=pro.product, unit_amount=5000, currency="eur", recurring={"interval": "month"}
+    )
+    config = stripe.billing_portal.Configuration.create(
+        business_profile={"headline": "LeanVibe billing"},
+        default_return_url="http://127.0.0.1:8000/settings/billing",
+        features={
+            "subscription_update": {
+                "enabled": True,
+                "default_allowed_updates": ["price"],
+                "proration_behavior": "always_invoice",
+                "products": [{"product": pro.product, "prices": [pro.id]}],
+            },
+            "subscription_cancel": {"enabled": True, "mode": "immediately"},
+            "payment_method_update": {"enabled": False},
+        },
+    )
+    assert config.is_default and config.features.subscription_update.proration_behavior == "always_invoice"
+    customer = stripe.Customer.create(email="ada@acme.test")
+    pm = stripe.PaymentMethod.attach("pm_card_visa", customer=customer.id)
+    stripe.Customer.modify(customer.id, invoice_settings={"default_payment_method": pm.id})
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": basic.id}])
+    portal = stripe.billing_portal.Session.create(customer=customer.id)
+    assert portal.configuration == config.id
+    assert portal.return_url == "http://127.0.0.1:8000/settings/billing"
+    _, _, page = _request(portal.url)
+    assert "Switch to Pro (EUR 30.00)" in page and "EUR 50.00" not in page
+    assert "Update card" not in page and "Cancel now" in page
+    status, _, _ = _request(portal.url, {"action": "switch", "subscription": sub.id, "price": other.id})
+    assert status == 400
+    _request(portal.url, {"action": "switch", "subscription": sub.id, "price": pro.id})
+    switched = stripe.Subscription.retrieve(sub.id, expand=["latest_invoice"])
+    assert switched.latest_invoice.billing_reason == "subscription_update"
+    _request(portal.url, {"action": "cancel", "subscription": sub.id})
+    assert stripe.Subscription.retrieve(sub.id).status == "canceled"
+    updated = stripe.billing_portal.Configuration.modify(
+        config.id, features={"payment_method_update": {"enabled": True}}
+    )
+    assert updated.features.payment_method_update.enabled is True
+    assert [c.id for c in stripe.billing_portal.Configuration.list().data] == [config.id]
