@@ -551,6 +551,39 @@ class Backend:
     def _register_routes(self) -> None:
         r = self.route
         r("GET", "/v1/account")(self.account)
+        # Resources the local Stripe never creates (no charges, intents, coupons...): their lists
+        # are empty, so a full sync (``djstripe_sync_models``) runs without 404s.
+        for base in (
+            "accounts",
+            "application_fees",
+            "balance_transactions",
+            "charges",
+            "coupons",
+            "credit_notes",
+            "disputes",
+            "files",
+            "payment_intents",
+            "payment_links",
+            "payouts",
+            "promotion_codes",
+            "quotes",
+            "refunds",
+            "setup_intents",
+            "shipping_rates",
+            "subscription_schedules",
+            "tax_ids",
+            "tax_rates",
+            "transfers",
+            "billing/alerts",
+            "entitlements/features",
+        ):
+            r("GET", f"/v1/{base}")(lambda params, base=base: self._list([], params, f"/v1/{base}"))
+        for sub_list in ("sources", "tax_ids", "balance_transactions", "discounts"):
+            r("GET", f"/v1/customers/(cus_[^/]+)/{sub_list}")(
+                lambda params, cid, sub_list=sub_list: self._customer_sub_list(params, cid, sub_list)
+            )
+        r("GET", "/v1/plans")(self.plan_list)
+        r("GET", "/v1/plans/([^/]+)")(self.plan_retrieve)
         r("GET", "/v1/accounts/(acct_[^/]+)")(lambda params, _id: self.account(params))
         for kind, base in (
             ("customer", "/v1/customers"),
@@ -709,6 +742,27 @@ class Backend:
         for path in _as_list(params.get("expand")):
             self._expand(result | {"object": "list"}, str(path).split("."))
         return result
+
+    def _customer_sub_list(self, params: Obj, customer_id: str, name: str) -> Obj:
+        self._get("customer", customer_id)
+        return self._list([], params, f"/v1/customers/{customer_id}/{name}")
+
+    def plan_list(self, params: Obj) -> Obj:
+        """Plans are the legacy view of recurring prices; Stripe still lists them."""
+        prices = [p for p in self._all("price") if p["type"] == "recurring"]
+        if "active" in params:
+            prices = [p for p in prices if p["active"] == _bool(params["active"])]
+        if params.get("product"):
+            prices = [p for p in prices if p["product"] == params["product"]]
+        result = self._list(prices, params, "/v1/plans")
+        result["data"] = [self._plan_for(self.objects[p["id"]]) for p in result["data"]]
+        return result
+
+    def plan_retrieve(self, params: Obj, plan_id: str) -> Obj:
+        price = self.objects.get(plan_id)
+        if price is None or price.get("object") != "price" or price["type"] != "recurring":
+            raise missing("plan", plan_id)
+        return self.render(self._plan_for(price) | {"_seq": 0}, params.get("expand"))
 
     # --- account ------------------------------------------------------------------------
     def account(self, params: Obj) -> Obj:

@@ -449,3 +449,17 @@ def test_tiered_and_transformed_prices(local: StripeLocal) -> None:
     preview = stripe.Invoice.create_preview(customer=customer.id, subscription=sub.id)
     usage = [line for line in preview.lines.data if line.pricing.price_details.price == graduated.id]
     assert usage[0].amount == 500 * 2
+
+
+def test_lists_a_full_sync_walks(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    price = _plan()
+    assert stripe.Charge.list(customer=customer.id).data == []
+    assert stripe.PaymentIntent.list().data == []
+    assert stripe.Coupon.list().data == []
+    assert stripe.Customer.list_tax_ids(customer.id).data == []
+    plans = stripe.Plan.list()
+    assert [p.id for p in plans.data] == [price.id] and plans.data[0].amount == 2000
+    assert stripe.Plan.retrieve(price.id).interval == "month"
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe.Plan.retrieve("price_missing")
