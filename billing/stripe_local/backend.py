@@ -277,11 +277,38 @@ class Backend:
                     "unit_amount_decimal": node["unit_amount_decimal"],
                 }
             }
+        if kind == "invoice" and key == "payments":
+            return listing(self._invoice_payments(node), f"/v1/invoice_payments?invoice={object_id}")
+        if kind == "invoice" and key == "confirmation_secret":
+            if node.get("status") != "open" or not node.get("amount_remaining"):
+                return None
+            return {"client_secret": f"pi_local_{object_id}_secret_local", "type": "payment_intent"}
         if kind == "price" and key == "tiers" and object_id in self.objects:
             return self.objects[str(object_id)].get("_tiers")
         if key == "breakdown" and "amount_discount" in node:  # total_details.breakdown
             return {"discounts": [], "taxes": []}
         return None
+
+    def _invoice_payments(self, invoice: Obj) -> list[Obj]:
+        """The invoice's payment as Stripe lists it (there are no PaymentIntents here)."""
+        if invoice.get("status") not in ("open", "paid") or not invoice.get("amount_due"):
+            return []
+        payment = example("invoice_payment")
+        paid = invoice["status"] == "paid"
+        payment.update(
+            id=f"inpay_{str(invoice['id'])[3:]}",
+            amount_paid=invoice["amount_paid"] if paid else None,
+            amount_requested=invoice["amount_due"],
+            created=invoice["created"],
+            currency=invoice["currency"],
+            invoice=invoice["id"],
+            is_default=True,
+            livemode=False,
+            payment={"type": "payment_intent", "payment_intent": f"pi_local_{str(invoice['id'])[3:]}"},
+            status="paid" if paid else "open",
+            status_transitions={"canceled_at": None, "paid_at": invoice["status_transitions"]["paid_at"]},
+        )
+        return [payment]
 
     def render(self, obj: Obj, expand: Any = None) -> Obj:
         out = self._public(obj)
@@ -636,6 +663,8 @@ class Backend:
         r("POST", "/v1/invoices/(in_[^/]+)/finalize")(self.invoice_finalize)
         r("POST", "/v1/invoices/(in_[^/]+)/pay")(self.invoice_pay)
         r("POST", "/v1/invoices/(in_[^/]+)/void")(self.invoice_void)
+        r("POST", "/v1/invoices/(in_[^/]+)/mark_uncollectible")(self.invoice_uncollectible)
+        r("DELETE", "/v1/invoices/(in_[^/]+)")(self.invoice_delete)
         r("POST", "/v1/invoiceitems")(self.invoiceitem_create)
         r("GET", "/v1/invoiceitems")(self.invoiceitem_list)
         r("GET", "/v1/invoiceitems/(ii_[^/]+)")(self.invoiceitem_retrieve)
@@ -1469,9 +1498,11 @@ class Backend:
         self._store(sub)
         lines = self._licensed_lines(sub, trial=bool(trial_end))
         invoice = self._create_invoice(
-            sub["customer"], sub, "subscription_create", lines, at, self._period_end(sub), at
+            sub["customer"], sub, "subscription_create", lines, at, self._period_end(sub), at, emit=False
         )
+        # Stripe's order: the subscription (already naming its first invoice), then the invoice.
         self._emit("customer.subscription.created", sub)
+        self._emit("invoice.created", invoice, at=at)
         self._finalize(invoice, at)
         if trial_end:
             self._pay(invoice, at)
@@ -1806,6 +1837,7 @@ class Backend:
         at: int,
         *,
         include_pending: bool = True,
+        emit: bool = True,
     ) -> Obj:
         invoice = self._invoice_object(customer_id, sub, reason, [], start, end, at)
         if include_pending:
@@ -1818,7 +1850,8 @@ class Backend:
         self._store(fresh)
         if sub is not None:
             sub["latest_invoice"] = fresh["id"]
-        self._emit("invoice.created", fresh, at=at)
+        if emit:
+            self._emit("invoice.created", fresh, at=at)
         return fresh
 
     def _finalize(self, invoice: Obj, at: int) -> None:
@@ -2007,6 +2040,31 @@ class Backend:
         self._updated(invoice, before, "invoice.updated", at=at)
         self._emit("invoice.voided", invoice, at=at)
         return self.render(invoice, params.get("expand"))
+
+    def invoice_uncollectible(self, params: Obj, invoice_id: str) -> Obj:
+        invoice = self._get("invoice", invoice_id)
+        if invoice["status"] != "open":
+            raise invalid("You can only mark open invoices as uncollectible.")
+        at = self.now(invoice["customer"])
+        before = self._public(invoice)
+        invoice.update(status="uncollectible", next_payment_attempt=None, auto_advance=False)
+        invoice["status_transitions"]["marked_uncollectible_at"] = at
+        self._updated(invoice, before, "invoice.updated", at=at)
+        self._emit("invoice.marked_uncollectible", invoice, at=at)
+        return self.render(invoice, params.get("expand"))
+
+    def invoice_delete(self, params: Obj, invoice_id: str) -> Obj:
+        invoice = self._get("invoice", invoice_id)
+        if invoice["status"] != "draft":
+            raise invalid("You can only delete draft invoices.")
+        invoice["_deleted"] = True
+        for ii in self._all("invoiceitem"):
+            if ii["invoice"] == invoice_id:
+                ii["invoice"] = None
+        self._emit("invoice.deleted", invoice)
+        deleted = example("deleted_invoice")
+        deleted["id"] = invoice_id
+        return deleted
 
     def invoice_preview(self, params: Obj) -> Obj:
         """``POST /v1/invoices/create_preview``, computed on a throw-away copy of the state.

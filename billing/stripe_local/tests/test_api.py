@@ -463,3 +463,27 @@ def test_lists_a_full_sync_walks(local: StripeLocal) -> None:
     assert stripe.Plan.retrieve(price.id).interval == "month"
     with pytest.raises(stripe.InvalidRequestError):
         stripe.Plan.retrieve("price_missing")
+
+
+def test_manual_invoices_and_event_order(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    stripe.InvoiceItem.create(customer=customer.id, amount=1500, currency="eur", description="Onboarding")
+    draft = stripe.Invoice.create(customer=customer.id, pending_invoice_items_behavior="include")
+    assert draft.status == "draft" and draft.amount_due == 1500 and draft.parent is None
+    assert stripe.InvoiceItem.list(customer=customer.id, pending=True).data == []
+    final = stripe.Invoice.finalize_invoice(draft.id)
+    assert final.status == "open" and final.number and final.hosted_invoice_url.startswith(local.url)
+    paid = stripe.Invoice.pay(final.id, expand=["payments"])
+    assert paid.status == "paid" and paid.payments.data[0].amount_paid == 1500
+    other = stripe.Invoice.create(customer=customer.id)
+    assert stripe.Invoice.delete(other.id).deleted is True
+    third = stripe.Invoice.create(customer=customer.id)
+    stripe.InvoiceItem.create(customer=customer.id, amount=700, currency="eur", invoice=third.id)
+    assert stripe.Invoice.retrieve(third.id).amount_due == 700
+    stripe.Invoice.finalize_invoice(third.id)
+    assert stripe.Invoice.mark_uncollectible(third.id).status == "uncollectible"
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": _plan().id}])
+    types = [e["type"] for e in local.events() if e["data"]["object"]["id"] in (sub.id, sub.latest_invoice)]
+    assert types[:3] == ["customer.subscription.created", "invoice.created", "invoice.finalized"]
+    created = local.events("customer.subscription.created")[-1]["data"]["object"]
+    assert created["latest_invoice"] == sub.latest_invoice and created["status"] == "incomplete"
