@@ -118,8 +118,18 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _diff(before: Obj, after: Obj) -> Obj:
-    """Stripe's ``previous_attributes``: the old value of each top-level field that changed."""
-    return {k: before.get(k) for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    """Stripe's ``previous_attributes``: the old value of each field that changed, nested dicts
+    as partial dicts (``{"invoice_settings": {"default_payment_method": None}}``), lists whole."""
+    previous: Obj = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict) and old.get("object") != "list":
+            previous[key] = _diff(old, new)
+        else:
+            previous[key] = old
+    return previous
 
 
 class Backend:

@@ -487,3 +487,34 @@ def test_manual_invoices_and_event_order(local: StripeLocal) -> None:
     assert types[:3] == ["customer.subscription.created", "invoice.created", "invoice.finalized"]
     created = local.events("customer.subscription.created")[-1]["data"]["object"]
     assert created["latest_invoice"] == sub.latest_invoice and created["status"] == "incomplete"
+
+
+def test_previous_attributes_are_partial(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    update = local.events("customer.updated")[-1]["data"]["previous_attributes"]
+    assert update == {"invoice_settings": {"default_payment_method": None}}
+    stripe.Customer.modify(customer.id, metadata={"plan": "pro"})
+    update = local.events("customer.updated")[-1]["data"]["previous_attributes"]
+    assert update == {"metadata": {"plan": None}}
+
+
+def test_concurrent_requests(local: StripeLocal) -> None:
+    import threading
+
+    errors: list[Exception] = []
+
+    def create(n: int) -> None:
+        try:
+            for k in range(5):
+                stripe.Customer.create(email=f"c{n}-{k}@acme.test")
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    emails = {c.email for c in stripe.Customer.list(limit=100).auto_paging_iter()}
+    assert len(emails) == 40
