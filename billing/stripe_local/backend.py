@@ -32,6 +32,7 @@ from .store import (
     public,
     save_state,
 )
+from .strict import ROUTE_PARAMS, allowed_params
 
 DAY = 86400
 IDEMPOTENCY_TTL = 24 * 3600
@@ -142,6 +143,7 @@ class Backend:
         after_final_failure: str = "canceled",
         on_event: Callable[[Obj, list[Obj]], None] | None = None,
         upcoming_days: int = 3,
+        strict_params: bool = True,
     ) -> None:
         self.lock = threading.RLock()
         self.api_key = api_key
@@ -154,7 +156,8 @@ class Backend:
         self.base_url = "http://127.0.0.1"
         self._request: Obj = {"id": None, "idempotency_key": None}
         self._muted = False  # True while a preview runs on a throw-away copy of the state
-        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = []
+        self.strict_params = strict_params
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any], str | None]] = []
         self._register_routes()
 
     # --- storage ------------------------------------------------------------------------
@@ -483,7 +486,8 @@ class Backend:
     # --- dispatch -----------------------------------------------------------------------
     def route(self, method: str, pattern: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self._routes.append((method, re.compile("^" + pattern + "$"), fn))
+            spec = ROUTE_PARAMS.get((method, pattern))
+            self._routes.append((method, re.compile("^" + pattern + "$"), fn, spec))
             return fn
 
         return register
@@ -567,13 +571,24 @@ class Backend:
             return {"status": 400, "body": error.body()}
         return stored
 
+    @staticmethod
+    def _check_params(spec: str, params: Obj) -> None:
+        known = allowed_params(spec)
+        if known is None:
+            return
+        for key in params:
+            if key not in known:
+                raise ApiError(400, f"Received unknown parameter: {key}", code="parameter_unknown", param=key)
+
     def _dispatch(self, method: str, path: str, params: Obj) -> Obj:
         allowed = False
-        for route_method, pattern, fn in self._routes:
+        for route_method, pattern, fn, spec in self._routes:
             match = pattern.match(path)
             if match:
                 allowed = True
                 if route_method == method:
+                    if self.strict_params and spec:
+                        self._check_params(spec, params)
                     result: Obj = fn(params, *match.groups())
                     return result
         if allowed:

@@ -47,6 +47,7 @@ class StripeLocal:
         after_final_payment_failure: str = "canceled",
         upcoming_days: int = 3,
         tick_interval: float | None = None,
+        strict_params: bool = True,
     ) -> None:
         """``webhook_tolerance`` is the signature age receivers should accept (informative here);
         ``retry_delays`` the webhook retry backoff in seconds; ``payment_retry_days`` the days
@@ -54,7 +55,8 @@ class StripeLocal:
         ``"canceled"`` or ``"unpaid"``; ``upcoming_days`` how long before a renewal
         ``invoice.upcoming`` is sent (0: never); ``tick_interval`` how often (seconds) work due in
         real time (renewals, retries of customers without a test clock) is processed (None:
-        only when ``run_due()`` is called)."""
+        only when ``run_due()`` is called); ``strict_params`` refuses parameters the pinned API
+        version does not know (400 ``parameter_unknown``), as Stripe does."""
         self.port = port
         self.webhook_tolerance = webhook_tolerance
         self.delivery = Delivery(retry_delays=retry_delays)
@@ -65,6 +67,7 @@ class StripeLocal:
             after_final_failure=after_final_payment_failure,
             on_event=self.delivery.enqueue,
             upcoming_days=upcoming_days,
+            strict_params=strict_params,
         )
         self.tick_interval = tick_interval
         self._ticking = threading.Event()

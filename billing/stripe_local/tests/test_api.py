@@ -518,3 +518,16 @@ def test_concurrent_requests(local: StripeLocal) -> None:
     assert errors == []
     emails = {c.email for c in stripe.Customer.list(limit=100).auto_paging_iter()}
     assert len(emails) == 40
+
+
+def test_unknown_parameters_are_refused_like_stripe(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    price = _plan()
+    removed: dict[str, object] = {"coupon": "SPRING"}  # gone from subscriptions in this API version
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Subscription.create(customer=customer.id, items=[{"price": price.id}], **removed)
+    assert refused.value.code == "parameter_unknown" and refused.value.param == "coupon"
+    assert "Received unknown parameter: coupon" in str(refused.value.user_message)
+    with StripeLocal(strict_params=False) as lenient:
+        client = stripe.StripeClient("sk_test_x", base_addresses={"api": lenient.url})
+        client.v1.customers.create({"whatever": "ok"})  # type: ignore[typeddict-unknown-key]
