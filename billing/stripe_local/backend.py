@@ -2897,21 +2897,24 @@ class Backend:
             price = self.objects[spec["price"]]
             amount = self._price_amount(price, spec["quantity"]) if spec["quantity"] is not None else 0
             product = self.objects.get(price["product"], {})
-            data.append(
-                {
-                    "id": new_id("li_"),
-                    "object": "item",
-                    "amount_discount": 0,
-                    "amount_subtotal": amount,
-                    "amount_tax": 0,
-                    "amount_total": amount,
-                    "currency": price["currency"],
-                    "description": product.get("name"),
-                    "price": self._public(price),
-                    "quantity": spec["quantity"],
-                    "_seq": -n,
-                }
+            item = example("item")
+            item.update(
+                id=spec.setdefault("id", new_id("li_")),
+                adjustable_quantity=None,
+                amount_discount=0,
+                amount_subtotal=amount,
+                amount_tax=0,
+                amount_total=amount,
+                currency=price["currency"],
+                description=product.get("name"),
+                metadata={},
+                price=self._public(price),
+                quantity=spec["quantity"],
+                _seq=-n,
             )
+            item.pop("discounts", None)
+            item.pop("taxes", None)
+            data.append(item)
         return self._list(data, params, f"/v1/checkout/sessions/{session_id}/line_items")
 
     def checkout_complete(self, session_id: str, *, card: str, email: str | None) -> Obj:
