@@ -256,7 +256,7 @@ def test_objects_have_the_fixture_shape(local: StripeLocal) -> None:
         _get(local, f"/v1/billing_portal/configurations/{config.id}"),
         problems,
     )
-    paid = [i for i in invoices if i["status"] == "paid" and i["amount_due"]][0]
+    paid = next(i for i in invoices if i["status"] == "paid" and i["amount_due"])
     payments = _get(local, f"/v1/invoices/{paid['id']}?expand[]=payments")["payments"]["data"]
     check("invoice_payment", payments[0], problems)
     line_items = _get(local, f"/v1/checkout/sessions/{session.id}/line_items")["data"]
