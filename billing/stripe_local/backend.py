@@ -1916,12 +1916,29 @@ class Backend:
             return True, ""
         return False, "insufficient_funds" if behaviour == "insufficient_funds" else "generic_decline"
 
-    def _pay(self, invoice: Obj, at: int, *, pm_id: str | None = None, initial: bool = False) -> bool:
-        """Charge an open invoice; on failure schedule Stripe's automatic retries."""
+    def _pay(
+        self,
+        invoice: Obj,
+        at: int,
+        *,
+        pm_id: str | None = None,
+        initial: bool = False,
+        manual: bool = False,
+    ) -> bool:
+        """Charge an open invoice; on failure schedule Stripe's automatic retries.
+
+        An invoice sent for payment (``collection_method=send_invoice``) is not charged
+        automatically: it is "sent" (``invoice.sent``) and waits for its due date.
+        """
         if invoice["status"] == "paid":
             return True
         if invoice["status"] != "open":
             raise invalid(f"Invoice is {invoice['status']} and cannot be paid.", param="invoice")
+        if invoice["collection_method"] == "send_invoice" and invoice["amount_due"] > 0 and not manual:
+            if not invoice.get("_sent"):
+                invoice["_sent"] = True
+                self._emit("invoice.sent", invoice, at=at)
+            return True
         sub = self._invoice_sub(invoice)
         if invoice["amount_due"] <= 0:
             ok = True
@@ -1957,6 +1974,8 @@ class Backend:
             invoice["_first_failed_at"] = at
         failures = invoice["_failures"]
         retry_at = None
+        if sub is not None and sub["status"] == "incomplete":
+            initial = True  # the first invoice is never retried: the subscription expires instead
         if not initial and failures <= len(self.retry_days):
             retry_at = int(invoice["_first_failed_at"]) + self.retry_days[failures - 1] * DAY
         invoice["next_payment_attempt"] = retry_at
@@ -2049,7 +2068,7 @@ class Backend:
         pm_id = params.get("payment_method") or None
         if pm_id:
             self._get("payment_method", pm_id, param="payment_method")
-        if not self._pay(invoice, at, pm_id=pm_id, initial=False):
+        if not self._pay(invoice, at, pm_id=pm_id, initial=False, manual=True):
             self.save()
             raise card_declined()
         return self.render(invoice, params.get("expand"))
@@ -2691,6 +2710,14 @@ class Backend:
                 and invoice["next_payment_attempt"]
             ):
                 consider(int(invoice["next_payment_attempt"]), 3, "retry", invoice)
+            if (
+                invoice["test_clock"] == clock_id
+                and invoice["status"] == "open"
+                and invoice["collection_method"] == "send_invoice"
+                and invoice["due_date"]
+                and not invoice.get("_overdue")
+            ):
+                consider(int(invoice["due_date"]), 3, "overdue", invoice)
         if best is None:
             return None
         return best[0], best[2], best[3]
@@ -2717,6 +2744,12 @@ class Backend:
                     invoice.update(status="void", next_payment_attempt=None)
                     invoice["status_transitions"]["voided_at"] = at
             self._updated(obj, before, "customer.subscription.updated", at=at)
+        elif kind == "overdue":
+            obj["_overdue"] = True
+            self._emit("invoice.overdue", obj, at=at)
+            sub = self._invoice_sub(obj)
+            if sub is not None and sub["status"] == "active":
+                self._set_status(sub, "past_due", at)
         elif kind == "retry":
             sub = self._invoice_sub(obj)
             if sub is not None and sub["status"] == "canceled":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import stripe
 
 from billing.stripe_local import StripeLocal
@@ -213,3 +214,34 @@ def test_real_time_work_runs_on_run_due(local: StripeLocal) -> None:
     time.sleep(1.2)
     assert local.run_due() >= 1
     assert stripe.Subscription.retrieve(sub.id).status == "active"
+
+
+def test_send_invoice_collection(local: StripeLocal) -> None:
+    clock, customer = _clock_customer(card=None)
+    sub = stripe.Subscription.create(
+        customer=customer.id,
+        items=[{"price": _price().id}],
+        collection_method="send_invoice",
+        days_until_due=7,
+    )
+    assert sub.status == "active"
+    invoice = stripe.Invoice.retrieve(sub.latest_invoice)
+    assert invoice.status == "open" and invoice.due_date == START + 7 * DAY
+    assert len(local.events("invoice.sent")) == 1
+    _advance(clock, START + 8 * DAY)
+    assert len(local.events("invoice.overdue")) == 1
+    assert stripe.Subscription.retrieve(sub.id).status == "past_due"
+    stripe.Invoice.pay(invoice.id, paid_out_of_band=True)
+    assert stripe.Subscription.retrieve(sub.id).status == "active"
+
+
+def test_failed_first_invoice_is_not_retried(local: StripeLocal) -> None:
+    clock, customer = _clock_customer(card="pm_card_chargeCustomerFail")
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": _price().id}])
+    assert sub.status == "incomplete"
+    with pytest.raises(stripe.CardError):
+        stripe.Invoice.pay(sub.latest_invoice)
+    invoice = stripe.Invoice.retrieve(sub.latest_invoice)
+    assert invoice.next_payment_attempt is None and invoice.attempt_count == 2
+    _advance(clock, START + 2 * DAY)
+    assert stripe.Subscription.retrieve(sub.id).status == "incomplete_expired"
