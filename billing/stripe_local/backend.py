@@ -1365,6 +1365,11 @@ class Backend:
                 "with `type=recurring`.",
                 param="items[0][price]",
             )
+        if any(i["_price"] == price["id"] for i in sub["items"]["data"]):
+            raise invalid(
+                f"Cannot add multiple subscription items with the same price: {price['id']}",
+                param="items",
+            )
         metered = price["recurring"]["usage_type"] == "metered"
         item = example("subscription_item")
         item.update(
