@@ -2593,10 +2593,20 @@ class Backend:
             "feedback": details.get("feedback") or None,
             "reason": "cancellation_requested",
         }
+        if _bool(params.get("prorate")) and sub["status"] != "trialing":
+            for item in sub["items"]["data"]:
+                price = self._item_price(item)
+                if price["recurring"]["usage_type"] == "licensed":
+                    start, end = int(item["current_period_start"]), int(item["current_period_end"])
+                    self._proration_item(sub, price, item["quantity"] or 1, at, end, start, credit=True)
         if _bool(params.get("invoice_now")):
-            lines = self._metered_lines(sub, end=at)
-            if any(line["amount"] for line in lines):
-                invoice = self._create_invoice(sub["customer"], sub, "subscription_cycle", lines, at, at, at)
+            lines = self._metered_lines(sub, end=at + 1)  # usage up to and including now
+            pending = self._pending_item_lines(sub["customer"], sub, claim=None)
+            if any(line["amount"] for line in lines) or pending:
+                start = self._period_start(sub)
+                invoice = self._create_invoice(
+                    sub["customer"], sub, "subscription_cycle", lines, start, at, at
+                )
                 self._finalize(invoice, at)
                 self._pay(invoice, at)
         self._cancel_subscription(sub, at=at)

@@ -531,3 +531,26 @@ def test_unknown_parameters_are_refused_like_stripe(local: StripeLocal) -> None:
     with StripeLocal(strict_params=False) as lenient:
         client = stripe.StripeClient("sk_test_x", base_addresses={"api": lenient.url})
         client.v1.customers.create({"whatever": "ok"})  # type: ignore[typeddict-unknown-key]
+
+
+def test_cancel_now_with_proration_and_final_usage_invoice(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    meter = _meter()
+    product = stripe.Product.create(name="AI")
+    metered = stripe.Price.create(
+        product=product.id,
+        currency="eur",
+        unit_amount=3,
+        recurring={"interval": "month", "usage_type": "metered", "meter": meter.id},
+    )
+    sub = stripe.Subscription.create(
+        customer=customer.id, items=[{"price": _plan().id}, {"price": metered.id}]
+    )
+    stripe.billing.MeterEvent.create(
+        event_name="ai_requests", payload={"stripe_customer_id": customer.id, "value": "10"}
+    )
+    canceled = stripe.Subscription.cancel(sub.id, prorate=True, invoice_now=True)
+    assert canceled.status == "canceled"
+    final = stripe.Invoice.retrieve(canceled.latest_invoice)
+    amounts = sorted(line.amount for line in final.lines.data)
+    assert amounts[-1] == 30 and amounts[0] < -1900  # usage billed, unused time credited
