@@ -904,6 +904,8 @@ class Backend:
         for field in ("email", "name", "description", "phone"):
             if field in params:
                 customer[field] = params[field] or None
+        if "balance" in params:
+            customer["balance"] = _int(params["balance"], "balance")
         self._merge_metadata(customer, params)
         settings = params.get("invoice_settings") or {}
         if isinstance(settings, dict) and "default_payment_method" in settings:
@@ -1890,6 +1892,7 @@ class Backend:
         customer = self.objects[invoice["customer"]]
         sequence = int(customer["next_invoice_sequence"])
         customer["next_invoice_sequence"] = sequence + 1
+        self._apply_balance(invoice, customer, at)
         invoice.update(
             status="open",
             number=f"{customer['invoice_prefix']}-{sequence:04d}",
@@ -1904,6 +1907,32 @@ class Backend:
             days = int((sub or {}).get("days_until_due") or 30)
             invoice["due_date"] = at + days * DAY
         self._emit("invoice.finalized", invoice, at=at)
+
+    @staticmethod
+    def _balance_amounts(total: int, balance: int) -> tuple[int, int]:
+        """(amount due, customer balance after) for an invoice of ``total`` and a customer
+        ``balance`` (negative: credit owed to the customer), as Stripe applies it."""
+        if total < 0:
+            return 0, balance + total
+        if balance < 0:
+            return max(total + balance, 0), min(total + balance, 0)
+        return total, balance
+
+    def _apply_balance(self, invoice: Obj, customer: Obj, at: int) -> None:
+        """At finalization a credit balance pays (part of) the invoice; a negative invoice
+        becomes credit (e.g. a downgrade invoiced at once)."""
+        balance = int(customer["balance"])
+        due, after = self._balance_amounts(int(invoice["total"]), balance)
+        invoice.update(
+            starting_balance=balance,
+            ending_balance=after,
+            amount_due=due,
+            amount_remaining=due - int(invoice["amount_paid"]),
+        )
+        if after != balance:
+            before = self._public(customer)
+            customer["balance"] = after
+            self._updated(customer, before, "customer.updated", at=at)
 
     def _invoice_sub(self, invoice: Obj) -> Obj | None:
         parent = invoice.get("parent") or {}
@@ -2132,6 +2161,10 @@ class Backend:
             self._muted = muted
 
     def _preview_of(self, invoice: Obj, params: Obj) -> Obj:
+        if invoice["status"] == "draft":
+            balance = int(self.objects[invoice["customer"]]["balance"])
+            due, _ = self._balance_amounts(int(invoice["total"]), balance)
+            invoice.update(starting_balance=balance, amount_due=due, amount_remaining=due)
         out = self.render(invoice, params.get("expand"))
         out.update(id="upcoming_" + invoice["id"], status="draft", number=None)
         out["hosted_invoice_url"] = out["invoice_pdf"] = None

@@ -245,3 +245,24 @@ def test_failed_first_invoice_is_not_retried(local: StripeLocal) -> None:
     assert invoice.next_payment_attempt is None and invoice.attempt_count == 2
     _advance(clock, START + 2 * DAY)
     assert stripe.Subscription.retrieve(sub.id).status == "incomplete_expired"
+
+
+def test_downgrade_credit_goes_to_the_customer_balance(local: StripeLocal) -> None:
+    clock, customer = _clock_customer()
+    expensive, cheap = _price(5000), _price(1000)
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": expensive.id}])
+    _advance(clock, START + 15 * DAY)
+    item = sub["items"].data[0]
+    stripe.Subscription.modify(
+        sub.id, items=[{"id": item.id, "price": cheap.id}], proration_behavior="always_invoice"
+    )
+    downgrade = stripe.Invoice.retrieve(stripe.Subscription.retrieve(sub.id).latest_invoice)
+    assert downgrade.total < 0 and downgrade.amount_due == 0
+    credit = stripe.Customer.retrieve(customer.id).balance
+    assert credit == downgrade.total and credit < -1000
+    preview = stripe.Invoice.create_preview(customer=customer.id, subscription=sub.id)
+    assert preview.total == 1000 and preview.amount_due == max(1000 + credit, 0)
+    _advance(clock, item.current_period_end + 60)
+    renewal = stripe.Invoice.retrieve(stripe.Subscription.retrieve(sub.id).latest_invoice)
+    assert renewal.starting_balance == credit and renewal.amount_due == max(1000 + credit, 0)
+    assert stripe.Customer.retrieve(customer.id).balance == min(1000 + credit, 0)
