@@ -1701,15 +1701,22 @@ class Backend:
         meter = self.objects.get(meter_id)
         if meter is None:
             return Decimal(0)
-        total = Decimal(0)
-        for event in self.state["meter_events"]:
-            if (
-                event["event_name"] == meter["event_name"]
-                and event["customer"] == customer_id
-                and start <= int(event["timestamp"]) < end
-            ):
-                total += Decimal(str(event["value"]))
-        return total
+        events = [
+            e
+            for e in self.state["meter_events"]
+            if e["event_name"] == meter["event_name"]
+            and e["customer"] == customer_id
+            and start <= int(e["timestamp"]) < end
+        ]
+        formula = meter["default_aggregation"]["formula"]
+        if formula == "count":
+            return Decimal(len(events))
+        if formula == "last":
+            if not events:
+                return Decimal(0)
+            latest = max(events, key=lambda e: (int(e["timestamp"]), float(e["received"])))
+            return Decimal(str(latest["value"]))
+        return sum((Decimal(str(e["value"])) for e in events), Decimal(0))
 
     def _metered_lines(self, sub: Obj, start: int | None = None, end: int | None = None) -> list[Obj]:
         lines = []

@@ -554,3 +554,27 @@ def test_cancel_now_with_proration_and_final_usage_invoice(local: StripeLocal) -
     final = stripe.Invoice.retrieve(canceled.latest_invoice)
     amounts = sorted(line.amount for line in final.lines.data)
     assert amounts[-1] == 30 and amounts[0] < -1900  # usage billed, unused time credited
+
+
+def test_meter_formulas_count_and_last(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    counted = stripe.billing.Meter.create(
+        display_name="Calls", event_name="api_calls", default_aggregation={"formula": "count"}
+    )
+    seats = stripe.billing.Meter.create(
+        display_name="Seats", event_name="seats", default_aggregation={"formula": "last"}
+    )
+    now = int(time.time())
+    for n, value in enumerate(("3", "7", "5")):
+        payload = {"stripe_customer_id": customer.id, "value": value}
+        stripe.billing.MeterEvent.create(event_name="api_calls", payload=payload, timestamp=now - 30 + n)
+        stripe.billing.MeterEvent.create(event_name="seats", payload=payload, timestamp=now - 30 + n)
+
+    def summary(meter: stripe.billing.Meter) -> float:
+        result = stripe.billing.Meter.list_event_summaries(
+            meter.id, customer=customer.id, start_time=now - 60, end_time=now + 60
+        )
+        return result.data[0].aggregated_value
+
+    assert summary(counted) == 3
+    assert summary(seats) == 5
