@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import stripe
@@ -116,3 +117,31 @@ def test_resend_and_stale_signatures(local: StripeLocal, receiver: Receiver) -> 
     stale = receiver.requests[-1]
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.Webhook.construct_event(stale["body"], stale["signature"], endpoint.secret, tolerance=300)
+
+
+def test_manual_flush_with_a_custom_transport(local: StripeLocal) -> None:
+    received: list[tuple[str, dict[str, str], bytes]] = []
+    answers = iter([503, 200, 200])
+
+    def transport(url: str, headers: dict[str, str], body: bytes) -> int:
+        received.append((url, headers, body))
+        return next(answers)
+
+    local.delivery.manual = True
+    local.delivery.transport = transport
+    endpoint = stripe.WebhookEndpoint.create(url="http://testserver/stripe/webhook/", enabled_events=["*"])
+    stripe.Customer.create()
+    stripe.Product.create(name="Pro")
+    time.sleep(0.2)
+    assert received == []  # nothing leaves before flush()
+    made = local.delivery.flush()
+    assert [(r.event_type, r.attempt, r.status) for r in made] == [
+        ("customer.created", 1, 503),
+        ("product.created", 1, 200),
+        ("customer.created", 2, 200),
+    ]
+    url, headers, body = received[0]
+    assert url == "http://testserver/stripe/webhook/"
+    event = stripe.Webhook.construct_event(body.decode(), headers["Stripe-Signature"], endpoint.secret)
+    assert event.type == "customer.created"
+    assert local.delivery.flush() == []
