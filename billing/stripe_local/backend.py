@@ -538,7 +538,7 @@ class Backend:
                 headers["Stripe-Should-Retry"] = "false"
             finally:
                 self._request = {"id": None, "idempotency_key": None}
-            if idempotency_key and method in ("POST", "DELETE"):
+            if idempotency_key and method in ("POST", "DELETE") and status < 500:
                 headers["Idempotency-Key"] = idempotency_key
                 self.state["idempotency"][idempotency_key] = {
                     "method": method,
