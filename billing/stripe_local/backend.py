@@ -500,7 +500,7 @@ class Backend:
                 "You did not provide an API key. You need to provide your API key in the "
                 "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
             )
-        ok = key == self.api_key if self.api_key else key.startswith("sk_test_")
+        ok = key == self.api_key if self.api_key else key.startswith(("sk_test_", "rk_test_"))
         sessions: dict[str, float] = self.state.setdefault("meter_sessions", {})
         if not ok and sessions.get(key, 0) > time.time():
             ok = True  # a v2 meter event session token (meter_event_stream)
