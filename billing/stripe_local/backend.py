@@ -256,7 +256,9 @@ class Backend:
             target = self.objects[value]
             value = node[key] = self._public(target)
         if isinstance(value, list):
-            for entry in value:
+            for n, entry in enumerate(value):
+                if isinstance(entry, str) and entry in self.objects:  # e.g. ``discounts``
+                    entry = value[n] = self._public(self.objects[entry])
                 self._expand(entry, rest, depth + 1)
         elif rest:
             self._expand(value, rest, depth + 1)
@@ -610,14 +612,12 @@ class Backend:
             "application_fees",
             "balance_transactions",
             "charges",
-            "coupons",
             "credit_notes",
             "disputes",
             "files",
             "payment_intents",
             "payment_links",
             "payouts",
-            "promotion_codes",
             "quotes",
             "refunds",
             "setup_intents",
@@ -634,6 +634,15 @@ class Backend:
             r("GET", f"/v1/customers/(cus_[^/]+)/{sub_list}")(
                 lambda params, cid, sub_list=sub_list: self._customer_sub_list(params, cid, sub_list)
             )
+        r("POST", "/v1/coupons")(self.coupon_create)
+        r("GET", "/v1/coupons")(self.coupon_list)
+        r("GET", "/v1/coupons/([^/]+)")(self.coupon_retrieve)
+        r("POST", "/v1/coupons/([^/]+)")(self.coupon_update)
+        r("DELETE", "/v1/coupons/([^/]+)")(self.coupon_delete)
+        r("POST", "/v1/promotion_codes")(self.promo_create)
+        r("GET", "/v1/promotion_codes")(self.promo_list)
+        r("GET", "/v1/promotion_codes/(promo_[^/]+)")(self.promo_retrieve)
+        r("POST", "/v1/promotion_codes/(promo_[^/]+)")(self.promo_update)
         r("GET", "/v1/plans")(self.plan_list)
         r("GET", "/v1/plans/([^/]+)")(self.plan_retrieve)
         r("GET", "/v1/accounts/(acct_[^/]+)")(lambda params, _id: self.account(params))
@@ -817,6 +826,243 @@ class Backend:
         if price is None or price.get("object") != "price" or price["type"] != "recurring":
             raise missing("plan", plan_id)
         return self.render(self._plan_for(price) | {"_seq": 0}, params.get("expand"))
+
+    # --- coupons, promotion codes, discounts ---------------------------------------------
+    def _coupon(self, coupon_id: Any, *, param: str = "coupon") -> Obj:
+        coupon = self.objects.get(str(coupon_id)) if coupon_id else None
+        if coupon is None or coupon.get("object") != "coupon" or coupon.get("_deleted"):
+            raise missing("coupon", str(coupon_id), param=param)
+        return coupon
+
+    def coupon_create(self, params: Obj) -> Obj:
+        percent = params.get("percent_off")
+        amount = params.get("amount_off")
+        if (percent in (None, "")) == (amount in (None, "")):
+            raise invalid("You must pass either `percent_off` or `amount_off`.", param="percent_off")
+        duration = params.get("duration", "once")
+        if duration not in ("once", "repeating", "forever"):
+            raise invalid("Invalid duration.", param="duration")
+        if duration == "repeating" and not params.get("duration_in_months"):
+            raise invalid("Missing required param: duration_in_months.", param="duration_in_months")
+        if amount not in (None, "") and not params.get("currency"):
+            raise invalid("Missing required param: currency.", param="currency")
+        coupon_id = params.get("id") or new_id("", 8)
+        if coupon_id in self.objects:
+            raise invalid("Coupon already exists.", param="id", code="resource_already_exists")
+        coupon = example("coupon")
+        percent_value = float(percent) if percent not in (None, "") else None
+        coupon.update(
+            id=coupon_id,
+            amount_off=_int(amount, "amount_off") if amount not in (None, "") else None,
+            created=self.now(),
+            currency=str(params["currency"]).lower() if params.get("currency") else None,
+            duration=duration,
+            duration_in_months=_int(params["duration_in_months"], "duration_in_months")
+            if duration == "repeating"
+            else None,
+            livemode=False,
+            max_redemptions=_int(params["max_redemptions"], "max_redemptions")
+            if params.get("max_redemptions")
+            else None,
+            metadata={},
+            name=params.get("name") or None,
+            percent_off=percent_value,
+            redeem_by=_int(params["redeem_by"], "redeem_by") if params.get("redeem_by") else None,
+            times_redeemed=0,
+            valid=True,
+        )
+        self._merge_metadata(coupon, params)
+        self._store(coupon)
+        self._emit("coupon.created", coupon)
+        return self.render(coupon, params.get("expand"))
+
+    def coupon_list(self, params: Obj) -> Obj:
+        return self._list(self._all("coupon"), params, "/v1/coupons")
+
+    def coupon_retrieve(self, params: Obj, coupon_id: str) -> Obj:
+        return self.render(self._coupon(coupon_id, param="id"), params.get("expand"))
+
+    def coupon_update(self, params: Obj, coupon_id: str) -> Obj:
+        coupon = self._coupon(coupon_id, param="id")
+        before = self._public(coupon)
+        if "name" in params:
+            coupon["name"] = params["name"] or None
+        self._merge_metadata(coupon, params)
+        self._updated(coupon, before, "coupon.updated")
+        return self.render(coupon, params.get("expand"))
+
+    def coupon_delete(self, params: Obj, coupon_id: str) -> Obj:
+        coupon = self._coupon(coupon_id, param="id")
+        coupon["_deleted"] = True
+        self._emit("coupon.deleted", coupon)
+        deleted = example("deleted_coupon")
+        deleted["id"] = coupon_id
+        return deleted
+
+    def promo_create(self, params: Obj) -> Obj:
+        promotion = params.get("promotion") or {}
+        coupon = self._coupon(
+            promotion.get("coupon") if isinstance(promotion, dict) else None, param="promotion[coupon]"
+        )
+        code = str(params.get("code") or new_id("", 8).upper())
+        if any(p["code"].lower() == code.lower() and p["active"] for p in self._all("promotion_code")):
+            raise invalid(f"An active promotion code with `code: {code}` already exists.", param="code")
+        promo = example("promotion_code")
+        promo.update(
+            id=new_id("promo_"),
+            active=_bool(params.get("active", "true")),
+            code=code,
+            created=self.now(),
+            customer=params.get("customer") or None,
+            expires_at=_int(params["expires_at"], "expires_at") if params.get("expires_at") else None,
+            livemode=False,
+            max_redemptions=_int(params["max_redemptions"], "max_redemptions")
+            if params.get("max_redemptions")
+            else None,
+            metadata={},
+            promotion={"coupon": coupon["id"], "type": "coupon"},
+            times_redeemed=0,
+        )
+        self._merge_metadata(promo, params)
+        self._store(promo)
+        self._emit("promotion_code.created", promo)
+        return self.render(promo, params.get("expand"))
+
+    def promo_list(self, params: Obj) -> Obj:
+        objs = self._all("promotion_code")
+        if params.get("code"):
+            objs = [p for p in objs if p["code"].lower() == str(params["code"]).lower()]
+        if "active" in params:
+            objs = [p for p in objs if p["active"] == _bool(params["active"])]
+        if params.get("coupon"):
+            objs = [p for p in objs if p["promotion"]["coupon"] == params["coupon"]]
+        return self._list(objs, params, "/v1/promotion_codes")
+
+    def promo_retrieve(self, params: Obj, promo_id: str) -> Obj:
+        return self.render(self._get("promotion_code", promo_id), params.get("expand"))
+
+    def promo_update(self, params: Obj, promo_id: str) -> Obj:
+        promo = self._get("promotion_code", promo_id)
+        before = self._public(promo)
+        if "active" in params:
+            promo["active"] = _bool(params["active"])
+        self._merge_metadata(promo, params)
+        self._updated(promo, before, "promotion_code.updated")
+        return self.render(promo, params.get("expand"))
+
+    def promotion_code_by_code(self, code: str) -> Obj | None:
+        for promo in self._all("promotion_code"):
+            if promo["code"].lower() == code.lower() and promo["active"]:
+                return promo
+        return None
+
+    def _new_discount(self, spec: Obj, sub: Obj, at: int, *, param: str) -> Obj:
+        """A ``discount`` on a subscription from ``{coupon}`` or ``{promotion_code}``."""
+        promo = None
+        if spec.get("promotion_code"):
+            promo = self._get("promotion_code", spec["promotion_code"], param=f"{param}[promotion_code]")
+            if not promo["active"] or (promo["expires_at"] and promo["expires_at"] <= at):
+                raise invalid("This promotion code is not active.", param=f"{param}[promotion_code]")
+            if promo["max_redemptions"] and promo["times_redeemed"] >= promo["max_redemptions"]:
+                raise invalid(
+                    "This promotion code has been fully redeemed.", param=f"{param}[promotion_code]"
+                )
+            coupon = self._coupon(promo["promotion"]["coupon"])
+        else:
+            coupon = self._coupon(spec.get("coupon"), param=f"{param}[coupon]")
+        if not coupon["valid"] or (coupon["redeem_by"] and coupon["redeem_by"] <= at):
+            raise invalid(f"Coupon expired: {coupon['id']}", param=f"{param}[coupon]")
+        if coupon["max_redemptions"] and coupon["times_redeemed"] >= coupon["max_redemptions"]:
+            raise invalid(f"Coupon expired: {coupon['id']}", param=f"{param}[coupon]")
+        coupon["times_redeemed"] += 1
+        if promo is not None:
+            promo["times_redeemed"] += 1
+        discount = example("discount")
+        end = None
+        if coupon["duration"] == "repeating":
+            end = add_interval(at, "month", int(coupon["duration_in_months"]))
+        discount.update(
+            id=new_id("di_"),
+            checkout_session=None,
+            customer=sub["customer"],
+            end=end,
+            invoice=None,
+            invoice_item=None,
+            promotion_code=promo["id"] if promo else None,
+            start=at,
+            subscription=sub["id"],
+            subscription_item=None,
+            source={"coupon": coupon["id"], "type": "coupon"},
+            customer_account=None,
+            _uses=0,
+        )
+        self._store(discount)
+        self._emit("customer.discount.created", discount, at=at)
+        return discount
+
+    def _set_discounts(self, sub: Obj, specs: Any, at: int) -> None:
+        if specs in ("", None):
+            sub["discounts"] = []
+            return
+        ids = []
+        for n, spec in enumerate(_as_list(specs)):
+            if isinstance(spec, dict) and spec.get("discount"):
+                ids.append(self._get("discount", spec["discount"], param=f"discounts[{n}][discount]")["id"])
+            elif isinstance(spec, dict):
+                ids.append(self._new_discount(spec, sub, at, param=f"discounts[{n}]")["id"])
+        sub["discounts"] = ids
+
+    def _apply_discounts(self, invoice: Obj, sub: Obj | None, at: int, *, consume: bool) -> None:
+        """The subscription's live discounts, taken off the invoice's positive lines."""
+        if sub is None or not sub.get("discounts"):
+            return
+        lines = [line for line in invoice["lines"]["data"] if int(line["amount"]) > 0]
+        base = sum(int(line["amount"]) for line in lines)
+        totals = []
+        for discount_id in sub["discounts"]:
+            discount = self.objects.get(discount_id)
+            if discount is None:
+                continue
+            coupon = self.objects[discount["source"]["coupon"]]
+            if discount["end"] and int(discount["end"]) <= at:
+                continue
+            if coupon["duration"] == "once" and discount["_uses"] > 0:
+                continue
+            if base <= 0:
+                break
+            if coupon["percent_off"] is not None:
+                off = int(
+                    (Decimal(base) * Decimal(str(coupon["percent_off"])) / 100).quantize(
+                        Decimal(1), rounding=ROUND_HALF_UP
+                    )
+                )
+            else:
+                off = min(int(coupon["amount_off"]), base)
+            remaining = off
+            for n, line in enumerate(lines):
+                share = remaining if n == len(lines) - 1 else off * int(line["amount"]) // base
+                share = min(share, remaining)
+                remaining -= share
+                line["discount_amounts"] = [
+                    *line["discount_amounts"],
+                    {"amount": share, "discount": discount_id},
+                ]
+                line["discounts"] = [*line["discounts"], discount_id]
+            totals.append({"amount": off, "discount": discount_id})
+            base -= off
+            if consume:
+                discount["_uses"] += 1
+        if totals:
+            off_total = sum(t["amount"] for t in totals)
+            total = int(invoice["subtotal"]) - off_total
+            invoice.update(
+                discounts=[t["discount"] for t in totals],
+                total_discount_amounts=totals,
+                total=total,
+                total_excluding_tax=total,
+                amount_due=max(total, 0),
+                amount_remaining=max(total, 0),
+            )
 
     # --- account ------------------------------------------------------------------------
     def account(self, params: Obj) -> Obj:
@@ -1516,6 +1762,9 @@ class Backend:
             "footer": None,
         }
         self._merge_metadata(sub, params)
+        sub["discounts"] = []
+        if params.get("discounts"):
+            self._set_discounts(sub, params["discounts"], at)
         if _bool(params.get("cancel_at_period_end")):
             sub["cancel_at_period_end"] = True
         behaviour = params.get("payment_behavior", "allow_incomplete")
@@ -1886,6 +2135,7 @@ class Backend:
         fresh["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
         for line in lines:
             line["invoice"] = invoice["id"]
+        self._apply_discounts(fresh, sub, at, consume=True)
         self._store(fresh)
         if sub is not None:
             sub["latest_invoice"] = fresh["id"]
@@ -2231,6 +2481,7 @@ class Backend:
             lines += self._metered_lines(sub)
         lines += self._pending_item_lines(customer["id"], sub, claim=None)
         invoice = self._invoice_object(customer["id"], sub, "upcoming", lines, start, end, at)
+        self._apply_discounts(invoice, sub, end, consume=False)
         invoice["created"] = end
         if sub is not None:
             invoice["next_payment_attempt"] = end
@@ -2471,6 +2722,8 @@ class Backend:
         self._merge_metadata(sub, params)
         if "description" in params:
             sub["description"] = params["description"] or None
+        if "discounts" in params:
+            self._set_discounts(sub, params["discounts"], at)
         changes: list[tuple[Obj, Obj, Obj]] = []
         for index, spec in enumerate(_as_list(params.get("items"))):
             try:
@@ -2954,6 +3207,7 @@ class Backend:
             managed_payments=None,
             _items=items,
             _subscription_data=sub_data if isinstance(sub_data, dict) else {},
+            _discounts=_as_list(params.get("discounts")),
         )
         self._merge_metadata(session, params)
         self._store(session)
@@ -3005,7 +3259,9 @@ class Backend:
             data.append(item)
         return self._list(data, params, f"/v1/checkout/sessions/{session_id}/line_items")
 
-    def checkout_complete(self, session_id: str, *, card: str, email: str | None) -> Obj:
+    def checkout_complete(
+        self, session_id: str, *, card: str, email: str | None, promotion_code: str | None = None
+    ) -> Obj:
         """The hosted page's submit: customer, card, subscription, then ``checkout.session.completed``."""
         with self.lock:
             session = self._get("checkout.session", session_id)
@@ -3013,6 +3269,11 @@ class Backend:
                 raise invalid("This Checkout Session is no longer open.")
             sub_data = session["_subscription_data"]
             trial = bool(sub_data.get("trial_period_days") or sub_data.get("trial_end"))
+            if promotion_code:
+                promo = self.promotion_code_by_code(promotion_code)
+                if promo is None or not session["allow_promotion_codes"]:
+                    raise ApiError(400, "This code is invalid.", param="promotion_code")
+                session["_discounts"] = [{"promotion_code": promo["id"]}]
             if not card:
                 if session["payment_method_collection"] != "if_required" or (
                     session["amount_total"] and not trial
@@ -3062,6 +3323,8 @@ class Backend:
                 for key in ("trial_period_days", "trial_end", "trial_settings", "description"):
                     if sub_data.get(key):
                         sub_params[key] = sub_data[key]
+                if session.get("_discounts"):
+                    sub_params["discounts"] = session["_discounts"]
                 sub = self.subscription_create(sub_params)
                 session["subscription"] = sub["id"]
                 session["invoice"] = sub["latest_invoice"]

@@ -72,6 +72,7 @@ def checkout_page(backend: Backend, session_id: str, *, error: str | None = None
                 f"<td>{spec['quantity'] or ''}</td></tr>"
             )
         trial = session["_subscription_data"].get("trial_period_days")
+        promo_field = bool(session["allow_promotion_codes"])
         email = session["customer_email"] or ""
         customer = backend.objects.get(session["customer"]) if session["customer"] else None
         if customer:
@@ -86,7 +87,12 @@ def checkout_page(backend: Backend, session_id: str, *, error: str | None = None
         f"<p><label>Email <input type='email' name='email' value='{html.escape(email)}'></label></p>"
         "<p><label>Card number <input type='text' name='card_number' autocomplete='cc-number' "
         "placeholder='4242 4242 4242 4242'></label></p>"
-        "<p><label>Expiry <input type='text' name='exp' value='12 / 34'></label> "
+        + (
+            "<p><label>Promotion code <input type='text' name='promotion_code'></label></p>"
+            if promo_field
+            else ""
+        )
+        + "<p><label>Expiry <input type='text' name='exp' value='12 / 34'></label> "
         "<label>CVC <input type='text' name='cvc' value='123'></label></p>"
         "<button type='submit'>Subscribe</button></form>"
     )
@@ -99,7 +105,12 @@ def checkout_submit(backend: Backend, session_id: str, body: bytes) -> Page:
     form = _form(body)
     card = form.get("card_number", "").replace(" ", "")
     try:
-        session = backend.checkout_complete(session_id, card=card, email=form.get("email") or None)
+        session = backend.checkout_complete(
+            session_id,
+            card=card,
+            email=form.get("email") or None,
+            promotion_code=form.get("promotion_code", "").strip() or None,
+        )
     except ApiError as exc:
         if exc.status == 404:
             return _not_found()

@@ -578,3 +578,35 @@ def test_meter_formulas_count_and_last(local: StripeLocal) -> None:
 
     assert summary(counted) == 3
     assert summary(seats) == 5
+
+
+def test_coupons_and_promotion_codes(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    price = _plan(amount=2000)
+    half = stripe.Coupon.create(id="HALF", percent_off=50, duration="once")
+    five = stripe.Coupon.create(amount_off=500, currency="eur", duration="repeating", duration_in_months=3)
+    promo = stripe.PromotionCode.create(promotion={"type": "coupon", "coupon": five.id}, code="LAUNCH")
+    assert stripe.PromotionCode.list(code="launch").data[0].id == promo.id
+    sub = stripe.Subscription.create(
+        customer=customer.id, items=[{"price": price.id}], discounts=[{"coupon": half.id}]
+    )
+    first = stripe.Invoice.retrieve(sub.latest_invoice)
+    assert (first.subtotal, first.total, first.amount_paid) == (2000, 1000, 1000)
+    assert first.total_discount_amounts[0].amount == 1000
+    assert first.lines.data[0].discount_amounts[0].amount == 1000
+    assert stripe.Coupon.retrieve("HALF").times_redeemed == 1
+    preview = stripe.Invoice.create_preview(customer=customer.id, subscription=sub.id)
+    assert preview.total == 2000  # "once" is used up
+    stripe.Subscription.modify(sub.id, discounts=[{"promotion_code": promo.id}])
+    preview = stripe.Invoice.create_preview(customer=customer.id, subscription=sub.id)
+    assert preview.total == 1500
+    expanded = stripe.Subscription.retrieve(sub.id, expand=["discounts"])
+    assert expanded.discounts[0].promotion_code == promo.id
+    assert expanded.discounts[0].end is not None
+    cleared = stripe.Subscription.modify(sub.id, discounts="")
+    assert cleared.discounts == []
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe.Subscription.create(
+            customer=customer.id, items=[{"price": price.id}], discounts=[{"coupon": "NOPE"}]
+        )
+    assert stripe.Coupon.delete(half.id).deleted is True

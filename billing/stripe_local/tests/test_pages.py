@@ -214,3 +214,18 @@ def test_portal_configuration_limits_the_portal(local: StripeLocal) -> None:
     )
     assert updated.features.payment_method_update.enabled is True
     assert [c.id for c in stripe.billing_portal.Configuration.list().data] == [config.id]
+
+
+def test_checkout_with_a_promotion_code(local: StripeLocal) -> None:
+    basic, _ = _prices()
+    coupon = stripe.Coupon.create(percent_off=20, duration="forever")
+    stripe.PromotionCode.create(promotion={"type": "coupon", "coupon": coupon.id}, code="FRIENDS")
+    session = _session(basic, allow_promotion_codes=True)
+    _, _, page = _request(session.url)
+    assert "promotion_code" in page
+    status, _, page = _request(session.url, {"card_number": "4242424242424242", "promotion_code": "NOPE"})
+    assert status == 400 and "invalid" in page
+    status, _, _ = _request(session.url, {"card_number": "4242424242424242", "promotion_code": "friends"})
+    assert status == 303
+    done = stripe.checkout.Session.retrieve(session.id, expand=["subscription.latest_invoice"])
+    assert done.subscription.latest_invoice.amount_paid == 800

@@ -108,6 +108,9 @@ NULLABLE: dict[str, set[str]] = {
     },
     "item": {"adjustable_quantity", "price.custom_unit_amount", "price.transform_quantity"},
     "billing.meter": {"event_time_window"},
+    "coupon": {"amount_off", "redeem_by", "max_redemptions", "currency", "name"},
+    "promotion_code": {"expires_at", "max_redemptions", "customer"},
+    "discount": {"end", "promotion_code"},
     "event": {"data.previous_attributes"},
     "webhook_endpoint": {"api_version", "description"},
 }
@@ -274,6 +277,16 @@ def test_objects_have_the_fixture_shape(local: StripeLocal) -> None:
     check("deleted_subscription_item", json.loads(str(deleted_item)), problems)
     pending = stripe.InvoiceItem.create(customer=customer.id, amount=100, currency="eur")
     check("deleted_invoiceitem", json.loads(str(stripe.InvoiceItem.delete(pending.id))), problems)
+    coupon = stripe.Coupon.create(percent_off=10, duration="repeating", duration_in_months=2)
+    check("coupon", _get(local, f"/v1/coupons/{coupon.id}"), problems)
+    promo = stripe.PromotionCode.create(promotion={"type": "coupon", "coupon": coupon.id}, code="SHAPE")
+    check("promotion_code", _get(local, f"/v1/promotion_codes/{promo.id}"), problems)
+    with_discount = stripe.Subscription.modify(sub.id, discounts=[{"promotion_code": promo.id}])
+    discount_id = with_discount.discounts[0]
+    discounts = _get(local, f"/v1/subscriptions/{sub.id}?expand[]=discounts")["discounts"]
+    assert discounts[0]["id"] == discount_id
+    check("discount", discounts[0], problems)
+    check("deleted_coupon", json.loads(str(stripe.Coupon.delete(coupon.id))), problems)
     check(
         "deleted_test_helpers.test_clock",
         json.loads(str(stripe.test_helpers.TestClock.delete(clock.id))),
