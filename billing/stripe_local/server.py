@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,10 @@ class StripeLocal:
 
     def _tick(self) -> None:
         while not self._ticking.wait(self.tick_interval):
-            self.backend.run_due()
+            try:
+                self.backend.run_due()
+            except Exception:  # a bug in one round must not stop the clock for good
+                traceback.print_exc()
 
     def run_due(self) -> int:
         """Process renewals, trial ends and payment retries due now in real time."""
