@@ -182,6 +182,18 @@ class Backend:
     def _all(self, kind: str) -> list[Obj]:
         return [o for o in self.objects.values() if o.get("object") == kind and not o.get("_deleted")]
 
+    _LOCAL_URL = re.compile(r"^http://127\.0\.0\.1:\d+(?=/(?:checkout|portal|invoice)/)")
+
+    def rebase_urls(self, base_url: str) -> None:
+        """Point hosted-page URLs saved by an earlier run (another port) at this server."""
+        self.base_url = base_url
+        with self.lock:
+            for obj in self.objects.values():
+                for key in ("url", "hosted_invoice_url", "invoice_pdf"):
+                    value = obj.get(key)
+                    if isinstance(value, str):
+                        obj[key] = self._LOCAL_URL.sub(base_url, value)
+
     def save(self) -> None:
         if self.state_path is not None:
             save_state(self.state_path, self.state)

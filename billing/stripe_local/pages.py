@@ -202,6 +202,18 @@ def portal_page(backend: Backend, session_id: str, *, error: str | None = None, 
             elif cancel.get("enabled"):
                 label = "Cancel now" if cancel.get("mode") == "immediately" else "Cancel at period end"
                 parts.append(_button(session_id, "cancel", label, subscription=sub["id"]))
+        if features["invoice_history"].get("enabled"):
+            invoices = sorted(
+                (i for i in backend._all("invoice") if i["customer"] == customer["id"] and i["number"]),
+                key=lambda i: -i["_seq"],
+            )
+            rows = "".join(
+                f"<tr><td><a href='{html.escape(i['hosted_invoice_url'] or '')}'>"
+                f"{html.escape(i['number'])}</a></td><td>{_money(i['total'], i['currency'])}</td><td>{i['status']}</td></tr>"
+                for i in invoices[:24]
+            )
+            if rows:
+                parts.append(f"<h2>Invoices</h2><table class='invoices'>{rows}</table>")
         default_pm = customer["invoice_settings"]["default_payment_method"]
         pm = backend.objects.get(default_pm) if default_pm else None
         card = f"{pm['card']['brand']} •••• {pm['card']['last4']}" if pm else "none"

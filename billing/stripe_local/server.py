@@ -100,7 +100,7 @@ class StripeLocal:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self.backend.base_url = self.url
+        self.backend.rebase_urls(self.url)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

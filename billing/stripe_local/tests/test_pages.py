@@ -117,6 +117,7 @@ def test_portal_switch_cancel_resume_and_card(local: StripeLocal) -> None:
     assert portal.url.startswith(local.url)
     status, _, page = _request(portal.url)
     assert status == 200 and "Switch to Pro" in page and "http://127.0.0.1:8000/billing" in page
+    assert "<h2>Invoices</h2>" in page and "/invoice/in_" in page
     form = {"action": "switch", "subscription": sub.id, "price": pro.id}
     status, headers, _ = _request(portal.url, form)
     assert status == 303 and headers["Location"].endswith(portal.id)
