@@ -209,7 +209,8 @@ def portal_page(backend: Backend, session_id: str, *, error: str | None = None, 
             )
             rows = "".join(
                 f"<tr><td><a href='{html.escape(i['hosted_invoice_url'] or '')}'>"
-                f"{html.escape(i['number'])}</a></td><td>{_money(i['total'], i['currency'])}</td><td>{i['status']}</td></tr>"
+                f"{html.escape(i['number'])}</a></td><td>{_money(i['total'], i['currency'])}</td>"
+                f"<td>{i['status']}</td></tr>"
                 for i in invoices[:24]
             )
             if rows:
