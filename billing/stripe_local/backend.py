@@ -32,7 +32,7 @@ from .store import (
     public,
     save_state,
 )
-from .strict import ROUTE_PARAMS, allowed_params
+from .strict import ROUTE_PARAMS, unknown_param
 
 DAY = 86400
 IDEMPOTENCY_TTL = 24 * 3600
@@ -587,12 +587,11 @@ class Backend:
 
     @staticmethod
     def _check_params(spec: str, params: Obj) -> None:
-        known = allowed_params(spec)
-        if known is None:
-            return
-        for key in params:
-            if key not in known:
-                raise ApiError(400, f"Received unknown parameter: {key}", code="parameter_unknown", param=key)
+        unknown = unknown_param(spec, params)
+        if unknown is not None:
+            raise ApiError(
+                400, f"Received unknown parameter: {unknown}", code="parameter_unknown", param=unknown
+            )
 
     def _dispatch(self, method: str, path: str, params: Obj) -> Obj:
         allowed = False

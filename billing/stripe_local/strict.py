@@ -2,7 +2,7 @@
 
 The real API answers 400 "Received unknown parameter: x" to a misspelt or removed parameter
 (e.g. one that left in API version dahlia). So that a stand-in does not let such a bug through,
-the top-level parameters of each call are checked against the request TypedDict that
+the parameters of each call (nested ones too) are checked against the request TypedDict that
 stripe-python ships for that call (``stripe.params...``): the library's own, generated from
 Stripe's OpenAPI spec for the pinned version. If the library is not importable, nothing is
 checked.
@@ -13,6 +13,14 @@ from __future__ import annotations
 import functools
 import importlib
 import re
+import sys
+import typing
+from typing import Any
+
+try:  # stripe-python's TypedDicts come from typing_extensions, which it depends on
+    from typing_extensions import is_typeddict
+except ImportError:  # pragma: no cover - without stripe installed nothing is checked anyway
+    from typing import is_typeddict
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -105,13 +113,83 @@ ROUTE_PARAMS: dict[tuple[str, str], str] = {
 
 
 @functools.cache
-def allowed_params(spec: str) -> frozenset[str] | None:
-    """The parameter names stripe-python's TypedDict ``spec`` allows, or None if unknown."""
+def params_class(spec: str) -> Any:
+    """stripe-python's request TypedDict named by ``spec``, or None if it cannot be found."""
     namespace, _, name = spec.rpartition(".")
     snake = _CAMEL.sub("_", name.removesuffix("Params")).lower()
     module_name = "stripe.params" + (f".{namespace}" if namespace else "") + f"._{snake}_params"
     try:
-        cls = getattr(importlib.import_module(module_name), name)
+        return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError):
         return None
+
+
+def allowed_params(spec: str) -> frozenset[str] | None:
+    """The top-level parameter names ``spec`` allows, or None if unknown."""
+    cls = params_class(spec)
+    if cls is None:
+        return None
     return frozenset(cls.__required_keys__ | cls.__optional_keys__)
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    """Each key's type, evaluated one by one (some refer to names only imported for type
+    checkers; those are skipped)."""
+    module = sys.modules.get(cls.__module__)
+    namespace = vars(module) if module else {}
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        for key, annotation in getattr(klass, "__annotations__", {}).items():
+            ref = typing.ForwardRef(annotation) if isinstance(annotation, str) else annotation
+            try:
+                hints[key] = typing._eval_type(ref, namespace, None)  # type: ignore[attr-defined]
+            except Exception:  # noqa: S112 - an unresolvable hint only means "not checked"
+                continue
+    return hints
+
+
+def _nested_classes(annotation: Any) -> list[Any]:
+    """The TypedDicts a hint allows (through NotRequired, Union, List...)."""
+    if is_typeddict(annotation):
+        return [annotation]
+    found: list[Any] = []
+    for arg in typing.get_args(annotation):
+        found.extend(_nested_classes(arg))
+    return found
+
+
+def _unknown_in(cls: Any, value: dict[str, Any], prefix: str) -> str | None:
+    allowed = cls.__required_keys__ | cls.__optional_keys__
+    hints = _hints(cls)
+    for key, inner in value.items():
+        name = f"{prefix}[{key}]" if prefix else key
+        if key not in allowed:
+            return name
+        classes = _nested_classes(hints.get(key))
+        if len(classes) != 1:
+            continue
+        if isinstance(inner, dict):
+            found = _unknown_in(classes[0], inner, name)
+        elif isinstance(inner, list):
+            found = next(
+                (
+                    hit
+                    for n, item in enumerate(inner)
+                    if isinstance(item, dict) and (hit := _unknown_in(classes[0], item, f"{name}[{n}]"))
+                ),
+                None,
+            )
+        else:
+            found = None
+        if found:
+            return found
+    return None
+
+
+def unknown_param(spec: str, params: dict[str, Any]) -> str | None:
+    """The first parameter (``items[0][pricee]`` style) the API version does not know."""
+    cls = params_class(spec)
+    if cls is None:
+        return None
+    return _unknown_in(cls, params, "")

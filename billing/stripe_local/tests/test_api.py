@@ -610,3 +610,17 @@ def test_coupons_and_promotion_codes(local: StripeLocal) -> None:
             customer=customer.id, items=[{"price": price.id}], discounts=[{"coupon": "NOPE"}]
         )
     assert stripe.Coupon.delete(half.id).deleted is True
+
+
+def test_unknown_nested_parameters_are_refused(local: StripeLocal) -> None:
+    product = stripe.Product.create(name="Pro")
+    recurring: dict[str, object] = {"interval": "month", "usage": "metered"}
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Price.create(product=product.id, currency="eur", unit_amount=100, recurring=recurring)
+    assert refused.value.param == "recurring[usage]"
+    price = _plan()
+    customer = stripe.Customer.create()
+    items: list[dict[str, object]] = [{"price": price.id, "qty": 2}]
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Subscription.create(customer=customer.id, items=items)
+    assert refused.value.param == "items[0][qty]"
