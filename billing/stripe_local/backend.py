@@ -104,6 +104,20 @@ def _decimal_str(value: Any, param: str) -> str:
         raise invalid(f"Invalid decimal: {value}", param=param) from None
 
 
+def _choice(params: Obj, name: str, choices: tuple[str, ...], default: str) -> str:
+    """An enum parameter, refused like Stripe when it is not one of ``choices``."""
+    value = str(params.get(name) or default)
+    if value not in choices:
+        listed = ", ".join(choices[:-1]) + f", or {choices[-1]}"
+        raise invalid(f"Invalid {name}: must be one of {listed}", param=name)
+    return value
+
+
+_PRORATION = ("always_invoice", "create_prorations", "none")
+_PAYMENT_BEHAVIOR = ("allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete")
+_COLLECTION = ("charge_automatically", "send_invoice")
+
+
 def _bool(value: Any) -> bool:
     return value in (True, "true", "True", "1", 1)
 
@@ -1733,7 +1747,7 @@ class Backend:
             cancel_at=None,
             canceled_at=None,
             cancel_at_period_end=False,
-            collection_method=params.get("collection_method", "charge_automatically"),
+            collection_method=_choice(params, "collection_method", _COLLECTION, "charge_automatically"),
             created=at,
             currency=currencies.pop(),
             customer=customer["id"],
@@ -1778,7 +1792,7 @@ class Backend:
             self._set_discounts(sub, params["discounts"], at)
         if _bool(params.get("cancel_at_period_end")):
             sub["cancel_at_period_end"] = True
-        behaviour = params.get("payment_behavior", "allow_incomplete")
+        behaviour = _choice(params, "payment_behavior", _PAYMENT_BEHAVIOR, "allow_incomplete")
         if trial_end:
             self._set_periods(sub, at, trial_end)
             sub["status"] = "trialing"
@@ -2718,7 +2732,8 @@ class Backend:
                 "A canceled subscription can only update its cancellation_details and metadata.",
             )
         before = self._public(sub)
-        proration = params.get("proration_behavior", "create_prorations")
+        proration = _choice(params, "proration_behavior", _PRORATION, "create_prorations")
+        _choice(params, "payment_behavior", _PAYMENT_BEHAVIOR, "allow_incomplete")
         if "default_payment_method" in params:
             pm_id = params["default_payment_method"] or None
             if pm_id:

@@ -624,3 +624,17 @@ def test_unknown_nested_parameters_are_refused(local: StripeLocal) -> None:
     with pytest.raises(stripe.InvalidRequestError) as refused:
         stripe.Subscription.create(customer=customer.id, items=items)
     assert refused.value.param == "items[0][qty]"
+
+
+def test_invalid_enum_values(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    price = _plan()
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Subscription.create(
+            customer=customer.id, items=[{"price": price.id}], payment_behavior="maybe"
+        )
+    assert refused.value.param == "payment_behavior"
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": price.id}])
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Subscription.modify(sub.id, proration_behavior="sometimes")
+    assert refused.value.param == "proration_behavior"
