@@ -2761,7 +2761,15 @@ class Backend:
         if not sub["items"]["data"]:
             raise invalid("A subscription must have at least one item.", param="items")
         invoice_now = False
-        if changes and sub["status"] != "trialing":
+        anchor = params.get("billing_cycle_anchor")
+        if anchor not in (None, "", "now", "unchanged"):
+            raise invalid(
+                "Invalid billing_cycle_anchor: must be one of now or unchanged", param="billing_cycle_anchor"
+            )
+        anchor_now = anchor == "now" and sub["status"] in ("active", "past_due")
+        if anchor_now:
+            self._reset_cycle(sub, changes, at, proration)
+        elif changes and sub["status"] != "trialing":
             invoice_now = self._prorate(sub, changes, at, proration)
         if params.get("trial_end") not in (None, ""):
             if params["trial_end"] == "now":
@@ -2791,6 +2799,36 @@ class Backend:
             self._finalize(invoice, at)
             self._pay(invoice, at)
         return self.render(sub, params.get("expand"))
+
+    def _reset_cycle(self, sub: Obj, changes: list[tuple[Obj, Obj, Obj]], at: int, proration: str) -> None:
+        """``billing_cycle_anchor=now``: credit the unused time of what was billed, start a new
+        period now and invoice it at once."""
+        old_by_item = {item["id"]: (old, old.get("_qty")) for old, _, item in changes if old}
+        if proration != "none":
+            billed: list[tuple[Obj, Obj | None, Any]] = [
+                (item, *old_by_item.get(item["id"], (None, None))) for item in sub["items"]["data"]
+            ]
+            billed += [(item, old, old.get("_qty")) for old, new, item in changes if not new and old]
+            for item, old, qty in billed:
+                price = old or self._item_price(item)
+                if price["recurring"]["usage_type"] != "licensed":
+                    continue
+                start, end = int(item["current_period_start"]), int(item["current_period_end"])
+                quantity = (qty if old else item["quantity"]) or 1
+                self._proration_item(sub, price, quantity, at, end, start, credit=True)
+        self._set_periods(sub, at)
+        sub["billing_cycle_anchor"] = at
+        invoice = self._create_invoice(
+            sub["customer"],
+            sub,
+            "subscription_update",
+            self._licensed_lines(sub),
+            at,
+            self._period_end(sub),
+            at,
+        )
+        self._finalize(invoice, at)
+        self._pay(invoice, at)
 
     def _set_cancel_at_period_end(self, sub: Obj, value: bool, at: int, params: Obj) -> None:
         sub["cancel_at_period_end"] = value

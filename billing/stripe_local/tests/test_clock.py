@@ -266,3 +266,35 @@ def test_downgrade_credit_goes_to_the_customer_balance(local: StripeLocal) -> No
     renewal = stripe.Invoice.retrieve(stripe.Subscription.retrieve(sub.id).latest_invoice)
     assert renewal.starting_balance == credit and renewal.amount_due == max(1000 + credit, 0)
     assert stripe.Customer.retrieve(customer.id).balance == min(1000 + credit, 0)
+
+
+def test_billing_cycle_anchor_now(local: StripeLocal) -> None:
+    clock, customer = _clock_customer()
+    basic, pro = _price(1000), _price(3000)
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": basic.id}])
+    _advance(clock, START + 10 * DAY)
+    item = sub["items"].data[0]
+    reset = stripe.Subscription.modify(
+        sub.id, items=[{"id": item.id, "price": pro.id}], billing_cycle_anchor="now"
+    )
+    assert reset.billing_cycle_anchor == START + 10 * DAY
+    assert reset["items"].data[0].current_period_start == START + 10 * DAY
+    invoice = stripe.Invoice.retrieve(reset.latest_invoice)
+    credit = next(line.amount for line in invoice.lines.data if line.amount < 0)
+    assert -1000 < credit < -600  # about two thirds of the month unused
+    assert invoice.total == 3000 + credit and invoice.status == "paid"
+
+
+def test_billing_cycle_anchor_now_with_a_removed_item(local: StripeLocal) -> None:
+    clock, customer = _clock_customer()
+    base, addon = _price(1000), _price(600)
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": base.id}, {"price": addon.id}])
+    _advance(clock, START + 10 * DAY)
+    addon_item = next(i for i in sub["items"].data if i.price.id == addon.id)
+    reset = stripe.Subscription.modify(
+        sub.id, items=[{"id": addon_item.id, "deleted": True}], billing_cycle_anchor="now"
+    )
+    invoice = stripe.Invoice.retrieve(reset.latest_invoice)
+    credits = sorted(line.amount for line in invoice.lines.data if line.amount < 0)
+    assert len(credits) == 2  # both the kept and the removed item's unused time
+    assert invoice.total == 1000 + sum(credits)
