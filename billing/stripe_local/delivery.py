@@ -83,7 +83,7 @@ class Delivery:
         # ``manual``: nothing is sent until ``flush()`` (in the caller's thread, e.g. a test
         # holding a database transaction). ``transport(url, headers, body) -> status`` replaces
         # the HTTP POST, e.g. with Django's test client.
-        self.manual = False
+        self._manual = False
         self.transport: Callable[[str, dict[str, str], bytes], int] | None = None
         self.records: list[DeliveryRecord] = []
         self._cond = threading.Condition()
@@ -97,6 +97,17 @@ class Delivery:
         self._thread.start()
 
     # --- test knobs ---------------------------------------------------------------------
+    @property
+    def manual(self) -> bool:
+        return self._manual
+
+    @manual.setter
+    def manual(self, value: bool) -> None:
+        """Switching manual mode off wakes the delivery thread for what was queued meanwhile."""
+        with self._cond:
+            self._manual = value
+            self._cond.notify_all()
+
     def duplicate_next(self, n: int = 1) -> None:
         with self._cond:
             self._duplicate += n

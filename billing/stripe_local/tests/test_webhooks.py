@@ -145,3 +145,14 @@ def test_manual_flush_with_a_custom_transport(local: StripeLocal) -> None:
     event = stripe.Webhook.construct_event(body.decode(), headers["Stripe-Signature"], endpoint.secret)
     assert event.type == "customer.created"
     assert local.delivery.flush() == []
+
+
+def test_leaving_manual_mode_sends_what_was_queued(local: StripeLocal, receiver: Receiver) -> None:
+    _endpoint(receiver)
+    local.delivery.manual = True
+    stripe.Customer.create()
+    time.sleep(0.2)
+    assert receiver.requests == []
+    local.delivery.manual = False
+    assert local.delivery.wait_idle(5)
+    assert len(receiver.requests) == 1
