@@ -132,7 +132,7 @@ class Delivery:
     def wait_idle(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._heap or self._in_flight:
+            while (self._heap and not self._manual) or self._in_flight:  # manual: flush() sends
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
