@@ -34,14 +34,13 @@ logger = logging.getLogger(__name__)
 FLUSH_SETTLE_SECONDS = 60
 _FLUSH_BATCH = 500
 
-# After the ledger insert committed: take the flushed amount off the window's counter, and
-# forget the window when nothing is left (a late increment stays, and is flushed later).
+# After the ledger insert committed: the window leaves Redis. Returns what was added to it
+# since it was read (only a server whose clock is over FLUSH_SETTLE_SECONDS behind can do that),
+# which is lost and logged.
 _RELEASE_LUA = """
 local left = redis.call('DECRBY', KEYS[1], ARGV[1])
-if left <= 0 then
-  redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[2], ARGV[2])
-end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
 return left
 """
 
@@ -116,13 +115,16 @@ def usage_windows_persist(*, windows: Iterable[PendingWindow]) -> int:
 
 
 def usage_windows_release(*, windows: Iterable[PendingWindow]) -> None:
-    """The second half of a flush, once the insert committed: the flushed amounts leave Redis."""
+    """The second half of a flush, once the insert committed: the flushed windows leave Redis."""
+    windows = list(windows)
     client = lv_redis.client()
     release = client.register_script(_RELEASE_LUA)
     pipe = client.pipeline(transaction=False)
     for w in windows:
         release(keys=[window_key(w.member), dirty_windows_key()], args=[w.quantity, w.member], client=pipe)
-    pipe.execute()
+    for w, left in zip(windows, pipe.execute(), strict=True):
+        if int(left) > 0:
+            logger.warning("usage window %s got %s more after it was read; not in the ledger", w.member, left)
 
 
 @dataclass(frozen=True)

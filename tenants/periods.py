@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 class Period:
     start: datetime
     end: datetime
+    anchored: bool = False
 
     @property
     def key(self) -> str:
-        """Names the period in counter keys: monthly periods each start in a month of their own."""
-        return f"{self.start:%Y%m}"
+        """Names the period in counter keys: ``YYYYMM`` for a calendar month, the start to the
+        second for an anchored period (a new anchor starts a new count)."""
+        return f"{self.start:%Y%m%dT%H%M%S}" if self.anchored else f"{self.start:%Y%m}"
 
     def seconds_left(self, now: datetime) -> int:
         return max(1, int((self.end - now).total_seconds() + 0.999))
@@ -57,4 +59,4 @@ def billing_period(tenant: Tenant | None = None, now: datetime | None = None) ->
     start = _on_anchor(anchor, now.year, now.month)
     if start > now:
         start = _on_anchor(anchor, *_month_shift(now.year, now.month, -1))
-    return Period(start, _on_anchor(anchor, *_month_shift(start.year, start.month, 1)))
+    return Period(start, _on_anchor(anchor, *_month_shift(start.year, start.month, 1)), anchored=True)
