@@ -138,11 +138,9 @@ def usage_flush(
 ) -> FlushResult:
     """Move every closed window from Redis to the ledger. Safe to run concurrently and to kill
     at any point: a window inserted but not released is found again, its insert is a no-op
-    (same idempotency key) and it is released then. Nothing is lost, nothing counted twice."""
-    if transaction.get_connection().in_atomic_block:
-        raise RuntimeError(
-            "usage_flush commits each batch before releasing it: call it outside a transaction"
-        )
+    (same idempotency key) and it is released then. Nothing is lost, nothing counted twice.
+    Run it outside a transaction (the beat task, the command): each batch then commits before
+    it is released."""
     now = now or timezone.now()
     windows = pending_windows(closed_before=now - timedelta(seconds=WINDOW_SECONDS + FLUSH_SETTLE_SECONDS))
     created = 0

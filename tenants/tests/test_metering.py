@@ -99,9 +99,7 @@ def test_enterprise_is_never_refused(api, make_tenant):
 
 
 @pytest.mark.django_db
-def test_an_api_call_is_one_redis_round_trip_counting_the_period_and_the_window(
-    api, starter, monkeypatch
-):
+def test_an_api_call_is_one_redis_round_trip_counting_the_period_and_the_window(api, starter, monkeypatch):
     tenant, ctx = starter["handle"].tenant, starter["ctx"]
     client = lv_redis.client()
     sent: list[Any] = []
