@@ -1,0 +1,163 @@
+"""Usage metering: the hot path's throughput, and what counting adds to an API request.
+
+(a) Counted events per second: ``tenants.usage.api_call_meter`` (what every authenticated API
+request calls: one Redis round trip, period and window counters, the dirty-window set) called in
+a loop by 2 processes, one call per event (no batching), against the configured Redis, for a
+fixed window. An enterprise tenant, so nothing is refused; the period counter is checked to hold
+every event at the end.
+
+(b) The same authenticated request (``GET /api/v1/projects`` through ``django.test.Client``, in
+process: tenant by host, token, the view's query) with ``API_USAGE_METERING`` on and off,
+alternating in blocks in the same run; the difference of the medians is what counting costs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+from typing import Any
+
+from bench import Samples, Verdict, fmt_seconds, print_table, progress, to_public
+
+PROCESSES = 2
+RATE_TARGET = 20_000  # counted events per second
+OVERHEAD_TARGET = 0.0003  # seconds added to the p50 of an API request
+PATH = "/api/v1/projects"
+
+
+def _count_loop(tenant_id: str, seconds: float, start: Any, results: Any) -> None:
+    # A forked child: its own Redis connection (and script registration), not the parent's.
+    from leanvibe import redis as lv_redis
+    from tenants import usage
+    from tenants.models import Tenant
+
+    lv_redis.client.cache_clear()
+    usage._meter_script.cache_clear()
+    tenant = Tenant(id=uuid.UUID(tenant_id), plan="enterprise")
+    usage.api_call_meter(tenant=tenant, path=PATH)  # connect and load the script: not timed
+    start.wait()
+    done = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        usage.api_call_meter(tenant=tenant, path=PATH)
+        done += 1
+    results.put(done)
+
+
+def _throughput(seconds: float) -> tuple[float, int, int]:
+    from leanvibe import redis as lv_redis
+    from tenants.models import Tenant
+    from tenants.periods import billing_period
+    from tenants.usage import period_key
+
+    tenant_id = str(uuid.uuid4())
+    context = multiprocessing.get_context("fork")
+    start, results = context.Event(), context.Queue()
+    workers = [
+        context.Process(target=_count_loop, args=(tenant_id, seconds, start, results))
+        for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)  # every child connected
+    began = time.perf_counter()
+    start.set()
+    counts = [results.get(timeout=seconds + 60) for _ in workers]
+    elapsed = time.perf_counter() - began
+    for worker in workers:
+        worker.join()
+    tenant = Tenant(id=uuid.UUID(tenant_id), plan="enterprise")
+    stored = int(lv_redis.client().get(period_key(tenant_id, "api_calls", billing_period(tenant))) or 0)
+    total = sum(counts)
+    return total / elapsed, total, stored - PROCESSES  # minus each child's untimed first call
+
+
+def _overhead(requests: int, block: int) -> tuple[Samples, Samples, str]:
+    from django.conf import settings
+    from django.test import Client
+    from django_tenants.utils import schema_context
+
+    from accounts.models import Role, User
+    from accounts.services import tokens_issue
+    from tenants.models import Tenant
+    from tenants.services import tenant_provision
+
+    to_public()
+    result = tenant_provision(
+        organization_name="Bench Metering",
+        billing_email="owner@metering.example.com",
+        admin_email="owner@metering.example.com",
+        plan="enterprise",
+    )
+    schema = result.tenant.schema_name
+    with schema_context(schema):
+        token = tokens_issue(user=User.objects.get(role=Role.OWNER)).access_token
+    to_public()
+    host = str(result.tenant.get_primary_domain().domain)
+    on = Samples("counting on: GET /api/v1/projects, authenticated")
+    off = Samples("counting off (API_USAGE_METERING=False), same request")
+    client = Client()
+
+    def one(samples: Samples | None) -> None:
+        start = time.perf_counter()
+        response = client.get(PATH, HTTP_HOST=host, HTTP_AUTHORIZATION=f"Bearer {token}")
+        seconds = time.perf_counter() - start
+        if response.status_code != 200:
+            raise RuntimeError(f"{PATH} answered {response.status_code}")
+        if samples is not None:
+            samples.add(seconds)
+
+    try:
+        for flag in (True, False) * 10:  # warm-up, both ways
+            settings.API_USAGE_METERING = flag
+            one(None)
+        for index in range(0, requests, block):
+            order = [(True, on), (False, off)] if (index // block) % 2 == 0 else [(False, off), (True, on)]
+            for flag, samples in order:
+                settings.API_USAGE_METERING = flag
+                for _ in range(block):
+                    one(samples)
+    finally:
+        settings.API_USAGE_METERING = True
+        to_public()
+        Tenant.objects.get(schema_name=schema).delete(force_drop=True)
+    return on, off, host
+
+
+def run(*, seconds: float = 5.0, requests: int = 600, block: int = 50) -> list[Verdict]:
+    print(
+        f"\n== metering: the counting hot path ({PROCESSES} processes, {seconds:g} s) and what it "
+        f"adds to an API request ({requests} requests each way) ==",
+        flush=True,
+    )
+    started = time.perf_counter()
+    progress(f"{PROCESSES} processes calling tenants.usage.api_call_meter in a loop")
+    rate, total, stored = _throughput(seconds)
+    if stored != total:
+        raise RuntimeError(f"the period counter holds {stored}, {total} events were counted")
+    progress(f"{total} events in {seconds:g} s: {rate:,.0f}/s; the period counter holds all of them")
+    progress(f"{requests} requests with counting on and {requests} off, alternating blocks of {block}")
+    on, off, _ = _overhead(requests, block)
+    print_table(f"metering ({time.perf_counter() - started:.0f} s)", [on, off])
+    added = on.p50 - off.p50
+    ratio = on.p50 / off.p50
+    print()
+    print(f"  counted events per second, {PROCESSES} processes, one Redis round trip each: {rate:,.0f}/s")
+    print(
+        f"  API request p50: on {fmt_seconds(on.p50)}, off {fmt_seconds(off.p50)}: "
+        f"+{added * 1000:.3f} ms, ratio {ratio:.3f}"
+    )
+    return [
+        Verdict(
+            f"metering: hot path >= {RATE_TARGET:,} counted events/s on {PROCESSES} processes",
+            rate >= RATE_TARGET,
+            f"{rate:,.0f}/s ({total} events)",
+        ),
+        Verdict(
+            f"metering: counting adds <= {OVERHEAD_TARGET * 1000:g} ms to an API request's p50",
+            added <= OVERHEAD_TARGET,
+            f"+{added * 1000:.3f} ms (p50 {fmt_seconds(on.p50)} vs {fmt_seconds(off.p50)}, "
+            f"ratio {ratio:.3f})",
+        ),
+    ]
