@@ -6,8 +6,8 @@ from tenants.models import Tenant
 from tenants.periods import billing_period
 
 
-def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def test_default_period_is_the_calendar_month_in_utc():
