@@ -41,9 +41,9 @@ if limit >= 0 then
   if used + qty > limit then return {used, 0} end
 end
 local total = redis.call('INCRBY', KEYS[1], qty)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if #KEYS > 1 then
-  redis.call('INCRBY', KEYS[2], qty)
+if total == qty then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if #KEYS > 1 and redis.call('INCRBY', KEYS[2], qty) == qty then
+  -- a new window: its expiry, and it joins the dirty set (until the flush releases it)
   redis.call('EXPIRE', KEYS[2], ARGV[4])
   redis.call('SADD', KEYS[3], ARGV[5])
 end
