@@ -156,6 +156,9 @@ def usage_flush(
 # --- usage posted by clients -------------------------------------------------------------------
 
 
+ANSWER_FIELDS = ("metric_name", "quantity", "period_total", "limit", "overage", "status")
+
+
 @dataclass(frozen=True)
 class UsageAnswer:
     body: dict[str, Any]
@@ -245,4 +248,7 @@ def usage_ledger_record(
 def _first_answer(tenant: Tenant, key: str) -> UsageAnswer | None:
     row = UsageRecord.objects.filter(tenant=tenant, idempotency_key=key).values_list("response", flat=True)
     found = row.first()
-    return UsageAnswer(found, created=False) if found is not None else None
+    if found is None:
+        return None
+    # jsonb keeps keys in its own order: give them back in the first answer's.
+    return UsageAnswer({name: found[name] for name in ANSWER_FIELDS}, created=False)

@@ -63,6 +63,7 @@ def test_a_repeated_idempotency_key_returns_the_first_answer_and_counts_once(api
     assert replay.status_code == 200
     assert replay["Idempotent-Replayed"] == "true"
     assert replay.body == first.body
+    assert replay.content == first.content  # the same bytes, key order included
     assert period_usage(tenant_a.tenant, "ai_requests") == 6
     assert UsageRecord.objects.filter(tenant=tenant_a.tenant).count() == 2
     key = f"{tenant_a.tenant.id}:api:job-42"
