@@ -11,7 +11,7 @@ import pytest
 from django.db import connections
 
 from billing.models import UsageRecord
-from billing.services import usage_ledger_record
+from billing.services import UsageAnswer, usage_ledger_record
 from leanvibe import redis as lv_redis
 from tenants.models import Tenant
 from tenants.periods import billing_period
@@ -55,11 +55,11 @@ def test_concurrent_posts_with_one_idempotency_key_record_once():
     tenant = Tenant.objects.create(schema_name="race_key", organization_name="Race", billing_email="r@x.test")
     for round_ in range(5):
         key = f"job-{round_}"
-        answers = _race(
-            lambda _, key=key: usage_ledger_record(
-                tenant=tenant, metric="ai_requests", quantity=3, idempotency_key=key
-            )
-        )
+
+        def post(_: int, key: str = key) -> UsageAnswer:
+            return usage_ledger_record(tenant=tenant, metric="ai_requests", quantity=3, idempotency_key=key)
+
+        answers = _race(post)
         assert not [a for a in answers if isinstance(a, Exception)], answers
         assert sum(a.created for a in answers) == 1
         assert all(list(a.body.items()) == list(answers[0].body.items()) for a in answers)
