@@ -105,3 +105,12 @@ def test_flush_command_reports_progress(tenant_a, capsys):
     assert "1/1 windows flushed" in out
     assert "1 closed windows, 1 new ledger rows." in out
     assert UsageRecord.objects.filter(tenant=tenant_a.tenant, quantity=1).count() == 1
+
+
+def test_beat_runs_the_flush_every_minute(settings):
+    from leanvibe.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["flush-usage-windows"]
+    assert entry == {"task": "billing.tasks.usage_flush", "schedule": 60.0}
+    app.loader.import_default_modules()
+    assert entry["task"] in app.tasks
