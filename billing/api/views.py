@@ -29,6 +29,8 @@ _ADMIN_WRITES: dict[str, Role] = {
 ANALYTICS_DEFAULT_DAYS = 30
 ANALYTICS_MAX_DAYS = 366
 METADATA_MAX_BYTES = 4096
+#: So that the ledger key, ``<tenant uuid>:api:<key>``, fits a Stripe Meter event identifier (100).
+IDEMPOTENCY_KEY_MAX = 50
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -81,7 +83,10 @@ class UsageRecordInput(StrictSerializer):
     quantity = StrictIntegerField(min_value=1, max_value=BIGINT_MAX)
     metadata = MetadataField(required=False, default=dict)
     idempotency_key = serializers.CharField(
-        max_length=100, required=False, trim_whitespace=False, validators=[validate_no_control_characters]
+        max_length=IDEMPOTENCY_KEY_MAX,
+        required=False,
+        trim_whitespace=False,
+        validators=[validate_no_control_characters],
     )
 
     def validate_idempotency_key(self, value: str) -> str:

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('window_end', models.DateTimeField()),
                 ('source', models.CharField(choices=[('counter', 'Counter flush'), ('api', 'Usage API')], max_length=16)),
                 ('metadata', models.JSONField(blank=True, default=dict)),
-                ('idempotency_key', models.CharField(max_length=255)),
+                ('idempotency_key', models.CharField(max_length=100)),
                 ('response', models.JSONField(blank=True, editable=False, null=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('reported_at', models.DateTimeField(blank=True, null=True)),

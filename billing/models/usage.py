@@ -29,7 +29,8 @@ class UsageRecord(models.Model):
     window_end = models.DateTimeField()
     source = models.CharField(max_length=16, choices=Source.choices)
     metadata = models.JSONField(default=dict, blank=True)
-    idempotency_key = models.CharField(max_length=255)
+    #: At most 100 characters: a Stripe Meter event's ``identifier`` is.
+    idempotency_key = models.CharField(max_length=100)
     #: The answer of the call that made an ``api`` row, returned again on a repeated key.
     response = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -153,7 +153,7 @@ def test_usage_over_a_hard_limit_is_refused_and_not_recorded(api, make_tenant):
         ({"metric_name": "ai_requests", "quantity": 1, "metadata": {"a": "nul\u0000"}}, "metadata"),
         ({"metric_name": "ai_requests", "quantity": 1, "metadata": {"\ud800": 1}}, "metadata"),
         ({"metric_name": "ai_requests", "quantity": 1, "metadata": {"a": "x" * 5000}}, "metadata"),
-        ({"metric_name": "ai_requests", "quantity": 1, "idempotency_key": "k" * 101}, "idempotency_key"),
+        ({"metric_name": "ai_requests", "quantity": 1, "idempotency_key": "k" * 51}, "idempotency_key"),
         ({"metric_name": "ai_requests", "quantity": 1, "idempotency_key": 7}, "idempotency_key"),
         ({"metric_name": "ai_requests", "quantity": 1, "idempotency_key": "a\nb"}, "idempotency_key"),
         ({"metric_name": "ai_requests", "quantity": 1, "idempotency_key": ""}, "idempotency_key"),
