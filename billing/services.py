@@ -24,6 +24,7 @@ from tenants.usage import (
     dirty_windows_key,
     metered_count,
     metered_uncount,
+    tenant_dirty_windows_key,
     window_key,
 )
 
@@ -41,6 +42,7 @@ _RELEASE_LUA = """
 local left = redis.call('DECRBY', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('SREM', KEYS[3], ARGV[2])
 return left
 """
 
@@ -74,11 +76,14 @@ def pending_windows(
     *, closed_before: datetime | None = None, tenant_id: uuid.UUID | None = None
 ) -> list[PendingWindow]:
     """Windows with an unflushed count: those that started before ``closed_before`` (all when
-    None), of one tenant or all: the dirty set scanned (``SSCAN``, 1,000 a page; for one tenant
-    with ``MATCH``, so still a scan of every tenant's dirty windows), then one ``MGET``."""
+    None), of one tenant (its own set) or of all (the dirty set, scanned 1,000 a page); then
+    one ``MGET`` of their counters."""
     client = lv_redis.client()
-    match = f"{tenant_id}:*" if tenant_id else None
-    members = sorted(m.decode() for m in client.sscan_iter(dirty_windows_key(), match=match, count=1000))
+    if tenant_id is not None:
+        raw = client.smembers(tenant_dirty_windows_key(tenant_id))
+    else:
+        raw = set(client.sscan_iter(dirty_windows_key(), count=1000))
+    members = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
     found = []
     for member in members:
         parsed = parse_window_member(member)
@@ -121,7 +126,8 @@ def usage_windows_release(*, windows: Sequence[PendingWindow]) -> None:
     release = client.register_script(_RELEASE_LUA)
     pipe = client.pipeline(transaction=False)
     for w in windows:
-        release(keys=[window_key(w.member), dirty_windows_key()], args=[w.quantity, w.member], client=pipe)
+        keys = [window_key(w.member), dirty_windows_key(), tenant_dirty_windows_key(w.tenant_id)]
+        release(keys=keys, args=[w.quantity, w.member], client=pipe)
     for w, left in zip(windows, pipe.execute(), strict=True):
         if int(left) > 0:
             logger.warning("usage window %s got %s more after it was read; not in the ledger", w.member, left)

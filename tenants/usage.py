@@ -30,7 +30,8 @@ _WINDOW_TTL = 7 * 24 * 3600
 # One round trip per counted event. The count is refused, and nothing is written, when it would
 # take the period's total over the hard limit (ARGV[2], -1 for none): a refused request does not
 # count, so a blocked tenant's total stays at its limit and nothing refused reaches the ledger.
-# KEYS: period counter, then (for counter-sourced usage) window counter, dirty-window set.
+# KEYS: period counter, then (for counter-sourced usage) window counter, dirty-window set, the
+# tenant's dirty-window set (what analytics read, without scanning every tenant's).
 # ARGV: quantity, hard limit, period TTL, window TTL, dirty-set member.
 # Returns {period total after the call, 1 if counted else 0}.
 _METER_LUA = """
@@ -46,6 +47,7 @@ if #KEYS > 1 and redis.call('INCRBY', KEYS[2], qty) == qty then
   -- a new window: its expiry, and it joins the dirty set (until the flush releases it)
   redis.call('EXPIRE', KEYS[2], ARGV[4])
   redis.call('SADD', KEYS[3], ARGV[5])
+  redis.call('SADD', KEYS[4], ARGV[5])
 end
 return {total, 1}
 """
@@ -83,6 +85,11 @@ def dirty_windows_key() -> str:
     return f"{settings.CACHE_KEY_PREFIX}:usage-dirty"
 
 
+def tenant_dirty_windows_key(tenant_id: uuid.UUID | str) -> str:
+    """The same, for one tenant (analytics add its unflushed windows)."""
+    return f"{settings.CACHE_KEY_PREFIX}:usage-dirty:{tenant_id}"
+
+
 def window_key(member: str) -> str:
     """The counter of one window, named by its dirty-set member."""
     return f"{settings.CACHE_KEY_PREFIX}:usage-window:{member}"
@@ -106,7 +113,7 @@ def metered_count(
     args: list[int | str] = [quantity, -1 if hard_limit is None else hard_limit, _PERIOD_TTL]
     if windowed:
         member = window_member(tenant.id, metric, int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS)
-        keys += [window_key(member), dirty_windows_key()]
+        keys += [window_key(member), dirty_windows_key(), tenant_dirty_windows_key(tenant.id)]
         args += [_WINDOW_TTL, member]
     total, counted = _meter_script()(keys=keys, args=args)
     return MeterResult(metric, int(total), bool(counted), hard_limit, period)

@@ -19,7 +19,13 @@ from billing.services import (
 )
 from leanvibe import redis as lv_redis
 from tenants.models import Tenant
-from tenants.usage import WINDOW_SECONDS, dirty_windows_key, metered_count, window_key
+from tenants.usage import (
+    WINDOW_SECONDS,
+    dirty_windows_key,
+    metered_count,
+    tenant_dirty_windows_key,
+    window_key,
+)
 
 
 def _window_start(moment):
@@ -81,6 +87,7 @@ def test_a_flush_killed_between_insert_and_delete_loses_and_doubles_nothing(tena
     client = lv_redis.client()
     assert client.get(window_key(closed[0].member)) is None
     assert not client.sismember(dirty_windows_key(), closed[0].member)
+    assert not client.sismember(tenant_dirty_windows_key(tenant_a.tenant.id), closed[0].member)
     # Released twice (a duplicate task): still one row, nothing left to flush.
     usage_windows_release(windows=closed)
     assert UsageRecord.objects.filter(tenant=tenant_a.tenant).count() == 1
