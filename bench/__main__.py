@@ -1,4 +1,4 @@
-"""``python -m bench``: provisioning, sign-in and routing benchmarks in databases of their own.
+"""``python -m bench``: provisioning, sign-in, routing and metering benchmarks in databases of their own.
 
 The databases (``BENCH_DATABASE``, default ``leanvibe_bench``, and ``<that>_*`` for the routing
 runs) live on the same PostgreSQL server as the project's (``DATABASE_URL``, or in development
@@ -26,8 +26,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["provisioning", "signins", "routing"],
-        help="Run only these benchmarks (default: all three).",
+        choices=["provisioning", "signins", "routing", "metering"],
+        help="Run only these benchmarks (default: all four).",
     )
     parser.add_argument("--strict", action="store_true", help="Exit non-zero when a target fails.")
     parser.add_argument("--migrations", type=int, default=3, help="Tenants made by running migrations.")
@@ -47,6 +47,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         choices=["http", "inprocess", "both"],
         default="both",
         help="Time requests over HTTP against gunicorn, through django.test.Client, or both.",
+    )
+    parser.add_argument(
+        "--metering-seconds", type=float, default=5.0, help="Length of the metering throughput window."
+    )
+    parser.add_argument(
+        "--metering-requests", type=int, default=600, help="Timed API requests each way (counting on, off)."
     )
     parser.add_argument("--keep-databases", action="store_true", help="Leave the bench databases behind.")
     return parser.parse_args(argv)
@@ -135,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                 warmup=args.warmup,
                 server=args.server,
             )
+        if args.only is None or "metering" in args.only:
+            from bench import metering
+
+            verdicts += metering.run(seconds=args.metering_seconds, requests=args.metering_requests)
     finally:
         connections.close_all()
         _clean_redis(settings.CACHE_KEY_PREFIX, queue)

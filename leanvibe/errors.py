@@ -19,3 +19,18 @@ class DomainError(Exception):
 class QuotaExceeded(DomainError):
     def __init__(self, detail: str, *, limit: int) -> None:
         super().__init__("quota_exceeded", detail, status=403, limit=limit)
+
+
+class UsageLimitReached(DomainError):
+    """A metered metric is over the plan's hard limit for the billing period: 429, with
+    ``Retry-After`` set to the seconds left in the period (when the count resets)."""
+
+    def __init__(self, *, metric: str, limit: int, retry_after: int) -> None:
+        super().__init__(
+            "quota_exceeded",
+            "Usage limit reached. Upgrade your plan to continue.",
+            status=429,
+            metric=metric,
+            limit=limit,
+        )
+        self.headers = {"Retry-After": str(retry_after)}

@@ -129,7 +129,6 @@ MIDDLEWARE = [
     # allauth.usersessions.middleware.UserSessionsMiddleware, skipped on the public site.
     "accounts.session_tracking.TenantUserSessionsMiddleware",
     "accounts.middleware.MfaEnrollmentMiddleware",
-    "tenants.middleware.ApiUsageMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -284,6 +283,12 @@ API_AUTHENTICATION_CLASS = "accounts.authentication.BearerTokenAuthentication"
 API_OPTIONAL_AUTHENTICATION_CLASS = "accounts.authentication.OptionalBearerTokenAuthentication"
 API_ROLES = ("member", "admin", "owner")
 API_MFA_ENROLLMENT_CHECK = "accounts.services.mfa.mfa_enrollment_required"
+# Usage metering of authenticated tenant API requests (leanvibe.api.base, tenants.usage): one
+# Redis round trip each; over the plan's hard limit, 429. The exempt paths (a prefix when ending
+# in "/") stay usable by a blocked tenant, so it can sign in, see its usage and upgrade.
+API_USAGE_METERING = env.bool("API_USAGE_METERING", default=True)
+API_USAGE_METER = "tenants.usage.api_call_meter"
+API_USAGE_EXEMPT_PATHS = ("/api/v1/auth/", "/api/v1/billing/", "/api/v1/usage")
 REST_FRAMEWORK = {
     # Deny everything by default: the base classes of leanvibe.api.base set their own, so a view on
     # a plain APIView authenticates nobody and serves nothing.
@@ -339,6 +344,7 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE = {
     "refill-tenant-schema-pool": {"task": "tenants.tasks.schema_pool_refill", "schedule": 300.0},
     "send-due-followup-emails": {"task": "tenants.tasks.tenant_send_due_followups", "schedule": 3600.0},
+    "flush-usage-windows": {"task": "billing.tasks.usage_flush", "schedule": 60.0},
 }
 FOLLOWUP_EMAIL_DELAY = env.int("FOLLOWUP_EMAIL_DELAY", default=3 * 24 * 3600)
 

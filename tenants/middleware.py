@@ -21,7 +21,6 @@ from tenants import selectors
 from tenants.models import Tenant
 from tenants.subdomains import VALID_SUBDOMAIN, is_reserved
 from tenants.token_scope import TokenScope, token_scope
-from tenants.usage import api_calls_record
 
 _HEADER_MAX = 64
 _TOKEN_MAX = 200  # as BearerTokenAuthentication: a longer one is refused anyway
@@ -138,25 +137,3 @@ class TenantResolutionMiddleware:
         if _wants_json(request):
             return error_response("tenant_not_found", "No organisation is known by that name.", 404)
         return render(request, "tenants/not_found.html", status=404)
-
-
-class ApiUsageMiddleware:
-    """Counts each tenant's authenticated API calls per month in Redis (``GET /api/v1/usage``).
-    Anonymous calls are not counted, so nobody can spend a tenant's quota without its token."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        tenant = getattr(request, "tenant", None)
-        user = getattr(request, "user", None)
-        if (
-            tenant is not None
-            and request.path.startswith("/api/")
-            and response.status_code < 500
-            and user is not None
-            and user.is_authenticated
-        ):
-            api_calls_record(tenant_id=tenant.id)
-        return response

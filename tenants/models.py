@@ -25,6 +25,9 @@ class Tenant(TenantMixin):
     settings = models.JSONField(default=dict, blank=True)
     # Set when the follow-up email has gone out (claimed atomically, so it goes out once).
     followup_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Start of the subscription's billing cycle (set by billing); None: calendar months in UTC.
+    # Metered limits reset at each period's start (tenants.periods.billing_period).
+    billing_cycle_anchor = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -4,35 +4,170 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from leanvibe import redis as lv_redis
-from leanvibe.errors import QuotaExceeded
+from leanvibe.errors import DomainError, QuotaExceeded, UsageLimitReached
 from tenants.models import Tenant
-from tenants.plans import Resource, limits_for, spec_for
+from tenants.periods import Period, billing_period
+from tenants.plans import METERED, Resource, limits_for, spec_for
 from tenants.registry import QuotaResource, Unit, quota_resource, quota_resource_register, quota_resources
 
-_MONTH_TTL = 40 * 24 * 3600
+# A period counter outlives its period by a few days (a late read of last month's total).
+_PERIOD_TTL = 40 * 24 * 3600
+#: Length of a flush window, in seconds: the counters the flush moves to the ledger.
+WINDOW_SECONDS = 60
+# An unflushed window is kept this long (the flush runs every minute; this bounds the memory a
+# stopped beat can cost, and is the age after which an unflushed window is lost).
+_WINDOW_TTL = 7 * 24 * 3600
+
+# One round trip per counted event. The count is refused, and nothing is written, when it would
+# take the period's total over the hard limit (ARGV[2], -1 for none): a refused request does not
+# count, so a blocked tenant's total stays at its limit and nothing refused reaches the ledger.
+# KEYS: period counter, then (for counter-sourced usage) window counter, dirty-window set, the
+# tenant's dirty-window set (what analytics read, without scanning every tenant's).
+# ARGV: quantity, hard limit, period TTL, window TTL, dirty-set member.
+# Returns {period total after the call, 1 if counted else 0}.
+_METER_LUA = """
+local qty = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+if limit >= 0 then
+  local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if used + qty > limit then return {used, 0} end
+end
+local total = redis.call('INCRBY', KEYS[1], qty)
+if total == qty then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if #KEYS > 1 and redis.call('INCRBY', KEYS[2], qty) == qty then
+  -- a new window: its expiry, and it joins the dirty set (until the flush releases it)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  redis.call('SADD', KEYS[3], ARGV[5])
+  redis.call('SADD', KEYS[4], ARGV[5])
+end
+return {total, 1}
+"""
 
 
-def _api_calls_key(tenant_id: uuid.UUID) -> str:
-    return f"{settings.CACHE_KEY_PREFIX}:api_calls:{tenant_id}:{timezone.now():%Y%m}"
+class UnknownMetric(DomainError):
+    def __init__(self, metric: str) -> None:
+        super().__init__(
+            "unknown_metric", f"Unknown metric {metric!r}: one of {', '.join(METERED)}.", status=400
+        )
 
 
-def api_calls_record(*, tenant_id: uuid.UUID) -> None:
-    pipe = lv_redis.client().pipeline(transaction=False)
-    key = _api_calls_key(tenant_id)
-    pipe.incr(key)
-    pipe.expire(key, _MONTH_TTL)
-    pipe.execute()
+@dataclass(frozen=True)
+class MeterResult:
+    metric: str
+    #: The period's total after the call (unchanged when refused).
+    total: int
+    counted: bool
+    #: The plan's hard limit for the metric (None: never refused).
+    hard_limit: int | None
+    period: Period
 
 
-def api_calls_this_month(tenant_id: uuid.UUID) -> int:
-    value = lv_redis.client().get(_api_calls_key(tenant_id))
+@lru_cache(maxsize=1)
+def _meter_script() -> Any:
+    return lv_redis.client().register_script(_METER_LUA)
+
+
+def period_key(tenant_id: uuid.UUID | str, metric: str, period: Period) -> str:
+    return f"{settings.CACHE_KEY_PREFIX}:{metric}:{tenant_id}:{period.key}"
+
+
+def dirty_windows_key() -> str:
+    """The set of ``<tenant id>:<metric>:<window start, epoch seconds>`` with unflushed counts."""
+    return f"{settings.CACHE_KEY_PREFIX}:usage-dirty"
+
+
+def tenant_dirty_windows_key(tenant_id: uuid.UUID | str) -> str:
+    """The same, for one tenant (analytics add its unflushed windows)."""
+    return f"{settings.CACHE_KEY_PREFIX}:usage-dirty:{tenant_id}"
+
+
+def window_key(member: str) -> str:
+    """The counter of one window, named by its dirty-set member."""
+    return f"{settings.CACHE_KEY_PREFIX}:usage-window:{member}"
+
+
+def window_member(tenant_id: uuid.UUID | str, metric: str, window_start: int) -> str:
+    return f"{tenant_id}:{metric}:{window_start}"
+
+
+def metered_count(
+    *, tenant: Tenant, metric: str, quantity: int = 1, windowed: bool = True, now: datetime | None = None
+) -> MeterResult:
+    """Count ``quantity`` of ``metric`` for the tenant's current period unless that takes it over
+    the plan's hard limit; one Redis round trip. ``windowed`` also adds it to the current
+    minute's window, which the billing flush moves to the ledger (usage written to the ledger
+    directly, ``POST /api/v1/billing/usage``, passes False)."""
+    now = now or timezone.now()
+    period = billing_period(tenant, now)
+    hard_limit = spec_for(tenant.plan).hard_limit(metric)
+    keys = [period_key(tenant.id, metric, period)]
+    args: list[int | str] = [quantity, -1 if hard_limit is None else hard_limit, _PERIOD_TTL]
+    if windowed:
+        member = window_member(tenant.id, metric, int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS)
+        keys += [window_key(member), dirty_windows_key(), tenant_dirty_windows_key(tenant.id)]
+        args += [_WINDOW_TTL, member]
+    total, counted = _meter_script()(keys=keys, args=args)
+    return MeterResult(metric, int(total), bool(counted), hard_limit, period)
+
+
+def metered_uncount(*, tenant: Tenant, metric: str, quantity: int, period: Period) -> None:
+    """Take back a period count whose ledger write did not commit (not windowed usage)."""
+    lv_redis.client().decrby(period_key(tenant.id, metric, period), quantity)
+
+
+def period_usage(tenant: Tenant, metric: str) -> int:
+    value = lv_redis.client().get(period_key(tenant.id, metric, billing_period(tenant)))
     return int(value) if value else 0
+
+
+def _limit_reached(result: MeterResult, now: datetime | None = None) -> UsageLimitReached:
+    return UsageLimitReached(
+        metric=result.metric,
+        limit=result.hard_limit or 0,
+        retry_after=result.period.seconds_left(now or timezone.now()),
+    )
+
+
+def usage_record(*, tenant: Tenant, metric: str, quantity: int = 1) -> MeterResult:
+    """Count usage of a metered metric (``ai_requests`` by the agents), refused with
+    ``UsageLimitReached`` (429 ``quota_exceeded``) over the plan's hard limit. Flushed to the
+    billing ledger within about two minutes."""
+    if metric not in METERED:
+        raise UnknownMetric(metric)
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+        raise DomainError("invalid_quantity", "quantity must be a positive integer.", status=400)
+    result = metered_count(tenant=tenant, metric=metric, quantity=quantity)
+    if not result.counted:
+        raise _limit_reached(result)
+    return result
+
+
+@lru_cache(maxsize=1)
+def _exempt_paths() -> tuple[tuple[str, ...], frozenset[str]]:
+    entries = settings.API_USAGE_EXEMPT_PATHS
+    return tuple(e for e in entries if e.endswith("/")), frozenset(e for e in entries if not e.endswith("/"))
+
+
+def api_call_meter(*, tenant: Tenant, path: str) -> None:
+    """Count one authenticated API request (``leanvibe.api.base``, ``API_USAGE_METER``), before
+    its view runs; refuse it with 429 over the plan's hard limit. Exempt paths (sign-in,
+    billing, usage: what a blocked tenant needs to upgrade) are never refused, and not counted
+    while the tenant is over its limit."""
+    result = metered_count(tenant=tenant, metric=Resource.API_CALLS)
+    if not result.counted:
+        prefixes, exact = _exempt_paths()
+        if path in exact or path.startswith(prefixes):
+            return
+        raise _limit_reached(result)
 
 
 @dataclass(frozen=True)
@@ -96,7 +231,7 @@ def register_platform_resources() -> None:
         QuotaResource(
             name=Resource.API_CALLS,
             label=str(Resource.API_CALLS.label),
-            count=lambda tenant: api_calls_this_month(tenant.id),
+            count=lambda tenant: period_usage(tenant, Resource.API_CALLS),
             order=30,
             noun=("API call", "API calls"),
         )

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from billing.api.views import UsageAnalyticsApi, UsageRecordApi
+
+urlpatterns: list[URLPattern] = [
+    path("usage", UsageRecordApi.as_view(), name="api-billing-usage"),
+    path("usage/analytics", UsageAnalyticsApi.as_view(), name="api-billing-usage-analytics"),
+]

@@ -1,1 +1,5 @@
 """Billing data; every table lives in the public schema (billing is a shared app only)."""
+
+from billing.models.usage import UsageRecord
+
+__all__ = ["UsageRecord"]

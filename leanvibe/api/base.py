@@ -37,6 +37,12 @@ HIGHEST_ROLE: str = settings.API_ROLES[-1]
 
 
 @cache
+def _api_call_meter() -> Callable[..., None]:
+    meter: Callable[..., None] = import_string(settings.API_USAGE_METER)
+    return meter
+
+
+@cache
 def _mfa_enrollment_required() -> Callable[..., bool]:
     check: Callable[..., bool] = import_string(settings.API_MFA_ENROLLMENT_CHECK)
     return check
@@ -108,6 +114,21 @@ def _is_trusted(klass: type) -> bool:
 
 
 class _LockedAPIView(APIView):
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """DRF's checks (authentication, permissions, throttles), then the usage meter: an
+        authenticated request for a tenant, once admitted, is counted (``API_USAGE_METER``: one
+        Redis round trip), and refused with 429 over the plan's hard limit before the view runs.
+        """
+        super().initial(request, *args, **kwargs)
+        tenant = getattr(request, "tenant", None)
+        if (
+            tenant is not None
+            and settings.API_USAGE_METERING
+            and request.user
+            and request.user.is_authenticated
+        ):
+            _api_call_meter()(tenant=tenant, path=request.path)
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         overridden = [

@@ -57,6 +57,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DomainError):
         if exc.status == status.HTTP_429_TOO_MANY_REQUESTS and "retry_after" in exc.extra:
             headers["Retry-After"] = str(int(exc.extra["retry_after"]))
+        headers.update(getattr(exc, "headers", {}))
         return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status, headers=headers)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)

@@ -36,10 +36,11 @@ def endpoints(api, tenant_a):
         "login": ("POST", "/api/v1/auth/login", {"host": tenant_a.host}),
         "project-create": ("POST", "/api/v1/projects", ctx),
         "project-update": ("PATCH", f"/api/v1/projects/{project['id']}", ctx),
+        "usage-record": ("POST", "/api/v1/billing/usage", ctx),
     }
 
 
-ALL = ["signup", "login", "project-create", "project-update"]
+ALL = ["signup", "login", "project-create", "project-update", "usage-record"]
 
 
 @pytest.mark.django_db
@@ -111,6 +112,12 @@ def test_body_that_is_not_an_object_is_400(api, endpoints, endpoint, body):
         ("project-update", {"name": False}, "name"),
         ("project-update", {"status": "exploded"}, "status"),
         ("project-update", {"description": 7}, "description"),
+        ("usage-record", {"metric_name": "ai_requests", "quantity": "3"}, "quantity"),
+        ("usage-record", {"metric_name": "ai_requests", "quantity": False}, "quantity"),
+        ("usage-record", {"metric_name": "ai_requests", "quantity": 0.5}, "quantity"),
+        ("usage-record", {"metric_name": "storage_bytes", "quantity": 1}, "metric_name"),
+        ("usage-record", {"metric_name": ["ai_requests"], "quantity": 1}, "metric_name"),
+        ("usage-record", {"metric_name": "ai_requests", "quantity": 1, "metadata": 3}, "metadata"),
     ],
 )
 def test_wrong_types_and_values_are_400_naming_the_field(api, endpoints, endpoint, payload, field):
@@ -132,6 +139,8 @@ def test_wrong_types_and_values_are_400_naming_the_field(api, endpoints, endpoin
         ("login", {"email": "a@b.co"}, "password"),
         ("login", {"password": "x"}, "email"),
         ("project-create", {"description": "no name"}, "name"),
+        ("usage-record", {"quantity": 1}, "metric_name"),
+        ("usage-record", {"metric_name": "api_calls"}, "quantity"),
     ],
 )
 def test_missing_fields_are_400_naming_the_field(api, endpoints, endpoint, payload, missing):

@@ -15,6 +15,8 @@ TENANT_SCOPED_ROUTES = {
     "api-projects": "test_list_and_create_never_cross_tenants",
     "api-project": "test_project_detail_of_another_tenant_is_404",
     "api-usage": "test_usage_is_per_tenant",
+    "api-billing-usage": "test_billing_usage_is_per_tenant",
+    "api-billing-usage-analytics": "test_billing_usage_is_per_tenant",
     "api-tenant": "test_tenant_detail_of_another_tenant_is_404",
     "api-refresh": "test_refresh_token_of_another_tenant_is_401",
     "api-logout": "test_sessions_never_cross_tenants",
@@ -173,6 +175,38 @@ def test_usage_is_per_tenant(api, world):
     assert a_usage["resources"]["projects"]["used"] == 2
     for ctx in _b_token_in_a_context(world):
         assert api.get("/api/v1/usage", **ctx).status_code == 401
+
+
+@pytest.mark.django_db
+def test_billing_usage_is_per_tenant(api, world):
+    from billing.models import UsageRecord
+    from tenants.usage import period_usage
+
+    a, b = world["a"], world["b"]
+    a_ctx = {"host": a.host, "token": world["token_a"]}
+    first = {"metric_name": "ai_requests", "quantity": 9, "idempotency_key": "a-secret-job"}
+    assert api.post("/api/v1/billing/usage", first, **a_ctx).status_code == 201
+    b_total = 0
+    for n, ctx in enumerate(_as_b(world)):
+        analytics = api.get("/api/v1/billing/usage/analytics", **ctx)
+        assert analytics.status_code == 200
+        assert analytics.body["metrics"]["ai_requests"]["total_usage"] == b_total  # B's own only
+        posted = api.post(
+            "/api/v1/billing/usage", {**first, "quantity": 1, "idempotency_key": f"b{n}"}, **ctx
+        )
+        b_total += 1
+        assert posted.status_code == 201 and posted.body["period_total"] == b_total
+    # A's idempotency key means nothing in B: B's call records for B, and is not A's answer.
+    replay = api.post("/api/v1/billing/usage", {**first, "quantity": 2}, host=b.host, token=world["token_b"])
+    assert replay.status_code == 201
+    assert replay.body["quantity"] == 2 and replay.body["period_total"] == b_total + 2
+    for ctx in _b_token_in_a_context(world):
+        assert api.get("/api/v1/billing/usage/analytics", **ctx).status_code == 401
+        assert api.post("/api/v1/billing/usage", {**first, "idempotency_key": "x"}, **ctx).status_code == 401
+    assert period_usage(a.tenant, "ai_requests") == 9
+    assert UsageRecord.objects.filter(tenant=a.tenant).count() == 1
+    a_view = api.get("/api/v1/billing/usage/analytics", **a_ctx).body
+    assert a_view["metrics"]["ai_requests"]["total_usage"] == 9
 
 
 @pytest.mark.django_db

@@ -86,13 +86,14 @@ def test_usage_reports_use_and_limits(api, tenant_a):
     assert resources["projects"]["used"] == 2
     assert resources["projects"]["limit"] == 5
     assert resources["users"] == {"used": 1, "limit": 3, "label": "Users"}
-    # Authenticated calls are counted once answered: the POST so far (logins are not counted).
-    assert resources["api_calls"]["used"] == 1
+    # Authenticated calls are counted when admitted, before their view runs (the 429 is decided
+    # from that count): the POST and this GET so far (logins are not counted).
+    assert resources["api_calls"]["used"] == 2
     assert resources["api_calls"]["limit"] == 10_000
     assert resources["storage_bytes"]["used"] > 0
     assert resources["storage_bytes"]["limit"] == GB
     again = api.get("/api/v1/usage", host=tenant_a.host, token=token).body["resources"]
-    assert again["api_calls"]["used"] == 2
+    assert again["api_calls"]["used"] == 3
 
 
 @pytest.mark.django_db
@@ -103,5 +104,5 @@ def test_api_calls_are_counted_per_tenant(api, tenant_a, tenant_b):
         api.get("/api/v1/projects", host=tenant_a.host, token=token_a)
     usage_b = api.get("/api/v1/usage", host=tenant_b.host, token=token_b).body["resources"]
     usage_a = api.get("/api/v1/usage", host=tenant_a.host, token=token_a).body["resources"]
-    assert usage_b["api_calls"]["used"] == 0
-    assert usage_a["api_calls"]["used"] == 3
+    assert usage_b["api_calls"]["used"] == 1  # this request itself
+    assert usage_a["api_calls"]["used"] == 4
