@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.views import login as login_views
+from billing.webhooks import stripe_webhook
 from leanvibe.views import metrics
 from tenants import views as tenant_views
 
@@ -22,6 +23,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("leanvibe.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # Stripe's webhooks (billing.webhooks: one fixed URL onto dj-stripe's WebhookEndpoint).
+    path("stripe/webhook/", stripe_webhook, name="stripe-webhook"),
     path("metrics", metrics, name="prometheus-django-metrics"),
 ]
 

@@ -1,1 +1,3 @@
-"""Billing data; every table lives in the public schema (billing is a shared app only)."""
+from billing.models.subscriptions import Access, BillingAccount
+
+__all__ = ["Access", "BillingAccount"]
