@@ -19,6 +19,7 @@ from djstripe.models import Customer as DjstripeCustomer
 from djstripe.models import Subscription as DjstripeSubscription
 
 from billing import access_flags
+from billing.catalog import metered_lookup_key
 from billing.entitlement import Entitlement, entitlement
 from billing.models import Access, BillingAccount
 from billing.stripe_api import billing_enabled
@@ -33,7 +34,7 @@ from billing.stripe_objects import (
 )
 from leanvibe.errors import DomainError
 from tenants.models import Tenant
-from tenants.plans import METERED, SPECS, Interval, OveragePolicy, metered_price_lookup_key, spec_for
+from tenants.plans import METERED, SPECS, Interval, OveragePolicy, spec_for
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +83,13 @@ def price_for(lookup_key: str) -> dict[str, Any]:
     return as_dict(prices.data[0])
 
 
-def plan_items(plan: str) -> list[Any]:
+def plan_items(plan: str, interval: str) -> list[Any]:
     """Subscription items of the metered overage prices a plan bills (``charge`` plans)."""
     spec = spec_for(plan)
     if spec.overage.policy != OveragePolicy.CHARGE:
         return []
     return [
-        {"price": price_for(metered_price_lookup_key(m))["id"]}
+        {"price": price_for(metered_lookup_key(m, interval))["id"]}
         for m in METERED
         if m in spec.overage.unit_prices
     ]
@@ -197,9 +198,9 @@ def _tenant_id_of_subscription(sub: dict[str, Any]) -> Any:
     )
 
 
-def _retrieve_subscription(subscription_id: str) -> dict[str, Any]:
-    return as_dict(
-        stripe.Subscription.retrieve(subscription_id, expand=["default_payment_method", "items.data.price"])
+def _retrieve_subscription(subscription_id: str) -> stripe.Subscription:
+    return stripe.Subscription.retrieve(
+        subscription_id, expand=["default_payment_method", "items.data.price"]
     )
 
 
@@ -207,8 +208,10 @@ def subscription_sync(*, subscription_id: str) -> BillingAccount | None:
     """Re-read a subscription from Stripe, mirror it in dj-stripe's tables and apply it to its
     tenant. A subscription that is not the tenant's current one (replaced) only updates the
     account if it is newer and live."""
-    sub = _retrieve_subscription(subscription_id)
-    DjstripeSubscription.sync_from_stripe_data(sub)
+    raw = _retrieve_subscription(subscription_id)
+    # dj-stripe gets Stripe's object itself (its Decimal fields serialise only from there).
+    DjstripeSubscription.sync_from_stripe_data(raw)
+    sub = as_dict(raw)
     tenant_id = _tenant_id_of_subscription(sub)
     if tenant_id is None:
         logger.warning("subscription %s belongs to no tenant", subscription_id)
@@ -283,18 +286,16 @@ def customer_ensure(*, tenant: Tenant) -> BillingAccount:
     account = account_get_or_create(tenant=tenant)
     if account.stripe_customer_id:
         return account
-    customer = as_dict(
-        stripe.Customer.create(
-            email=tenant.billing_email,
-            name=tenant.organization_name,
-            metadata={"tenant_id": str(tenant.id), "djstripe_subscriber": str(tenant.id)},
-            idempotency_key=f"leanvibe-customer-{tenant.id}",
-        )
+    customer = stripe.Customer.create(
+        email=tenant.billing_email,
+        name=tenant.organization_name,
+        metadata={"tenant_id": str(tenant.id), "djstripe_subscriber": str(tenant.id)},
+        idempotency_key=f"leanvibe-customer-{tenant.id}",
     )
     DjstripeCustomer.sync_from_stripe_data(customer)
-    DjstripeCustomer.objects.filter(id=customer["id"]).update(subscriber=tenant)
-    BillingAccount.objects.filter(id=account.id).update(stripe_customer_id=customer["id"])
-    account.stripe_customer_id = customer["id"]
+    DjstripeCustomer.objects.filter(id=customer.id).update(subscriber=tenant)
+    BillingAccount.objects.filter(id=account.id).update(stripe_customer_id=customer.id)
+    account.stripe_customer_id = customer.id
     return account
 
 
@@ -310,7 +311,10 @@ def customer_and_trial_create(*, tenant_id: Any) -> BillingAccount | None:
     spec = spec_for(tenant.plan)
     sub = stripe.Subscription.create(
         customer=account.stripe_customer_id,
-        items=[{"price": price_for(spec.price_lookup_key(Interval.MONTH))["id"]}, *plan_items(tenant.plan)],
+        items=[
+            {"price": price_for(spec.price_lookup_key(Interval.MONTH))["id"]},
+            *plan_items(tenant.plan, Interval.MONTH),
+        ],
         trial_period_days=settings.BILLING_TRIAL_DAYS,
         trial_settings={"end_behavior": {"missing_payment_method": "pause"}},
         payment_settings={"save_default_payment_method": "on_subscription"},
@@ -335,11 +339,9 @@ def _plan_items_change(sub: dict[str, Any], plan: str, interval: str) -> list[An
         [{"id": licensed[0]["id"], "price": price}] if licensed else [{"price": price}]
     )
     metered = [i for i in subscription_items(sub) if i not in licensed]
-    wanted = plan_items(plan)
-    if wanted and not metered:
-        items.extend(wanted)
-    elif not wanted:
-        items.extend({"id": i["id"], "deleted": True} for i in metered)
+    # Metered items are replaced (their interval follows the plan's) or dropped.
+    items.extend({"id": i["id"], "deleted": True} for i in metered)
+    items.extend(plan_items(plan, interval))
     return items
 
 
@@ -368,34 +370,41 @@ def subscribe(
                 cancel_url=cancel_url,
             )
             return {"checkout_url": session.url}
-        stripe.PaymentMethod.attach(payment_method_id, customer=account.stripe_customer_id)
+        # Attaching a test card (pm_card_visa) makes a new payment method: use the id returned.
+        payment_method_id = stripe.PaymentMethod.attach(
+            payment_method_id, customer=account.stripe_customer_id
+        ).id
         stripe.Customer.modify(
             account.stripe_customer_id, invoice_settings={"default_payment_method": payment_method_id}
         )
         current = (
-            _retrieve_subscription(account.stripe_subscription_id) if account.stripe_subscription_id else {}
+            as_dict(_retrieve_subscription(account.stripe_subscription_id))
+            if account.stripe_subscription_id
+            else {}
         )
-        if current.get("status") in ("trialing", "active", "past_due"):
+        if current.get("status") == "active":
+            # Already paying: a change of plan, paid now.
             sub = stripe.Subscription.modify(
                 current["id"],
                 items=_plan_items_change(current, plan, interval),
-                trial_end="now",
                 default_payment_method=payment_method_id,
                 payment_behavior="error_if_incomplete",
                 proration_behavior="always_invoice",
                 metadata={"tenant_id": str(tenant.id), "plan": plan},
             )
         else:
-            if current:
-                _cancel_replaced(current["id"])
+            # A new paid subscription, charged now (declined: CardError, nothing changes); the
+            # trial (or paused, or past-due) subscription it replaces is cancelled after.
             sub = stripe.Subscription.create(
                 customer=account.stripe_customer_id,
-                items=[{"price": price_for(lookup_key)["id"]}, *plan_items(plan)],
+                items=[{"price": price_for(lookup_key)["id"]}, *plan_items(plan, interval)],
                 default_payment_method=payment_method_id,
                 payment_behavior="error_if_incomplete",
                 metadata={"tenant_id": str(tenant.id), "plan": plan},
             )
-            BillingAccount.objects.filter(id=account.id).update(stripe_subscription_id=sub["id"])
+            BillingAccount.objects.filter(id=account.id).update(stripe_subscription_id=sub.id)
+            if current:
+                _cancel_replaced(current["id"])
     except stripe.StripeError as exc:
         raise _stripe_failure(exc) from exc
     synced = subscription_sync(subscription_id=str(sub["id"]))
@@ -405,7 +414,7 @@ def subscribe(
 def _current_subscription(account: BillingAccount) -> dict[str, Any]:
     if not account.stripe_subscription_id:
         raise BillingError("no_subscription", "This organisation has no subscription yet.", status=409)
-    return _retrieve_subscription(account.stripe_subscription_id)
+    return as_dict(_retrieve_subscription(account.stripe_subscription_id))
 
 
 def subscription_change(*, tenant: Tenant, plan: str, interval: str) -> BillingAccount | None:

@@ -6,26 +6,11 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 from django.test import Client
-from djstripe.models import Event, WebhookEndpoint, WebhookEventTrigger
+from djstripe.models import Event, WebhookEventTrigger
 
+from billing.tests.conftest import WEBHOOK_SECRET as SECRET
 from billing.tests.stripe_fixtures import event, signature, stripe_object
-
-SECRET = "whsec_test_0123456789abcdef"
-
-
-@pytest.fixture
-def endpoint(db):
-    return WebhookEndpoint.objects.create(
-        id="we_test_endpoint",
-        livemode=False,
-        secret=SECRET,
-        url="http://localhost/stripe/webhook/",
-        enabled_events=["*"],
-        status="enabled",
-        api_version="2026-08-26.dahlia",
-    )
 
 
 def _payload(event_id: str = "evt_test_1") -> str:
