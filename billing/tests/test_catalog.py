@@ -33,6 +33,7 @@ def test_sync_twice_makes_everything_once(stripe_local, db):
     assert DjstripePrice.objects.count() == 10
 
     pro = stripe.Price.list(lookup_keys=["leanvibe_professional_year"]).data[0]
+    assert pro.recurring is not None
     assert (pro.unit_amount, pro.currency, pro.recurring.interval) == (99_000, "usd", "year")
     overage = stripe.Price.list(lookup_keys=[metered_price_lookup_key("ai_requests")]).data[0]
     assert overage.recurring is not None
