@@ -14,7 +14,7 @@ from djstripe.models import Event, WebhookEventTrigger
 
 from billing import tasks, webhook_processing
 from billing.models import BillingAccount
-from billing.tests.conftest import WEBHOOK_SECRET
+from billing.tests.fixtures import WEBHOOK_SECRET
 from billing.tests.stripe_fixtures import signature
 from billing.tests.test_subscriptions import trial  # noqa: F401 - the fixture
 

@@ -9,7 +9,7 @@ import time
 from django.test import Client
 from djstripe.models import Event, WebhookEventTrigger
 
-from billing.tests.conftest import WEBHOOK_SECRET as SECRET
+from billing.tests.fixtures import WEBHOOK_SECRET as SECRET
 from billing.tests.stripe_fixtures import event, signature, stripe_object
 
 

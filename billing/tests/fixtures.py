@@ -1,4 +1,5 @@
-"""Billing tests that need Stripe opt in with the ``stripe_local`` fixture: the project's own
+"""Billing fixtures (a pytest plugin, listed in the root conftest.py so that every app's tests
+may use them). Tests that need Stripe opt in with the ``stripe_local`` fixture: the project's own
 Stripe-compatible server (``billing.stripe_local``) on 127.0.0.1, with ``STRIPE_SECRET_KEY`` and
 ``STRIPE_API_BASE`` pointing at it (``billing.stripe_api`` reconfigures the ``stripe`` module on
 the settings change, and again when the test ends). Other tests run with billing off."""
