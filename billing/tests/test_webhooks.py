@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from io import StringIO
 
+import stripe
+from django.core.management import call_command
 from django.test import Client
-from djstripe.models import Event, WebhookEventTrigger
+from djstripe.models import Event, WebhookEndpoint, WebhookEventTrigger
 
 from billing.tests.fixtures import WEBHOOK_SECRET as SECRET
 from billing.tests.stripe_fixtures import event, signature, stripe_object
@@ -113,3 +116,14 @@ def test_only_post_on_the_public_host(client, endpoint, tenant_a):
     )
     assert on_tenant.status_code == 404
     assert not WebhookEventTrigger.objects.exists()
+
+
+def test_webhook_setup_registers_the_endpoint_and_its_secret_verifies(client, stripe_local, db):
+    out = StringIO()
+    call_command("billing_webhook_setup", "--url", "http://127.0.0.1:9/stripe/webhook/", stdout=out)
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.secret.startswith("whsec_") and endpoint.url.endswith("/stripe/webhook/")
+    assert stripe.WebhookEndpoint.retrieve(endpoint.id).url == endpoint.url
+    payload = _payload()
+    assert _post(client, payload, stripe_signature=signature(payload, endpoint.secret)).status_code == 200
+    assert _post(client, payload, stripe_signature=signature(payload, SECRET)).status_code == 400
