@@ -119,3 +119,37 @@ def test_a_failing_handler_is_recorded_and_the_sweep_runs_it_again(
     assert _process(trigger) is True  # what the sweep's task does
     assert webhook_processing.triggers_unprocessed() == []
     assert BillingAccount.objects.get(id=account.id).status == "active"
+
+
+def test_payment_failed_starts_dunning_and_paid_restores(client, trial, endpoint, stripe_local):  # noqa: F811
+    account = BillingAccount.objects.get(tenant=trial.tenant)
+    _pay(account)
+    bad = stripe.PaymentMethod.attach("pm_card_chargeCustomerFail", customer=account.stripe_customer_id)
+    sub = stripe.Subscription.retrieve(account.stripe_subscription_id)
+    enterprise = stripe.Price.list(lookup_keys=["leanvibe_enterprise_month"]).data[0]
+    stripe.Subscription.modify(
+        sub.id,
+        items=[{"id": sub["items"].data[0].id, "price": enterprise.id}],
+        default_payment_method=bad.id,
+        proration_behavior="always_invoice",
+    )
+    failed = stripe_local.events("invoice.payment_failed")
+    assert failed, "the local Stripe made no failed payment"
+    assert _process(_deliver(client, failed[-1]))
+    account.refresh_from_db()
+    assert account.payment_failed_at is not None and account.status == "past_due"
+    assert account.access == "ok"  # grace period: limits kept, banner shown
+
+    invoice_id = failed[-1]["data"]["object"]["id"]
+    good = stripe.PaymentMethod.attach("pm_card_visa", customer=account.stripe_customer_id)
+    stripe.Invoice.pay(invoice_id, payment_method=good.id)
+    paid = [e for e in stripe_local.events("invoice.paid") if e["data"]["object"]["id"] == invoice_id]
+    assert paid
+    assert _process(_deliver(client, paid[-1]))
+    account.refresh_from_db()
+    assert account.payment_failed_at is None
+    # A failure that arrives after the payment (out of order): Stripe says paid, nothing changes.
+    redelivered = dict(failed[-1], id=failed[-1]["id"] + "_late")
+    assert _process(_deliver(client, redelivered))
+    account.refresh_from_db()
+    assert account.payment_failed_at is None
