@@ -15,6 +15,7 @@ from accounts.permissions import role_required
 from billing import selectors, services
 from billing.forms import PlanChangeForm
 from billing.stripe_api import billing_enabled
+from leanvibe.access import public_page
 from leanvibe.errors import DomainError
 from tenants.links import tenant_url
 from tenants.models import Tenant
@@ -114,3 +115,16 @@ def billing_change_view(request: HttpRequest) -> HttpResponse:
         lambda: services.subscription_change(tenant=tenant, plan=plan, interval=interval),
         "Plan change sent to Stripe; the new limits apply once it is confirmed.",
     )
+
+
+def _dollars(cents: int) -> str:
+    return f"{cents // 100:,}" if cents % 100 == 0 else f"{cents / 100:,.2f}"
+
+
+@public_page("the public pricing page, from the plan catalogue")
+def pricing_page(request: HttpRequest) -> HttpResponse:
+    plans = selectors.plans_public()
+    for plan in plans:
+        plan["month_dollars"] = _dollars(plan["prices"]["month"]["amount"])
+        plan["year_dollars"] = _dollars(plan["prices"]["year"]["amount"])
+    return render(request, "billing/pricing.html", {"plans": plans})

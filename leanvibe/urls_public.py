@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.views import login as login_views
+from billing.views import pricing_page
 from billing.webhooks import stripe_webhook
 from leanvibe.views import metrics
 from tenants import views as tenant_views
@@ -12,6 +13,7 @@ from tenants import views as tenant_views
 urlpatterns = [
     path("", tenant_views.landing, name="landing"),
     path("signup/", tenant_views.signup, name="signup"),
+    path("pricing/", pricing_page, name="pricing"),
     # The console's sign-in, under the same sign-in lock as every other, and its password change,
     # which revokes the staff member's API tokens (both before admin's own URLs).
     path("admin/login/", login_views.console_login_view, name="console-login"),

@@ -46,3 +46,10 @@ def test_members_read_but_have_no_buttons(trial):  # noqa: F811
     assert "Professional plan" in html and "Cancel at period end" not in html
     assert member.post("/billing/cancel/").status_code == 403
     assert BillingAccount.objects.get(tenant=trial.tenant).cancel_at_period_end is False
+
+
+def test_public_pricing_page_shows_the_catalogue(client, db):
+    html = client.get("/pricing/").content.decode()
+    assert "$29 a month, or $290 a year" in html
+    assert "$499 a month, or $4,990 a year" in html
+    assert "then 0.01¢ each" in html and "Start with Professional" in html
