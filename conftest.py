@@ -14,8 +14,9 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-# The headless-Chromium fixtures (site_url, dropped_afterwards), for every app's browser tests.
-pytest_plugins = ["leanvibe.tests.browser"]
+# The headless-Chromium fixtures (site_url, dropped_afterwards), for every app's browser tests;
+# the local Stripe (stripe_local, catalog, endpoint), for every test that needs billing on.
+pytest_plugins = ["leanvibe.tests.browser", "billing.tests.fixtures"]
 
 # Each test database gets its own cache prefix and Celery queue, so two test runs sharing one
 # Redis (two checkouts, or TEST_DATABASE_NAME set per run) never see each other's keys or tasks.

@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class BillingConfig(AppConfig):
     name = "billing"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from billing import registrations, stripe_api, webhook_processing
+
+        stripe_api.configure()
+        registrations.register()
+        webhook_processing.handlers_connect()

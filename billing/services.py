@@ -1,260 +1,462 @@
-"""Writes of billing: the usage ledger (flush of the Redis windows, usage posted by clients)."""
+"""Writes of billing: the Stripe customer and trial of a new tenant, the subscription's state
+re-read from Stripe and applied to the tenant, and the owners' subscription actions.
+
+Every Stripe object is re-read by id before it changes anything here: webhook payloads only say
+*which* object changed (events arrive late, twice or out of order).
+"""
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+import stripe
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
+from djstripe.models import Customer as DjstripeCustomer
+from djstripe.models import Subscription as DjstripeSubscription
 
-from billing.models import UsageRecord
-from leanvibe import redis as lv_redis
-from leanvibe.errors import DomainError, UsageLimitReached
-from tenants.models import Tenant
-from tenants.plans import METERED, OveragePolicy, spec_for
-from tenants.usage import (
-    WINDOW_SECONDS,
-    MeterResult,
-    UnknownMetric,
-    dirty_windows_key,
-    metered_count,
-    metered_uncount,
-    tenant_dirty_windows_key,
-    window_key,
+from billing import access_flags
+from billing.catalog import metered_lookup_key
+from billing.entitlement import Entitlement, entitlement
+from billing.models import Access, BillingAccount
+from billing.stripe_api import billing_enabled
+from billing.stripe_objects import (
+    as_dict,
+    current_period,
+    invoice_subscription_id,
+    licensed_items,
+    object_id,
+    subscription_items,
+    ts,
 )
+from leanvibe.errors import DomainError
+from tenants.models import Tenant
+from tenants.plans import METERED, SPECS, Interval, OveragePolicy, spec_for
 
 logger = logging.getLogger(__name__)
 
-#: A window is flushed once it ended this long ago: a request counted by a server whose clock
-#: is behind still lands in its window before the window is read.
-FLUSH_SETTLE_SECONDS = 60
-_FLUSH_BATCH = 500
-
-# After the ledger insert committed: the window leaves Redis. Returns what was added to it
-# since it was read (only a server whose clock is over FLUSH_SETTLE_SECONDS behind can do that),
-# which is lost and logged.
-_RELEASE_LUA = """
-local left = redis.call('DECRBY', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[2])
-redis.call('SREM', KEYS[3], ARGV[2])
-return left
-"""
+#: Subscriptions a tenant still has (a new one replaces, never duplicates, these).
+LIVE_STATUSES = {"trialing", "active", "past_due", "incomplete", "paused", "unpaid"}
+_PLAN_BY_LOOKUP_KEY = {
+    spec.price_lookup_key(interval): (plan, interval)
+    for plan, spec in SPECS.items()
+    for interval in spec.prices
+}
 
 
-@dataclass(frozen=True)
-class PendingWindow:
-    member: str
-    tenant_id: uuid.UUID
-    metric: str
-    start: datetime
-    quantity: int
-
-    @property
-    def idempotency_key(self) -> str:
-        return f"{self.tenant_id}:{self.metric}:{int(self.start.timestamp())}"
-
-    @property
-    def end(self) -> datetime:
-        return self.start + timedelta(seconds=WINDOW_SECONDS)
+class BillingError(DomainError):
+    pass
 
 
-def parse_window_member(member: str) -> tuple[uuid.UUID, str, datetime] | None:
-    try:
-        tenant_id, metric, start = member.split(":")
-        return uuid.UUID(tenant_id), metric, datetime.fromtimestamp(int(start), tz=UTC)
-    except ValueError:
-        return None
+class BillingOff(BillingError):
+    def __init__(self) -> None:
+        super().__init__("billing_disabled", "Billing is not configured on this platform.", status=503)
 
 
-def pending_windows(
-    *, closed_before: datetime | None = None, tenant_id: uuid.UUID | None = None
-) -> list[PendingWindow]:
-    """Windows with an unflushed count: those that started before ``closed_before`` (all when
-    None), of one tenant (its own set) or of all (the dirty set, scanned 1,000 a page); then
-    one ``MGET`` of their counters."""
-    client = lv_redis.client()
-    if tenant_id is not None:
-        raw = client.smembers(tenant_dirty_windows_key(tenant_id))
-    else:
-        raw = set(client.sscan_iter(dirty_windows_key(), count=1000))
-    members = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
-    found = []
-    for member in members:
-        parsed = parse_window_member(member)
-        if parsed is None or (closed_before is not None and parsed[2] >= closed_before):
-            continue
-        found.append((member, parsed))
-    values = client.mget([window_key(m) for m, _ in found]) if found else []
-    return [
-        PendingWindow(member, tenant_id_, metric, start, int(value or 0))
-        for (member, (tenant_id_, metric, start)), value in zip(found, values, strict=True)
-    ]
+def _require_billing() -> None:
+    if not billing_enabled():
+        raise BillingOff()
 
 
-def usage_windows_persist(*, windows: Sequence[PendingWindow]) -> int:
-    """The first half of a flush: insert each window as a ledger row, once (ON CONFLICT DO
-    NOTHING on the idempotency key). Returns how many rows were new."""
-    live = set(Tenant.objects.filter(id__in={w.tenant_id for w in windows}).values_list("id", flat=True))
-    rows = [
-        UsageRecord(
-            tenant_id=w.tenant_id,
-            metric=w.metric,
-            quantity=w.quantity,
-            window_start=w.start,
-            window_end=w.end,
-            source=UsageRecord.Source.COUNTER,
-            idempotency_key=w.idempotency_key,
+def _stripe_failure(exc: stripe.StripeError) -> BillingError:
+    if isinstance(exc, stripe.CardError):
+        return BillingError("card_declined", exc.user_message or "The card was declined.", status=402)
+    if isinstance(exc, stripe.InvalidRequestError):
+        return BillingError("invalid_request", exc.user_message or "Stripe refused the request.", status=400)
+    return BillingError(
+        "stripe_unavailable", "Billing is unavailable right now; try again shortly.", status=503
+    )
+
+
+# --- the catalogue's prices --------------------------------------------------------------------
+def price_for(lookup_key: str) -> dict[str, Any]:
+    prices = stripe.Price.list(lookup_keys=[lookup_key], active=True, limit=1)
+    if not prices.data:
+        raise BillingError(
+            "catalog_missing",
+            f"No Stripe price has lookup key {lookup_key}: run billing_sync_catalog.",
+            status=503,
         )
-        for w in windows
-        if w.quantity > 0 and w.tenant_id in live
-    ]
-    with transaction.atomic():
-        before = UsageRecord.objects.filter(idempotency_key__in=[r.idempotency_key for r in rows]).count()
-        UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows) - before
+    return as_dict(prices.data[0])
 
 
-def usage_windows_release(*, windows: Sequence[PendingWindow]) -> None:
-    """The second half of a flush, once the insert committed: the flushed windows leave Redis."""
-    client = lv_redis.client()
-    release = client.register_script(_RELEASE_LUA)
-    pipe = client.pipeline(transaction=False)
-    for w in windows:
-        keys = [window_key(w.member), dirty_windows_key(), tenant_dirty_windows_key(w.tenant_id)]
-        release(keys=keys, args=[w.quantity, w.member], client=pipe)
-    for w, left in zip(windows, pipe.execute(), strict=True):
-        if int(left) > 0:
-            logger.warning("usage window %s got %s more after it was read; not in the ledger", w.member, left)
-
-
-@dataclass(frozen=True)
-class FlushResult:
-    windows: int
-    rows_created: int
-
-
-def usage_flush(
-    *, now: datetime | None = None, progress: Callable[[int, int], None] | None = None
-) -> FlushResult:
-    """Move every closed window from Redis to the ledger. Safe to run concurrently and to kill
-    at any point: a window inserted but not released is found again, its insert is a no-op
-    (same idempotency key) and it is released then. Nothing is lost, nothing counted twice.
-    Run it outside a transaction (the beat task, the command): each batch then commits before
-    it is released."""
-    now = now or timezone.now()
-    windows = pending_windows(closed_before=now - timedelta(seconds=WINDOW_SECONDS + FLUSH_SETTLE_SECONDS))
-    created = 0
-    for offset in range(0, len(windows), _FLUSH_BATCH):
-        batch = windows[offset : offset + _FLUSH_BATCH]
-        created += usage_windows_persist(windows=batch)
-        usage_windows_release(windows=batch)  # only after the insert committed
-        if progress:
-            progress(offset + len(batch), len(windows))
-    return FlushResult(windows=len(windows), rows_created=created)
-
-
-# --- usage posted by clients -------------------------------------------------------------------
-
-
-ANSWER_FIELDS = ("metric_name", "quantity", "period_total", "limit", "overage", "status")
-
-
-@dataclass(frozen=True)
-class UsageAnswer:
-    body: dict[str, Any]
-    created: bool
-
-
-def usage_status(*, plan: str, metric: str, total: int) -> dict[str, Any]:
-    """``limit`` (the amount included in the plan), ``overage`` (the use beyond it) and
-    ``status``: ``ok`` within the limit, ``grace`` over it but within a grace plan's hard
-    limit, ``overage`` over it (a charged plan), or at it on a blocking plan (the next unit is
-    refused)."""
+def plan_items(plan: str, interval: str) -> list[Any]:
+    """Subscription items of the metered overage prices a plan bills (``charge`` plans)."""
     spec = spec_for(plan)
-    limit = spec.limits.limit_for(metric)
-    if limit is None:
-        return {"limit": None, "overage": 0, "status": "ok"}
-    overage = max(0, total - limit)
-    if spec.overage.policy == OveragePolicy.BLOCK:
-        status = "overage" if total >= limit else "ok"
-    elif total <= limit:
-        status = "ok"
-    else:
-        status = "grace" if spec.overage.policy == OveragePolicy.GRACE else "overage"
-    return {"limit": limit, "overage": overage, "status": status}
+    if spec.overage.policy != OveragePolicy.CHARGE:
+        return []
+    return [
+        {"price": price_for(metered_lookup_key(m, interval))["id"]}
+        for m in METERED
+        if m in spec.overage.unit_prices
+    ]
 
 
-def _api_key(tenant: Tenant, idempotency_key: str | None) -> str:
-    return f"{tenant.id}:api:{idempotency_key or uuid.uuid4()}"
+def plan_of_subscription(sub: dict[str, Any]) -> tuple[str | None, str]:
+    for item in licensed_items(sub):
+        price = item.get("price") or {}
+        found = _PLAN_BY_LOOKUP_KEY.get(price.get("lookup_key") or "")
+        if found:
+            return str(found[0]), str(found[1])
+        interval = (price.get("recurring") or {}).get("interval") or ""
+        plan = (price.get("metadata") or {}).get("plan") or (sub.get("metadata") or {}).get("plan")
+        if plan in SPECS:
+            return str(plan), str(interval)
+    return None, ""
 
 
-def usage_ledger_record(
+# --- the account and its state -----------------------------------------------------------------
+def account_get_or_create(*, tenant: Tenant) -> BillingAccount:
+    account, _ = BillingAccount.objects.get_or_create(tenant=tenant, defaults={"plan": tenant.plan})
+    return account
+
+
+def _publish_after_commit(account: BillingAccount) -> None:
+    tenant_id, access, dunning = account.tenant_id, account.access, account.in_dunning
+    transaction.on_commit(
+        lambda: access_flags.access_publish(tenant_id=tenant_id, access=access, dunning=dunning)
+    )
+
+
+def _decide(account: BillingAccount, now: Any) -> None:
+    decided = entitlement(
+        status=account.status,
+        plan=account.plan,
+        current_period_end=account.current_period_end,
+        payment_failed_at=account.payment_failed_at,
+        grace=timedelta(days=settings.BILLING_GRACE_DAYS),
+        now=now,
+        previous=Entitlement(account.tenant.plan, account.access),
+    )
+    if decided.access == Access.SUSPENDED and account.suspended_at is None:
+        account.suspended_at = now
+    if decided.access != Access.SUSPENDED:
+        account.suspended_at = None
+    account.access = decided.access
+    if account.tenant.plan != decided.plan:
+        Tenant.objects.filter(id=account.tenant_id).update(plan=decided.plan, updated_at=now)
+        account.tenant.plan = decided.plan
+
+
+@transaction.atomic
+def account_apply_subscription(*, tenant_id: Any, sub: dict[str, Any]) -> BillingAccount:
+    """Store what Stripe says of ``sub`` (freshly retrieved) and decide the tenant's access."""
+    account = BillingAccount.objects.select_for_update().select_related("tenant").get(tenant_id=tenant_id)
+    now = timezone.now()
+    plan, interval = plan_of_subscription(sub)
+    account.stripe_subscription_id = str(sub["id"])
+    account.stripe_customer_id = object_id(sub.get("customer")) or account.stripe_customer_id
+    account.status = str(sub.get("status") or "")
+    if plan:
+        account.plan, account.interval = plan, interval
+    account.trial_end = ts(sub.get("trial_end"))
+    account.current_period_start, account.current_period_end = current_period(sub)
+    account.cancel_at_period_end = bool(sub.get("cancel_at_period_end"))
+    card = (
+        (sub.get("default_payment_method") or {})
+        if isinstance(sub.get("default_payment_method"), dict)
+        else {}
+    )
+    if card.get("card"):
+        account.payment_method_brand = str(card["card"].get("brand") or "")
+        account.payment_method_last4 = str(card["card"].get("last4") or "")
+    if account.status in ("trialing", "active"):
+        # Paid (or not yet due): any dunning is over.
+        account.payment_failed_at = None
+        account.dunning_email_day = None
+    account.synced_at = now
+    _decide(account, now)
+    account.save()
+    _publish_after_commit(account)
+    return account
+
+
+@transaction.atomic
+def account_recompute(*, account_id: int, now: Any = None) -> BillingAccount:
+    """Decide again from the stored state (the grace period may have run out)."""
+    account = BillingAccount.objects.select_for_update().select_related("tenant").get(id=account_id)
+    _decide(account, now or timezone.now())
+    account.save()
+    _publish_after_commit(account)
+    return account
+
+
+def _tenant_id_of_subscription(sub: dict[str, Any]) -> Any:
+    tenant_id = (sub.get("metadata") or {}).get("tenant_id")
+    if tenant_id and BillingAccount.objects.filter(tenant_id=tenant_id).exists():
+        return tenant_id
+    customer_id = object_id(sub.get("customer"))
+    return (
+        BillingAccount.objects.filter(stripe_customer_id=customer_id)
+        .values_list("tenant_id", flat=True)
+        .first()
+        if customer_id
+        else None
+    )
+
+
+def _retrieve_subscription(subscription_id: str) -> stripe.Subscription:
+    return stripe.Subscription.retrieve(
+        subscription_id, expand=["default_payment_method", "items.data.price"]
+    )
+
+
+def subscription_sync(*, subscription_id: str) -> BillingAccount | None:
+    """Re-read a subscription from Stripe, mirror it in dj-stripe's tables and apply it to its
+    tenant. A subscription that is not the tenant's current one (replaced) only updates the
+    account if it is newer and live."""
+    raw = _retrieve_subscription(subscription_id)
+    # dj-stripe gets Stripe's object itself (its Decimal fields serialise only from there).
+    DjstripeSubscription.sync_from_stripe_data(raw)
+    sub = as_dict(raw)
+    tenant_id = _tenant_id_of_subscription(sub)
+    if tenant_id is None:
+        logger.warning("subscription %s belongs to no tenant", subscription_id)
+        return None
+    current = BillingAccount.objects.filter(tenant_id=tenant_id).values_list(
+        "stripe_subscription_id", flat=True
+    )
+    current_id = current.first() or ""
+    if current_id and current_id != subscription_id and sub.get("status") not in LIVE_STATUSES - {"paused"}:
+        return None  # an old, replaced subscription ending: it changes nothing
+    return account_apply_subscription(tenant_id=tenant_id, sub=sub)
+
+
+def invoice_payment_failed(*, invoice_id: str) -> BillingAccount | None:
+    """Start dunning unless Stripe says the invoice has been paid since (events out of order)."""
+    invoice = as_dict(stripe.Invoice.retrieve(invoice_id))
+    subscription_id = invoice_subscription_id(invoice)
+    if invoice.get("status") in ("paid", "void") or not subscription_id:
+        return subscription_sync(subscription_id=subscription_id) if subscription_id else None
+    tenant_id = _tenant_id_of_subscription({"id": subscription_id, "customer": invoice.get("customer")})
+    if tenant_id is None:
+        return None
+    with transaction.atomic():
+        BillingAccount.objects.filter(tenant_id=tenant_id, payment_failed_at__isnull=True).update(
+            payment_failed_at=timezone.now(), dunning_email_day=None
+        )
+        return subscription_sync(subscription_id=subscription_id)
+
+
+def invoice_paid(*, invoice_id: str) -> BillingAccount | None:
+    invoice = as_dict(stripe.Invoice.retrieve(invoice_id))
+    subscription_id = invoice_subscription_id(invoice)
+    if invoice.get("status") != "paid" or not subscription_id:
+        return None
+    tenant_id = _tenant_id_of_subscription({"id": subscription_id, "customer": invoice.get("customer")})
+    if tenant_id is None:
+        return None
+    with transaction.atomic():
+        BillingAccount.objects.filter(tenant_id=tenant_id).update(
+            payment_failed_at=None, dunning_email_day=None, suspended_at=None
+        )
+        return subscription_sync(subscription_id=subscription_id)
+
+
+def checkout_completed(*, session_id: str) -> BillingAccount | None:
+    """A Checkout subscription replaces the tenant's trial (or paused) subscription."""
+    session = as_dict(stripe.checkout.Session.retrieve(session_id))
+    subscription_id = object_id(session.get("subscription"))
+    tenant_id = session.get("client_reference_id")
+    if session.get("status") != "complete" or not subscription_id or not tenant_id:
+        return None
+    account = BillingAccount.objects.filter(tenant_id=tenant_id).first()
+    if account is None:
+        return None
+    old_id = account.stripe_subscription_id
+    if old_id and old_id != subscription_id:
+        _cancel_replaced(old_id)
+    BillingAccount.objects.filter(id=account.id).update(stripe_subscription_id=subscription_id)
+    return subscription_sync(subscription_id=subscription_id)
+
+
+def _cancel_replaced(subscription_id: str) -> None:
+    old = as_dict(stripe.Subscription.retrieve(subscription_id))
+    if old.get("status") in LIVE_STATUSES:
+        stripe.Subscription.cancel(subscription_id, prorate=False)
+
+
+# --- a new tenant: customer and trial ----------------------------------------------------------
+def customer_ensure(*, tenant: Tenant) -> BillingAccount:
+    """The tenant's Stripe customer (made once: the idempotency key is the tenant's id)."""
+    _require_billing()
+    account = account_get_or_create(tenant=tenant)
+    if account.stripe_customer_id:
+        return account
+    customer = stripe.Customer.create(
+        email=tenant.billing_email,
+        name=tenant.organization_name,
+        metadata={"tenant_id": str(tenant.id), "djstripe_subscriber": str(tenant.id)},
+        idempotency_key=f"leanvibe-customer-{tenant.id}",
+    )
+    DjstripeCustomer.sync_from_stripe_data(customer)
+    DjstripeCustomer.objects.filter(id=customer.id).update(subscriber=tenant)
+    BillingAccount.objects.filter(id=account.id).update(stripe_customer_id=customer.id)
+    account.stripe_customer_id = customer.id
+    return account
+
+
+def customer_and_trial_create(*, tenant_id: Any) -> BillingAccount | None:
+    """Provisioning (in Celery): the customer, then a trial of the tenant's plan without a card
+    that pauses at its end if no card was added. Safe to run again."""
+    tenant = Tenant.objects.filter(id=tenant_id).first()
+    if tenant is None or not billing_enabled():
+        return None
+    account = customer_ensure(tenant=tenant)
+    if account.stripe_subscription_id:
+        return account
+    spec = spec_for(tenant.plan)
+    sub = stripe.Subscription.create(
+        customer=account.stripe_customer_id,
+        items=[
+            {"price": price_for(spec.price_lookup_key(Interval.MONTH))["id"]},
+            *plan_items(tenant.plan, Interval.MONTH),
+        ],
+        trial_period_days=settings.BILLING_TRIAL_DAYS,
+        trial_settings={"end_behavior": {"missing_payment_method": "pause"}},
+        payment_settings={"save_default_payment_method": "on_subscription"},
+        metadata={"tenant_id": str(tenant.id), "plan": tenant.plan},
+        idempotency_key=f"leanvibe-trial-{tenant.id}",
+    )
+    return subscription_sync(subscription_id=str(sub["id"]))
+
+
+# --- the owners' actions -----------------------------------------------------------------------
+def _account_for_change(tenant: Tenant) -> BillingAccount:
+    _require_billing()
+    return customer_ensure(tenant=tenant)
+
+
+def _plan_items_change(sub: dict[str, Any], plan: str, interval: str) -> list[Any]:
+    """Items that turn ``sub`` into ``plan``/``interval``: the licensed item changes price,
+    metered items come or go with the plan's overage policy."""
+    price = price_for(spec_for(plan).price_lookup_key(interval))["id"]
+    licensed = licensed_items(sub)
+    items: list[dict[str, Any]] = (
+        [{"id": licensed[0]["id"], "price": price}] if licensed else [{"price": price}]
+    )
+    metered = [i for i in subscription_items(sub) if i not in licensed]
+    # Metered items are replaced (their interval follows the plan's) or dropped.
+    items.extend({"id": i["id"], "deleted": True} for i in metered)
+    items.extend(plan_items(plan, interval))
+    return items
+
+
+def subscribe(
     *,
     tenant: Tenant,
-    metric: str,
-    quantity: int,
-    metadata: dict[str, Any] | None = None,
-    idempotency_key: str | None = None,
-) -> UsageAnswer:
-    """Record usage a client reports: a ledger row and the period counter, both or neither.
-    Refused with ``UsageLimitReached`` when it would pass the plan's hard limit. A repeated
-    ``idempotency_key`` returns the first answer (``created`` False) and counts nothing."""
-    if metric not in METERED:
-        raise UnknownMetric(metric)
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
-        raise DomainError("invalid_quantity", "quantity must be a positive integer.", status=400)
-    key = _api_key(tenant, idempotency_key)
-    if idempotency_key is not None and (first := _first_answer(tenant, key)) is not None:
-        return first
-    now = timezone.now()
-    counted: MeterResult | None = None
+    plan: str,
+    interval: str,
+    payment_method_id: str | None,
+    success_url: str,
+    cancel_url: str,
+) -> dict[str, Any]:
+    """With a payment method: start paying now (``{"account": ...}``). Without: a Checkout
+    session (``{"checkout_url": ...}``) that replaces the trial once completed (webhook)."""
+    account = _account_for_change(tenant)
+    lookup_key = spec_for(plan).price_lookup_key(interval)
     try:
-        with transaction.atomic():
-            # The row first: a concurrent call with the same key waits on the unique index
-            # here, then fails and returns the first answer, without counting.
-            record = UsageRecord.objects.create(
-                tenant=tenant,
-                metric=metric,
-                quantity=quantity,
-                window_start=now,
-                window_end=now,
-                source=UsageRecord.Source.API,
-                metadata=metadata or {},
-                idempotency_key=key,
+        if not payment_method_id:
+            session = stripe.checkout.Session.create(
+                mode="subscription",
+                customer=account.stripe_customer_id,
+                client_reference_id=str(tenant.id),
+                line_items=[{"price": price_for(lookup_key)["id"], "quantity": 1}],
+                subscription_data={"metadata": {"tenant_id": str(tenant.id), "plan": plan}},
+                success_url=success_url,
+                cancel_url=cancel_url,
             )
-            result = metered_count(tenant=tenant, metric=metric, quantity=quantity, windowed=False, now=now)
-            if not result.counted:
-                raise UsageLimitReached(
-                    metric=metric, limit=result.hard_limit or 0, retry_after=result.period.seconds_left(now)
-                )
-            counted = result
-            body = {
-                "metric_name": metric,
-                "quantity": quantity,
-                "period_total": result.total,
-                **usage_status(plan=tenant.plan, metric=metric, total=result.total),
-            }
-            record.response = body
-            record.save(update_fields=["response"])
-    except BaseException as exc:
-        if counted is not None:  # counted, but the row did not commit: take the count back
-            metered_uncount(tenant=tenant, metric=metric, quantity=quantity, period=counted.period)
-        if isinstance(exc, IntegrityError) and (first := _first_answer(tenant, key)) is not None:
-            return first
-        raise
-    return UsageAnswer(body, created=True)
+            return {"checkout_url": session.url}
+        # Attaching a test card (pm_card_visa) makes a new payment method: use the id returned.
+        payment_method_id = stripe.PaymentMethod.attach(
+            payment_method_id, customer=account.stripe_customer_id
+        ).id
+        stripe.Customer.modify(
+            account.stripe_customer_id, invoice_settings={"default_payment_method": payment_method_id}
+        )
+        current = (
+            as_dict(_retrieve_subscription(account.stripe_subscription_id))
+            if account.stripe_subscription_id
+            else {}
+        )
+        if current.get("status") == "active":
+            # Already paying: a change of plan, paid now.
+            sub = stripe.Subscription.modify(
+                current["id"],
+                items=_plan_items_change(current, plan, interval),
+                default_payment_method=payment_method_id,
+                payment_behavior="error_if_incomplete",
+                proration_behavior="always_invoice",
+                metadata={"tenant_id": str(tenant.id), "plan": plan},
+            )
+        else:
+            # A new paid subscription, charged now (declined: CardError, nothing changes); the
+            # trial (or paused, or past-due) subscription it replaces is cancelled after.
+            sub = stripe.Subscription.create(
+                customer=account.stripe_customer_id,
+                items=[{"price": price_for(lookup_key)["id"]}, *plan_items(plan, interval)],
+                default_payment_method=payment_method_id,
+                payment_behavior="error_if_incomplete",
+                metadata={"tenant_id": str(tenant.id), "plan": plan},
+            )
+            BillingAccount.objects.filter(id=account.id).update(stripe_subscription_id=sub.id)
+            if current:
+                _cancel_replaced(current["id"])
+    except stripe.StripeError as exc:
+        raise _stripe_failure(exc) from exc
+    synced = subscription_sync(subscription_id=str(sub["id"]))
+    return {"account": synced}
 
 
-def _first_answer(tenant: Tenant, key: str) -> UsageAnswer | None:
-    row = UsageRecord.objects.filter(tenant=tenant, idempotency_key=key).values_list("response", flat=True)
-    found = row.first()
-    if found is None:
-        return None
-    # jsonb keeps keys in its own order: give them back in the first answer's.
-    return UsageAnswer({name: found[name] for name in ANSWER_FIELDS}, created=False)
+def _current_subscription(account: BillingAccount) -> dict[str, Any]:
+    if not account.stripe_subscription_id:
+        raise BillingError("no_subscription", "This organisation has no subscription yet.", status=409)
+    return as_dict(_retrieve_subscription(account.stripe_subscription_id))
+
+
+def subscription_change(*, tenant: Tenant, plan: str, interval: str) -> BillingAccount | None:
+    """Prorated change; the new limits apply once Stripe has it (an unpaid upgrade stays
+    pending in Stripe and the tenant keeps its plan)."""
+    account = _account_for_change(tenant)
+    try:
+        current = _current_subscription(account)
+        if current.get("status") not in ("trialing", "active", "past_due"):
+            raise BillingError(
+                "payment_required", "Subscribe with a payment method to choose a plan again.", status=402
+            )
+        stripe.Subscription.modify(
+            current["id"],
+            items=_plan_items_change(current, plan, interval),
+            proration_behavior="create_prorations",
+            metadata={"tenant_id": str(tenant.id), "plan": plan},
+        )
+    except stripe.StripeError as exc:
+        raise _stripe_failure(exc) from exc
+    return subscription_sync(subscription_id=current["id"])
+
+
+def subscription_cancel(*, tenant: Tenant, cancel: bool = True) -> BillingAccount | None:
+    """Cancel at the period's end (``cancel=False``: take the cancellation back)."""
+    account = _account_for_change(tenant)
+    try:
+        current = _current_subscription(account)
+        if current.get("status") not in LIVE_STATUSES:
+            raise BillingError("no_subscription", "This subscription has already ended.", status=409)
+        stripe.Subscription.modify(current["id"], cancel_at_period_end=cancel)
+    except stripe.StripeError as exc:
+        raise _stripe_failure(exc) from exc
+    return subscription_sync(subscription_id=current["id"])
+
+
+def portal_session_create(*, tenant: Tenant, return_url: str) -> str:
+    account = _account_for_change(tenant)
+    try:
+        session = stripe.billing_portal.Session.create(
+            customer=account.stripe_customer_id, return_url=return_url
+        )
+    except stripe.StripeError as exc:
+        raise _stripe_failure(exc) from exc
+    return str(session.url)

@@ -77,6 +77,9 @@ SHARED_APPS = [
     "drf_spectacular",
     "django_prometheus",
     "leanvibe.platform",  # the project's commands (run_platform); no models
+    # dj-stripe's mirror of the Stripe account: public schema only, never in a tenant's. Before
+    # billing, so that its webhook handlers run before billing's (which re-read from Stripe).
+    "djstripe",
     # Billing is platform-wide: the usage ledger and dj-stripe's mirror live in public only.
     "billing",
 ]
@@ -129,6 +132,9 @@ MIDDLEWARE = [
     # allauth.usersessions.middleware.UserSessionsMiddleware, skipped on the public site.
     "accounts.session_tracking.TenantUserSessionsMiddleware",
     "accounts.middleware.MfaEnrollmentMiddleware",
+    # 402 payment_required for a tenant whose trial ended without a card or who did not pay
+    # (billing.middleware; one Redis read, no SQL, no Stripe call).
+    "billing.middleware.PaymentRequiredMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -147,6 +153,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "leanvibe.context_processors.site",
+                "billing.context_processors.billing_banner",
             ],
         },
     },
@@ -346,7 +353,43 @@ CELERY_BEAT_SCHEDULE = {
     "send-due-followup-emails": {"task": "tenants.tasks.tenant_send_due_followups", "schedule": 3600.0},
     "flush-usage-windows": {"task": "billing.tasks.usage_flush", "schedule": 60.0},
 }
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Webhook events whose processing failed or never ran are run again (never dropped).
+        "billing-retry-webhook-events": {"task": "billing.tasks.webhook_triggers_retry", "schedule": 300.0},
+        # Dunning: reminder emails on days 0, 3, 7 and suspension once the grace period is over.
+        "billing-dunning-sweep": {"task": "billing.tasks.dunning_sweep", "schedule": 900.0},
+    }
+)
 FOLLOWUP_EMAIL_DELAY = env.int("FOLLOWUP_EMAIL_DELAY", default=3 * 24 * 3600)
+
+# --- billing (Stripe through dj-stripe; billing/stripe_api.py configures the client) ----------
+# Billing is on when STRIPE_SECRET_KEY is set; without it no Stripe call is made, new tenants get
+# no customer and no subscription, and every tenant keeps its plan.
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+# The Stripe API's base URL: the local Stripe-compatible server in development and tests.
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com")
+# Base URL of Billing Meter events (the v2 API host on real Stripe); defaults to STRIPE_API_BASE
+# when that is not Stripe's own.
+STRIPE_METER_EVENTS_API_BASE = env(
+    "STRIPE_METER_EVENTS_API_BASE",
+    default="https://meter-events.stripe.com"
+    if STRIPE_API_BASE == "https://api.stripe.com"
+    else STRIPE_API_BASE,
+)
+STRIPE_API_VERSION = env("STRIPE_API_VERSION", default="2026-08-26.dahlia")
+STRIPE_LIVE_MODE = env.bool("STRIPE_LIVE_MODE", default=False)
+# Signing secret of an endpoint made in the Stripe dashboard (whsec_...); with it,
+# `manage.py billing_webhook_setup --id we_...` stores the endpoint for /stripe/webhook/.
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+DJSTRIPE_SUBSCRIBER_MODEL = "tenants.Tenant"
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
+# Days a trial lasts without a card, and days of grace after a failed payment before suspension.
+BILLING_TRIAL_DAYS = env.int("BILLING_TRIAL_DAYS", default=14)
+BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=14)
+# Days after the first failed payment on which the billing email gets a reminder.
+BILLING_DUNNING_EMAIL_DAYS = (0, 3, 7)
 
 # --- email ----------------------------------------------------------------------------------
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

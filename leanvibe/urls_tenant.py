@@ -10,6 +10,7 @@ from accounts.views import mfa_email as mfa_email_views
 from accounts.views import sessions as session_views
 from accounts.views import sso as sso_views
 from agents import views as agent_views
+from billing import views as billing_views
 
 urlpatterns = [
     path("", agent_views.dashboard, name="dashboard"),
@@ -27,6 +28,11 @@ urlpatterns = [
     path("account/sessions/", session_views.sessions_page, name="sessions"),
     path("account/sessions/<str:session_id>/end/", session_views.session_end_view, name="session-end"),
     path("audit/", audit_views.audit_log_page, name="audit-log"),
+    path("billing/", billing_views.billing_page, name="billing"),
+    path("billing/portal/", billing_views.billing_portal_view, name="billing-portal"),
+    path("billing/cancel/", billing_views.billing_cancel_view, name="billing-cancel"),
+    path("billing/resume/", billing_views.billing_resume_view, name="billing-resume"),
+    path("billing/change/", billing_views.billing_change_view, name="billing-change"),
     # allauth's sign-in view behind the brute-force protection the API login has.
     path("accounts/login/", login_views.login_view, name="account_login"),
     # allauth's email page, where only a verified address may become the primary one.

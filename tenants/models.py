@@ -51,6 +51,11 @@ class Tenant(TenantMixin):
         return f"{self.organization_name} ({self.schema_name})"
 
     @property
+    def email(self) -> str:
+        """Where invoices go: a subscriber model of dj-stripe must have an ``email``."""
+        return self.billing_email
+
+    @property
     def subdomain(self) -> str:
         return self.schema_name
 

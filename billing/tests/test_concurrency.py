@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from billing.metering import UsageAnswer, usage_ledger_record
 from billing.models import UsageRecord
-from billing.services import UsageAnswer, usage_ledger_record
 from leanvibe import redis as lv_redis
 from tenants.models import Tenant
 from tenants.periods import billing_period

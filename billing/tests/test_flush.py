@@ -9,14 +9,14 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from billing.models import UsageRecord
-from billing.services import (
+from billing.metering import (
     FLUSH_SETTLE_SECONDS,
     pending_windows,
     usage_flush,
     usage_windows_persist,
     usage_windows_release,
 )
+from billing.models import UsageRecord
 from leanvibe import redis as lv_redis
 from tenants.models import Tenant
 from tenants.usage import (

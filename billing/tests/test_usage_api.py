@@ -9,8 +9,8 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from accounts.services import member_add
+from billing.metering import pending_windows, usage_windows_persist
 from billing.models import UsageRecord
-from billing.services import pending_windows, usage_windows_persist
 from leanvibe import redis as lv_redis
 from tenants.periods import billing_period
 from tenants.usage import metered_count, period_key, period_usage

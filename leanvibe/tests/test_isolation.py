@@ -8,6 +8,8 @@ import contextlib
 import pytest
 from django.urls import Resolver404, get_resolver
 
+from billing import tasks as billing_tasks
+from billing.models import BillingAccount
 from tenants.tests.test_token_tenant import forge_scope
 
 # Every tenant-scoped API route and the test below that attacks it.
@@ -42,9 +44,17 @@ TENANT_SCOPED_ROUTES = {
     "api-mfa-email": "test_mfa_and_security_settings_never_cross_tenants",
     "api-mfa-email-verify": "test_mfa_and_security_settings_never_cross_tenants",
     "api-security": "test_mfa_and_security_settings_never_cross_tenants",
+    "api-billing-subscription": "test_billing_never_crosses_tenants",
+    "api-billing-subscribe": "test_billing_never_crosses_tenants",
+    "api-billing-subscription-change": "test_billing_never_crosses_tenants",
+    "api-billing-subscription-cancel": "test_billing_never_crosses_tenants",
+    "api-billing-subscription-resume": "test_billing_never_crosses_tenants",
+    "api-billing-portal": "test_billing_never_crosses_tenants",
+    "api-billing-invoices": "test_billing_never_crosses_tenants",
+    "api-billing-invoices-upcoming": "test_billing_never_crosses_tenants",
 }
 # Platform routes: staff only on the public host (tested in tenants/tests/test_tenants_api.py).
-PLATFORM_ROUTES = {"api-tenants", "api-tenant-suspend", "api-tenant-resume", "api-login"}
+PLATFORM_ROUTES = {"api-tenants", "api-tenant-suspend", "api-tenant-resume", "api-login", "api-billing-plans"}
 
 
 def _routes_not_called(test_name: str, requested: set[str]) -> set[str]:
@@ -449,3 +459,59 @@ def test_mfa_and_security_settings_never_cross_tenants(api, world):
     crossed = api.post("/api/v1/auth/mfa/verify", {"code": totp_code(setup_a["secret"])}, **b_ctx)
     assert crossed.status_code == 400
     assert api.get("/api/v1/auth/mfa", host=a.host, token=world["token_a"]).body["enabled"] is True
+
+
+# --- billing (billing/tests/test_subscriptions.py), against the local Stripe ----------------------
+@pytest.mark.django_db
+def test_billing_never_crosses_tenants(api, world, stripe_local, catalog):
+    a, b = world["a"], world["b"]
+    for handle in (a, b):
+        billing_tasks.customer_and_trial_create.apply(args=[handle.id]).get()
+    ctx_a = {"host": a.host, "token": world["token_a"]}
+    paid = api.post(
+        "/api/v1/billing/subscribe", {"plan_id": "enterprise", "payment_method_id": "pm_card_visa"}, **ctx_a
+    )
+    assert paid.status_code == 201
+    a_invoices = {i["id"] for i in api.get("/api/v1/billing/invoices", **ctx_a).body["results"]}
+    assert a_invoices
+    a_before = BillingAccount.objects.get(tenant=a.tenant)
+
+    for ctx in _as_b(world):
+        mine = api.get("/api/v1/billing/subscription", **ctx).body
+        assert (mine["plan"], mine["status"], mine["payment_method"]) == ("starter", "trialing", None)
+        b_invoices = {i["id"] for i in api.get("/api/v1/billing/invoices", **ctx).body["results"]}
+        assert not b_invoices & a_invoices
+        upcoming = api.get("/api/v1/billing/invoices/upcoming", **ctx)
+        assert upcoming.status_code == 200
+        assert all(line["amount"] != 499_000 for line in upcoming.body["lines"])
+    ctx_b = _as_b(world)[0]
+    assert api.post("/api/v1/billing/subscription/cancel", **ctx_b).body["cancel_at_period_end"] is True
+    assert api.post("/api/v1/billing/subscription/resume", **ctx_b).status_code == 200
+    assert (
+        api.post("/api/v1/billing/subscription/change", {"plan_id": "professional"}, **ctx_b).status_code
+        == 200
+    )
+    assert "url" in api.post("/api/v1/billing/portal", **ctx_b).body
+    assert "checkout_url" in api.post("/api/v1/billing/subscribe", {"plan_id": "starter"}, **ctx_b).body
+
+    routes = [
+        ("GET", "/api/v1/billing/subscription", None),
+        ("GET", "/api/v1/billing/invoices", None),
+        ("GET", "/api/v1/billing/invoices/upcoming", None),
+        ("POST", "/api/v1/billing/subscribe", {"plan_id": "starter", "payment_method_id": "pm_card_visa"}),
+        ("POST", "/api/v1/billing/subscription/change", {"plan_id": "starter"}),
+        ("POST", "/api/v1/billing/subscription/cancel", None),
+        ("POST", "/api/v1/billing/subscription/resume", None),
+        ("POST", "/api/v1/billing/portal", None),
+    ]
+    for ctx in _b_token_in_a_context(world):
+        for method, path, data in routes:
+            assert api.call(method, path, data, **ctx).status_code == 401, (path, ctx)
+    a_after = BillingAccount.objects.get(tenant=a.tenant)
+    assert (a_after.plan, a_after.status, a_after.cancel_at_period_end, a_after.stripe_subscription_id) == (
+        "enterprise",
+        "active",
+        False,
+        a_before.stripe_subscription_id,
+    )
+    assert BillingAccount.objects.get(tenant=b.tenant).plan == "professional"

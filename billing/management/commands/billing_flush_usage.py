@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from billing.services import usage_flush
+from billing.metering import usage_flush
 
 
 class Command(BaseCommand):

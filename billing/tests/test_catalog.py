@@ -1,0 +1,57 @@
+"""``billing_sync_catalog`` against the local Stripe: idempotent, lookup keys move on a change."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import stripe
+from django.core.management import call_command
+from djstripe.models import Price as DjstripePrice
+from djstripe.models import Product as DjstripeProduct
+
+from billing.catalog import catalog_sync
+from tenants import plans
+from tenants.plans import SPECS, metered_price_lookup_key
+
+
+def _all(resource):
+    return list(resource.list(limit=100).auto_paging_iter())
+
+
+def test_sync_twice_makes_everything_once(stripe_local, db):
+    out = StringIO()
+    call_command("billing_sync_catalog", stdout=out)
+    assert "catalogue in sync" in out.getvalue()
+    first = (len(_all(stripe.Product)), len(_all(stripe.Price)), len(_all(stripe.billing.Meter)))
+    assert first == (4, 10, 2)  # 3 plans + overage; 6 plan prices + 2 metrics x 2 intervals; 2 meters
+
+    again = StringIO()
+    call_command("billing_sync_catalog", stdout=again)
+    assert (len(_all(stripe.Product)), len(_all(stripe.Price)), len(_all(stripe.billing.Meter))) == first
+    assert "created" not in again.getvalue()
+    assert DjstripeProduct.objects.count() == 4
+    assert DjstripePrice.objects.count() == 10
+
+    pro = stripe.Price.list(lookup_keys=["leanvibe_professional_year"]).data[0]
+    assert pro.recurring is not None
+    assert (pro.unit_amount, pro.currency, pro.recurring.interval) == (99_000, "usd", "year")
+    overage = stripe.Price.list(lookup_keys=[metered_price_lookup_key("ai_requests")]).data[0]
+    assert overage.recurring is not None
+    assert overage.recurring.usage_type == "metered"
+    assert overage.recurring.meter
+    meters = {m.event_name for m in _all(stripe.billing.Meter)}
+    assert meters == {"leanvibe_api_calls", "leanvibe_ai_requests"}
+
+
+def test_a_changed_amount_moves_the_lookup_key_to_a_new_price(stripe_local, db, monkeypatch):
+    before = catalog_sync()["leanvibe_starter_month"]
+    spec = SPECS["starter"]
+    changed = type(spec)(**{**spec.__dict__, "prices": {**spec.prices, plans.Interval.MONTH: 3_900}})
+    monkeypatch.setitem(SPECS, "starter", changed)  # the catalogue edited, as a deploy would ship it
+    lines: list[str] = []
+    after = catalog_sync(report=lines.append)["leanvibe_starter_month"]
+    assert after["id"] != before["id"] and after["unit_amount"] == 3_900
+    assert any("lookup key moved" in line for line in lines)
+    found = stripe.Price.list(lookup_keys=["leanvibe_starter_month"]).data
+    assert [p.id for p in found] == [after["id"]]
+    assert stripe.Price.retrieve(before["id"]).active is False
