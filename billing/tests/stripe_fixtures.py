@@ -1,5 +1,5 @@
-"""Stripe's own example objects (/work/shared/stripe/fixtures3.json, also copied next to this
-module) shaped into the events and subscriptions a test needs, and webhook signing as Stripe
+"""Stripe's own example objects (``fixtures3.json`` of stripe/openapi, shipped with
+``billing.stripe_local``) shaped into the events and subscriptions a test needs, and webhook signing as Stripe
 signs (``t=<unix>,v1=<HMAC-SHA256 of "t.payload">``)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).with_name("fixtures3.json")
+FIXTURES = Path(__file__).resolve().parent.parent / "stripe_local" / "fixtures3.json"
 
 
 @cache

@@ -50,6 +50,6 @@ def test_members_read_but_have_no_buttons(trial):  # noqa: F811
 
 def test_public_pricing_page_shows_the_catalogue(client, db):
     html = client.get("/pricing/").content.decode()
-    assert "$29 a month, or $290 a year" in html
-    assert "$499 a month, or $4,990 a year" in html
+    assert "<strong>$29</strong> a month, or $290 a year" in html
+    assert "<strong>$499</strong> a month, or $4,990 a year" in html
     assert "then 0.01¢ each" in html and "Start with Professional" in html

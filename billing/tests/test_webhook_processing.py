@@ -5,8 +5,10 @@ object, a failure is recorded and retried by the sweep."""
 
 from __future__ import annotations
 
+import http.client
 import json
 from datetime import timedelta
+from urllib.parse import urlencode, urlsplit
 
 import stripe
 from django.test import Client
@@ -153,3 +155,41 @@ def test_payment_failed_starts_dunning_and_paid_restores(client, trial, endpoint
     assert _process(_deliver(client, redelivered))
     account.refresh_from_db()
     assert account.payment_failed_at is None
+
+
+def _complete_checkout(checkout_url: str, card: str) -> int:
+    """What the owner's browser does on the local Stripe's Checkout page (no redirect followed)."""
+    parts = urlsplit(checkout_url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    connection.request(
+        "POST",
+        parts.path,
+        body=urlencode({"email": "owner@example.com", "card_number": card}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def test_completed_checkout_replaces_the_trial(api, client, trial, endpoint, stripe_local):  # noqa: F811
+    account = BillingAccount.objects.get(tenant=trial.tenant)
+    trial_id = account.stripe_subscription_id
+    ctx = {"host": trial.host, "token": trial.login(api)}
+    checkout_url = api.post(
+        "/api/v1/billing/subscribe", {"plan_id": "starter", "interval": "year"}, **ctx
+    ).body["checkout_url"]
+    assert _complete_checkout(checkout_url, "4242424242424242") in (302, 303)
+    completed = stripe_local.events("checkout.session.completed")
+    assert completed
+    assert _process(_deliver(client, completed[-1]))
+    account.refresh_from_db()
+    assert account.stripe_subscription_id != trial_id
+    assert (account.plan, account.interval, account.status) == ("starter", "year", "active")
+    assert stripe.Subscription.retrieve(trial_id).status == "canceled"
+    # The trial's deletion event, processed afterwards, changes nothing.
+    deleted = [e for e in _subscription_events(stripe_local, trial_id) if e["type"].endswith("deleted")]
+    for event in deleted:
+        assert _process(_deliver(client, event))
+    account.refresh_from_db()
+    assert (account.plan, account.status) == ("starter", "active")
