@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with StripeLocal(port=args.port, state_path=args.state, api_key=args.api_key) as server:
+    with StripeLocal(port=args.port, state_path=args.state, api_key=args.api_key, tick_interval=30) as server:
         print(server.url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

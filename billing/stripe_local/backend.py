@@ -15,8 +15,9 @@ import json
 import re
 import threading
 import time
+import traceback
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from .store import (
     public,
     save_state,
 )
+from .strict import ROUTE_PARAMS, unknown_param
 
 DAY = 86400
 IDEMPOTENCY_TTL = 24 * 3600
@@ -95,6 +97,27 @@ def _int(value: Any, param: str) -> int:
         raise invalid(f"Invalid integer: {value}", param=param) from None
 
 
+def _decimal_str(value: Any, param: str) -> str:
+    try:
+        return format(Decimal(str(value)).normalize(), "f")
+    except InvalidOperation:
+        raise invalid(f"Invalid decimal: {value}", param=param) from None
+
+
+def _choice(params: Obj, name: str, choices: tuple[str, ...], default: str) -> str:
+    """An enum parameter, refused like Stripe when it is not one of ``choices``."""
+    value = str(params.get(name) or default)
+    if value not in choices:
+        listed = ", ".join(choices[:-1]) + f", or {choices[-1]}"
+        raise invalid(f"Invalid {name}: must be one of {listed}", param=name)
+    return value
+
+
+_PRORATION = ("always_invoice", "create_prorations", "none")
+_PAYMENT_BEHAVIOR = ("allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete")
+_COLLECTION = ("charge_automatically", "send_invoice")
+
+
 def _bool(value: Any) -> bool:
     return value in (True, "true", "True", "1", 1)
 
@@ -110,8 +133,18 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _diff(before: Obj, after: Obj) -> Obj:
-    """Stripe's ``previous_attributes``: the old value of each top-level field that changed."""
-    return {k: before.get(k) for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    """Stripe's ``previous_attributes``: the old value of each field that changed, nested dicts
+    as partial dicts (``{"invoice_settings": {"default_payment_method": None}}``), lists whole."""
+    previous: Obj = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict) and old.get("object") != "list":
+            previous[key] = _diff(old, new)
+        else:
+            previous[key] = old
+    return previous
 
 
 class Backend:
@@ -123,6 +156,8 @@ class Backend:
         retry_days: tuple[int, ...] = (3, 5, 7),
         after_final_failure: str = "canceled",
         on_event: Callable[[Obj, list[Obj]], None] | None = None,
+        upcoming_days: int = 3,
+        strict_params: bool = True,
     ) -> None:
         self.lock = threading.RLock()
         self.api_key = api_key
@@ -130,11 +165,13 @@ class Backend:
         self.state: Obj = load_state(state_path)
         self.retry_days = retry_days
         self.after_final_failure = after_final_failure
+        self.upcoming_days = upcoming_days
         self.on_event = on_event
         self.base_url = "http://127.0.0.1"
         self._request: Obj = {"id": None, "idempotency_key": None}
         self._muted = False  # True while a preview runs on a throw-away copy of the state
-        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any]]] = []
+        self.strict_params = strict_params
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Any], str | None]] = []
         self._register_routes()
 
     # --- storage ------------------------------------------------------------------------
@@ -158,6 +195,18 @@ class Backend:
 
     def _all(self, kind: str) -> list[Obj]:
         return [o for o in self.objects.values() if o.get("object") == kind and not o.get("_deleted")]
+
+    _LOCAL_URL = re.compile(r"^http://127\.0\.0\.1:\d+(?=/(?:checkout|portal|invoice)/)")
+
+    def rebase_urls(self, base_url: str) -> None:
+        """Point hosted-page URLs saved by an earlier run (another port) at this server."""
+        self.base_url = base_url
+        with self.lock:
+            for obj in self.objects.values():
+                for key in ("url", "hosted_invoice_url", "invoice_pdf"):
+                    value = obj.get(key)
+                    if isinstance(value, str):
+                        obj[key] = self._LOCAL_URL.sub(base_url, value)
 
     def save(self) -> None:
         if self.state_path is not None:
@@ -233,7 +282,9 @@ class Backend:
             target = self.objects[value]
             value = node[key] = self._public(target)
         if isinstance(value, list):
-            for entry in value:
+            for n, entry in enumerate(value):
+                if isinstance(entry, str) and entry in self.objects:  # e.g. ``discounts``
+                    entry = value[n] = self._public(self.objects[entry])
                 self._expand(entry, rest, depth + 1)
         elif rest:
             self._expand(value, rest, depth + 1)
@@ -267,9 +318,38 @@ class Backend:
                     "unit_amount_decimal": node["unit_amount_decimal"],
                 }
             }
+        if kind == "invoice" and key == "payments":
+            return listing(self._invoice_payments(node), f"/v1/invoice_payments?invoice={object_id}")
+        if kind == "invoice" and key == "confirmation_secret":
+            if node.get("status") != "open" or not node.get("amount_remaining"):
+                return None
+            return {"client_secret": f"pi_local_{object_id}_secret_local", "type": "payment_intent"}
+        if kind == "price" and key == "tiers" and object_id in self.objects:
+            return self.objects[str(object_id)].get("_tiers")
         if key == "breakdown" and "amount_discount" in node:  # total_details.breakdown
             return {"discounts": [], "taxes": []}
         return None
+
+    def _invoice_payments(self, invoice: Obj) -> list[Obj]:
+        """The invoice's payment as Stripe lists it (there are no PaymentIntents here)."""
+        if invoice.get("status") not in ("open", "paid") or not invoice.get("amount_due"):
+            return []
+        payment = example("invoice_payment")
+        paid = invoice["status"] == "paid"
+        payment.update(
+            id=f"inpay_{str(invoice['id'])[3:]}",
+            amount_paid=invoice["amount_paid"] if paid else None,
+            amount_requested=invoice["amount_due"],
+            created=invoice["created"],
+            currency=invoice["currency"],
+            invoice=invoice["id"],
+            is_default=True,
+            livemode=False,
+            payment={"type": "payment_intent", "payment_intent": f"pi_local_{str(invoice['id'])[3:]}"},
+            status="paid" if paid else "open",
+            status_transitions={"canceled_at": None, "paid_at": invoice["status_transitions"]["paid_at"]},
+        )
+        return [payment]
 
     def render(self, obj: Obj, expand: Any = None) -> Obj:
         out = self._public(obj)
@@ -434,7 +514,8 @@ class Backend:
     # --- dispatch -----------------------------------------------------------------------
     def route(self, method: str, pattern: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self._routes.append((method, re.compile("^" + pattern + "$"), fn))
+            spec = ROUTE_PARAMS.get((method, pattern))
+            self._routes.append((method, re.compile("^" + pattern + "$"), fn, spec))
             return fn
 
         return register
@@ -447,7 +528,7 @@ class Backend:
                 "You did not provide an API key. You need to provide your API key in the "
                 "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
             )
-        ok = key == self.api_key if self.api_key else key.startswith("sk_test_")
+        ok = key == self.api_key if self.api_key else key.startswith(("sk_test_", "rk_test_"))
         sessions: dict[str, float] = self.state.setdefault("meter_sessions", {})
         if not ok and sessions.get(key, 0) > time.time():
             ok = True  # a v2 meter event session token (meter_event_stream)
@@ -478,9 +559,14 @@ class Backend:
                 status, body = exc.status, exc.body()
                 body["error"]["request_log_url"] = f"{self.base_url}/logs/{request_id}"
                 headers.update(exc.headers)
+            except Exception as exc:  # a bug here: answer like Stripe's 500 so the client sees it
+                traceback.print_exc()
+                status = 500
+                body = {"error": {"type": "api_error", "message": f"Local Stripe error: {exc!r}"}}
+                headers["Stripe-Should-Retry"] = "false"
             finally:
                 self._request = {"id": None, "idempotency_key": None}
-            if idempotency_key and method in ("POST", "DELETE"):
+            if idempotency_key and method in ("POST", "DELETE") and status < 500:
                 headers["Idempotency-Key"] = idempotency_key
                 self.state["idempotency"][idempotency_key] = {
                     "method": method,
@@ -513,13 +599,23 @@ class Backend:
             return {"status": 400, "body": error.body()}
         return stored
 
+    @staticmethod
+    def _check_params(spec: str, params: Obj) -> None:
+        unknown = unknown_param(spec, params)
+        if unknown is not None:
+            raise ApiError(
+                400, f"Received unknown parameter: {unknown}", code="parameter_unknown", param=unknown
+            )
+
     def _dispatch(self, method: str, path: str, params: Obj) -> Obj:
         allowed = False
-        for route_method, pattern, fn in self._routes:
+        for route_method, pattern, fn, spec in self._routes:
             match = pattern.match(path)
             if match:
                 allowed = True
                 if route_method == method:
+                    if self.strict_params and spec:
+                        self._check_params(spec, params)
                     result: Obj = fn(params, *match.groups())
                     return result
         if allowed:
@@ -534,6 +630,46 @@ class Backend:
     def _register_routes(self) -> None:
         r = self.route
         r("GET", "/v1/account")(self.account)
+        # Resources the local Stripe never creates (no charges, intents, coupons...): their lists
+        # are empty, so a full sync (``djstripe_sync_models``) runs without 404s.
+        for base in (
+            "accounts",
+            "application_fees",
+            "balance_transactions",
+            "charges",
+            "credit_notes",
+            "disputes",
+            "files",
+            "payment_intents",
+            "payment_links",
+            "payouts",
+            "quotes",
+            "refunds",
+            "setup_intents",
+            "shipping_rates",
+            "subscription_schedules",
+            "tax_ids",
+            "tax_rates",
+            "transfers",
+            "billing/alerts",
+            "entitlements/features",
+        ):
+            r("GET", f"/v1/{base}")(lambda params, base=base: self._list([], params, f"/v1/{base}"))
+        for sub_list in ("sources", "tax_ids", "balance_transactions", "discounts"):
+            r("GET", f"/v1/customers/(cus_[^/]+)/{sub_list}")(
+                lambda params, cid, sub_list=sub_list: self._customer_sub_list(params, cid, sub_list)
+            )
+        r("POST", "/v1/coupons")(self.coupon_create)
+        r("GET", "/v1/coupons")(self.coupon_list)
+        r("GET", "/v1/coupons/([^/]+)")(self.coupon_retrieve)
+        r("POST", "/v1/coupons/([^/]+)")(self.coupon_update)
+        r("DELETE", "/v1/coupons/([^/]+)")(self.coupon_delete)
+        r("POST", "/v1/promotion_codes")(self.promo_create)
+        r("GET", "/v1/promotion_codes")(self.promo_list)
+        r("GET", "/v1/promotion_codes/(promo_[^/]+)")(self.promo_retrieve)
+        r("POST", "/v1/promotion_codes/(promo_[^/]+)")(self.promo_update)
+        r("GET", "/v1/plans")(self.plan_list)
+        r("GET", "/v1/plans/([^/]+)")(self.plan_retrieve)
         r("GET", "/v1/accounts/(acct_[^/]+)")(lambda params, _id: self.account(params))
         for kind, base in (
             ("customer", "/v1/customers"),
@@ -586,6 +722,8 @@ class Backend:
         r("POST", "/v1/invoices/(in_[^/]+)/finalize")(self.invoice_finalize)
         r("POST", "/v1/invoices/(in_[^/]+)/pay")(self.invoice_pay)
         r("POST", "/v1/invoices/(in_[^/]+)/void")(self.invoice_void)
+        r("POST", "/v1/invoices/(in_[^/]+)/mark_uncollectible")(self.invoice_uncollectible)
+        r("DELETE", "/v1/invoices/(in_[^/]+)")(self.invoice_delete)
         r("POST", "/v1/invoiceitems")(self.invoiceitem_create)
         r("GET", "/v1/invoiceitems")(self.invoiceitem_list)
         r("GET", "/v1/invoiceitems/(ii_[^/]+)")(self.invoiceitem_retrieve)
@@ -596,6 +734,10 @@ class Backend:
         r("POST", "/v1/checkout/sessions/(cs_[^/]+)/expire")(self.checkout_expire)
         r("GET", "/v1/checkout/sessions/(cs_[^/]+)/line_items")(self.checkout_line_items)
         r("POST", "/v1/billing_portal/sessions")(self.portal_create)
+        r("POST", "/v1/billing_portal/configurations")(self.portal_config_create)
+        r("GET", "/v1/billing_portal/configurations")(self.portal_config_list)
+        r("GET", "/v1/billing_portal/configurations/(bpc_[^/]+)")(self.portal_config_retrieve)
+        r("POST", "/v1/billing_portal/configurations/(bpc_[^/]+)")(self.portal_config_update)
         r("POST", "/v1/billing/meters")(self.meter_create)
         r("GET", "/v1/billing/meters")(self.meter_list)
         r("GET", "/v1/billing/meters/(mtr_[^/]+)")(self.meter_retrieve)
@@ -689,6 +831,264 @@ class Backend:
             self._expand(result | {"object": "list"}, str(path).split("."))
         return result
 
+    def _customer_sub_list(self, params: Obj, customer_id: str, name: str) -> Obj:
+        self._get("customer", customer_id)
+        return self._list([], params, f"/v1/customers/{customer_id}/{name}")
+
+    def plan_list(self, params: Obj) -> Obj:
+        """Plans are the legacy view of recurring prices; Stripe still lists them."""
+        prices = [p for p in self._all("price") if p["type"] == "recurring"]
+        if "active" in params:
+            prices = [p for p in prices if p["active"] == _bool(params["active"])]
+        if params.get("product"):
+            prices = [p for p in prices if p["product"] == params["product"]]
+        result = self._list(prices, params, "/v1/plans")
+        result["data"] = [self._plan_for(self.objects[p["id"]]) for p in result["data"]]
+        return result
+
+    def plan_retrieve(self, params: Obj, plan_id: str) -> Obj:
+        price = self.objects.get(plan_id)
+        if price is None or price.get("object") != "price" or price["type"] != "recurring":
+            raise missing("plan", plan_id)
+        return self.render(self._plan_for(price) | {"_seq": 0}, params.get("expand"))
+
+    # --- coupons, promotion codes, discounts ---------------------------------------------
+    def _coupon(self, coupon_id: Any, *, param: str = "coupon") -> Obj:
+        coupon = self.objects.get(str(coupon_id)) if coupon_id else None
+        if coupon is None or coupon.get("object") != "coupon" or coupon.get("_deleted"):
+            raise missing("coupon", str(coupon_id), param=param)
+        return coupon
+
+    def coupon_create(self, params: Obj) -> Obj:
+        percent = params.get("percent_off")
+        amount = params.get("amount_off")
+        if (percent in (None, "")) == (amount in (None, "")):
+            raise invalid("You must pass either `percent_off` or `amount_off`.", param="percent_off")
+        duration = params.get("duration", "once")
+        if duration not in ("once", "repeating", "forever"):
+            raise invalid("Invalid duration.", param="duration")
+        if duration == "repeating" and not params.get("duration_in_months"):
+            raise invalid("Missing required param: duration_in_months.", param="duration_in_months")
+        if amount not in (None, "") and not params.get("currency"):
+            raise invalid("Missing required param: currency.", param="currency")
+        coupon_id = params.get("id") or new_id("", 8)
+        if coupon_id in self.objects:
+            raise invalid("Coupon already exists.", param="id", code="resource_already_exists")
+        coupon = example("coupon")
+        percent_value = float(percent) if percent not in (None, "") else None
+        coupon.update(
+            id=coupon_id,
+            amount_off=_int(amount, "amount_off") if amount not in (None, "") else None,
+            created=self.now(),
+            currency=str(params["currency"]).lower() if params.get("currency") else None,
+            duration=duration,
+            duration_in_months=_int(params["duration_in_months"], "duration_in_months")
+            if duration == "repeating"
+            else None,
+            livemode=False,
+            max_redemptions=_int(params["max_redemptions"], "max_redemptions")
+            if params.get("max_redemptions")
+            else None,
+            metadata={},
+            name=params.get("name") or None,
+            percent_off=percent_value,
+            redeem_by=_int(params["redeem_by"], "redeem_by") if params.get("redeem_by") else None,
+            times_redeemed=0,
+            valid=True,
+        )
+        self._merge_metadata(coupon, params)
+        self._store(coupon)
+        self._emit("coupon.created", coupon)
+        return self.render(coupon, params.get("expand"))
+
+    def coupon_list(self, params: Obj) -> Obj:
+        return self._list(self._all("coupon"), params, "/v1/coupons")
+
+    def coupon_retrieve(self, params: Obj, coupon_id: str) -> Obj:
+        return self.render(self._coupon(coupon_id, param="id"), params.get("expand"))
+
+    def coupon_update(self, params: Obj, coupon_id: str) -> Obj:
+        coupon = self._coupon(coupon_id, param="id")
+        before = self._public(coupon)
+        if "name" in params:
+            coupon["name"] = params["name"] or None
+        self._merge_metadata(coupon, params)
+        self._updated(coupon, before, "coupon.updated")
+        return self.render(coupon, params.get("expand"))
+
+    def coupon_delete(self, params: Obj, coupon_id: str) -> Obj:
+        coupon = self._coupon(coupon_id, param="id")
+        coupon["_deleted"] = True
+        self._emit("coupon.deleted", coupon)
+        deleted = example("deleted_coupon")
+        deleted["id"] = coupon_id
+        return deleted
+
+    def promo_create(self, params: Obj) -> Obj:
+        promotion = params.get("promotion") or {}
+        coupon = self._coupon(
+            promotion.get("coupon") if isinstance(promotion, dict) else None, param="promotion[coupon]"
+        )
+        code = str(params.get("code") or new_id("", 8).upper())
+        if any(p["code"].lower() == code.lower() and p["active"] for p in self._all("promotion_code")):
+            raise invalid(f"An active promotion code with `code: {code}` already exists.", param="code")
+        promo = example("promotion_code")
+        promo.update(
+            id=new_id("promo_"),
+            active=_bool(params.get("active", "true")),
+            code=code,
+            created=self.now(),
+            customer=params.get("customer") or None,
+            expires_at=_int(params["expires_at"], "expires_at") if params.get("expires_at") else None,
+            livemode=False,
+            max_redemptions=_int(params["max_redemptions"], "max_redemptions")
+            if params.get("max_redemptions")
+            else None,
+            metadata={},
+            promotion={"coupon": coupon["id"], "type": "coupon"},
+            times_redeemed=0,
+        )
+        self._merge_metadata(promo, params)
+        self._store(promo)
+        self._emit("promotion_code.created", promo)
+        return self.render(promo, params.get("expand"))
+
+    def promo_list(self, params: Obj) -> Obj:
+        objs = self._all("promotion_code")
+        if params.get("code"):
+            objs = [p for p in objs if p["code"].lower() == str(params["code"]).lower()]
+        if "active" in params:
+            objs = [p for p in objs if p["active"] == _bool(params["active"])]
+        if params.get("coupon"):
+            objs = [p for p in objs if p["promotion"]["coupon"] == params["coupon"]]
+        return self._list(objs, params, "/v1/promotion_codes")
+
+    def promo_retrieve(self, params: Obj, promo_id: str) -> Obj:
+        return self.render(self._get("promotion_code", promo_id), params.get("expand"))
+
+    def promo_update(self, params: Obj, promo_id: str) -> Obj:
+        promo = self._get("promotion_code", promo_id)
+        before = self._public(promo)
+        if "active" in params:
+            promo["active"] = _bool(params["active"])
+        self._merge_metadata(promo, params)
+        self._updated(promo, before, "promotion_code.updated")
+        return self.render(promo, params.get("expand"))
+
+    def promotion_code_by_code(self, code: str) -> Obj | None:
+        for promo in self._all("promotion_code"):
+            if promo["code"].lower() == code.lower() and promo["active"]:
+                return promo
+        return None
+
+    def _new_discount(self, spec: Obj, sub: Obj, at: int, *, param: str) -> Obj:
+        """A ``discount`` on a subscription from ``{coupon}`` or ``{promotion_code}``."""
+        promo = None
+        if spec.get("promotion_code"):
+            promo = self._get("promotion_code", spec["promotion_code"], param=f"{param}[promotion_code]")
+            if not promo["active"] or (promo["expires_at"] and promo["expires_at"] <= at):
+                raise invalid("This promotion code is not active.", param=f"{param}[promotion_code]")
+            if promo["max_redemptions"] and promo["times_redeemed"] >= promo["max_redemptions"]:
+                raise invalid(
+                    "This promotion code has been fully redeemed.", param=f"{param}[promotion_code]"
+                )
+            coupon = self._coupon(promo["promotion"]["coupon"])
+        else:
+            coupon = self._coupon(spec.get("coupon"), param=f"{param}[coupon]")
+        if not coupon["valid"] or (coupon["redeem_by"] and coupon["redeem_by"] <= at):
+            raise invalid(f"Coupon expired: {coupon['id']}", param=f"{param}[coupon]")
+        if coupon["max_redemptions"] and coupon["times_redeemed"] >= coupon["max_redemptions"]:
+            raise invalid(f"Coupon expired: {coupon['id']}", param=f"{param}[coupon]")
+        coupon["times_redeemed"] += 1
+        if promo is not None:
+            promo["times_redeemed"] += 1
+        discount = example("discount")
+        end = None
+        if coupon["duration"] == "repeating":
+            end = add_interval(at, "month", int(coupon["duration_in_months"]))
+        discount.update(
+            id=new_id("di_"),
+            checkout_session=None,
+            customer=sub["customer"],
+            end=end,
+            invoice=None,
+            invoice_item=None,
+            promotion_code=promo["id"] if promo else None,
+            start=at,
+            subscription=sub["id"],
+            subscription_item=None,
+            source={"coupon": coupon["id"], "type": "coupon"},
+            customer_account=None,
+            _uses=0,
+        )
+        self._store(discount)
+        self._emit("customer.discount.created", discount, at=at)
+        return discount
+
+    def _set_discounts(self, sub: Obj, specs: Any, at: int) -> None:
+        if specs in ("", None):
+            sub["discounts"] = []
+            return
+        ids = []
+        for n, spec in enumerate(_as_list(specs)):
+            if isinstance(spec, dict) and spec.get("discount"):
+                ids.append(self._get("discount", spec["discount"], param=f"discounts[{n}][discount]")["id"])
+            elif isinstance(spec, dict):
+                ids.append(self._new_discount(spec, sub, at, param=f"discounts[{n}]")["id"])
+        sub["discounts"] = ids
+
+    def _apply_discounts(self, invoice: Obj, sub: Obj | None, at: int, *, consume: bool) -> None:
+        """The subscription's live discounts, taken off the invoice's positive lines."""
+        if sub is None or not sub.get("discounts"):
+            return
+        lines = [line for line in invoice["lines"]["data"] if int(line["amount"]) > 0]
+        base = sum(int(line["amount"]) for line in lines)
+        totals = []
+        for discount_id in sub["discounts"]:
+            discount = self.objects.get(discount_id)
+            if discount is None:
+                continue
+            coupon = self.objects[discount["source"]["coupon"]]
+            if discount["end"] and int(discount["end"]) <= at:
+                continue
+            if coupon["duration"] == "once" and discount["_uses"] > 0:
+                continue
+            if base <= 0:
+                break
+            if coupon["percent_off"] is not None:
+                off = int(
+                    (Decimal(base) * Decimal(str(coupon["percent_off"])) / 100).quantize(
+                        Decimal(1), rounding=ROUND_HALF_UP
+                    )
+                )
+            else:
+                off = min(int(coupon["amount_off"]), base)
+            remaining = off
+            for n, line in enumerate(lines):
+                share = remaining if n == len(lines) - 1 else off * int(line["amount"]) // base
+                share = min(share, remaining)
+                remaining -= share
+                line["discount_amounts"] = [
+                    *line["discount_amounts"],
+                    {"amount": share, "discount": discount_id},
+                ]
+                line["discounts"] = [*line["discounts"], discount_id]
+            totals.append({"amount": off, "discount": discount_id})
+            base -= off
+            if consume:
+                discount["_uses"] += 1
+        if totals:
+            off_total = sum(t["amount"] for t in totals)
+            total = int(invoice["subtotal"]) - off_total
+            invoice.update(
+                discounts=[t["discount"] for t in totals],
+                total_discount_amounts=totals,
+                total=total,
+                total_excluding_tax=total,
+                amount_due=max(total, 0),
+                amount_remaining=max(total, 0),
+            )
+
     # --- account ------------------------------------------------------------------------
     def account(self, params: Obj) -> Obj:
         account = example("account")
@@ -775,6 +1175,8 @@ class Backend:
         for field in ("email", "name", "description", "phone"):
             if field in params:
                 customer[field] = params[field] or None
+        if "balance" in params:
+            customer["balance"] = _int(params["balance"], "balance")
         self._merge_metadata(customer, params)
         settings = params.get("invoice_settings") or {}
         if isinstance(settings, dict) and "default_payment_method" in settings:
@@ -1035,14 +1437,30 @@ class Backend:
         currency = str(params.get("currency") or "").lower()
         if not currency:
             raise invalid("Missing required param: currency.", param="currency")
-        if "unit_amount_decimal" in params and params["unit_amount_decimal"] != "":
-            decimal = format(Decimal(str(params["unit_amount_decimal"])).normalize(), "f")
+        billing_scheme = params.get("billing_scheme", "per_unit")
+        tiers: list[Obj] | None = None
+        decimal: str | None
+        unit_amount: int | None
+        if billing_scheme == "tiered":
+            tiers = self._parse_tiers(params)
+            decimal = unit_amount = None
+        elif "unit_amount_decimal" in params and params["unit_amount_decimal"] != "":
+            decimal = _decimal_str(params["unit_amount_decimal"], "unit_amount_decimal")
             unit_amount = int(Decimal(decimal)) if Decimal(decimal) == int(Decimal(decimal)) else None
         elif "unit_amount" in params:
             unit_amount = _int(params["unit_amount"], "unit_amount")
             decimal = str(unit_amount)
         else:
             raise invalid("Missing required param: unit_amount.", param="unit_amount")
+        transform = params.get("transform_quantity")
+        transform_quantity = None
+        if isinstance(transform, dict):
+            transform_quantity = {
+                "divide_by": _int(transform.get("divide_by"), "transform_quantity[divide_by]"),
+                "round": transform.get("round", "up"),
+            }
+            if transform_quantity["divide_by"] <= 0 or transform_quantity["round"] not in ("up", "down"):
+                raise invalid("Invalid transform_quantity.", param="transform_quantity")
         recurring_params = params.get("recurring")
         recurring: Obj | None = None
         if isinstance(recurring_params, dict):
@@ -1072,7 +1490,7 @@ class Backend:
         price.update(
             id=new_id("price_"),
             active=_bool(params.get("active", "true")),
-            billing_scheme=params.get("billing_scheme", "per_unit"),
+            billing_scheme=billing_scheme,
             created=self.now(),
             currency=currency,
             custom_unit_amount=None,
@@ -1083,16 +1501,45 @@ class Backend:
             product=product_id,
             recurring=recurring,
             tax_behavior=params.get("tax_behavior", "unspecified"),
-            tiers_mode=None,
-            transform_quantity=None,
+            tiers_mode=params.get("tiers_mode") if tiers else None,
+            transform_quantity=transform_quantity,
             type="recurring" if recurring else "one_time",
             unit_amount=unit_amount,
             unit_amount_decimal=decimal,
+            _tiers=tiers,
         )
         self._merge_metadata(price, params)
         self._store(price)
         self._emit("price.created", price)
         return price
+
+    @staticmethod
+    def _parse_tiers(params: Obj) -> list[Obj]:
+        if params.get("tiers_mode") not in ("graduated", "volume"):
+            raise invalid("Missing required param: tiers_mode.", param="tiers_mode")
+        tiers = []
+        for n, spec in enumerate(_as_list(params.get("tiers"))):
+            up_to = spec.get("up_to")
+            unit = spec.get("unit_amount_decimal", spec.get("unit_amount"))
+            flat = spec.get("flat_amount_decimal", spec.get("flat_amount"))
+            unit_dec = _decimal_str(unit, f"tiers[{n}][unit_amount]") if unit not in (None, "") else None
+            flat_dec = _decimal_str(flat, f"tiers[{n}][flat_amount]") if flat not in (None, "") else None
+            tiers.append(
+                {
+                    "flat_amount": int(Decimal(flat_dec))
+                    if flat_dec and Decimal(flat_dec) % 1 == 0
+                    else None,
+                    "flat_amount_decimal": flat_dec,
+                    "unit_amount": int(Decimal(unit_dec))
+                    if unit_dec and Decimal(unit_dec) % 1 == 0
+                    else None,
+                    "unit_amount_decimal": unit_dec,
+                    "up_to": None if up_to == "inf" else _int(up_to, f"tiers[{n}][up_to]"),
+                }
+            )
+        if len(tiers) < 2 or tiers[-1]["up_to"] is not None:
+            raise invalid("Tiered prices need at least two tiers, the last with `up_to=inf`.", param="tiers")
+        return tiers
 
     def _claim_lookup_key(self, lookup_key: str, transfer: bool, owner: str | None) -> None:
         for other in self._all("price"):
@@ -1151,7 +1598,34 @@ class Backend:
 
     # --- subscriptions: building --------------------------------------------------------
     def _price_amount(self, price: Obj, quantity: int | Decimal) -> int:
-        amount = Decimal(price["unit_amount_decimal"]) * Decimal(quantity)
+        """What ``quantity`` units cost in cents: per unit or tiered (graduated / volume), after
+        ``transform_quantity``, rounded half up as Stripe rounds line amounts."""
+        qty = Decimal(quantity)
+        transform = price.get("transform_quantity")
+        if transform:
+            divided = qty / Decimal(transform["divide_by"])
+            qty = divided.to_integral_value(
+                rounding=ROUND_CEILING if transform["round"] == "up" else ROUND_FLOOR
+            )
+        tiers = price.get("_tiers")
+        if tiers:
+            amount = Decimal(0)
+            if price["tiers_mode"] == "volume":
+                tier = next(t for t in tiers if t["up_to"] is None or qty <= t["up_to"])
+                amount = qty * Decimal(tier["unit_amount_decimal"] or 0) + Decimal(
+                    tier["flat_amount_decimal"] or 0
+                )
+            else:
+                lower = Decimal(0)
+                for tier in tiers:
+                    if qty <= lower:
+                        break
+                    upper = qty if tier["up_to"] is None else min(qty, Decimal(tier["up_to"]))
+                    amount += (upper - lower) * Decimal(tier["unit_amount_decimal"] or 0)
+                    amount += Decimal(tier["flat_amount_decimal"] or 0)
+                    lower = upper
+        else:
+            amount = Decimal(price["unit_amount_decimal"]) * qty
         return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
     def _new_item(self, sub: Obj, spec: Obj, at: int) -> Obj:
@@ -1163,6 +1637,11 @@ class Backend:
                 "The price specified is set to `type=one_time` but this field only accepts prices "
                 "with `type=recurring`.",
                 param="items[0][price]",
+            )
+        if any(i["_price"] == price["id"] for i in sub["items"]["data"]):
+            raise invalid(
+                f"Cannot add multiple subscription items with the same price: {price['id']}",
+                param="items",
             )
         metered = price["recurring"]["usage_type"] == "metered"
         item = example("subscription_item")
@@ -1226,6 +1705,16 @@ class Backend:
                 if exc.param:
                     exc.param = exc.param.replace("items[0]", f"items[{index}]")
                 raise
+        intervals = {
+            (self._item_price(i)["recurring"]["interval"], self._item_price(i)["recurring"]["interval_count"])
+            for i in sub["items"]["data"]
+        }
+        if len(intervals) > 1:
+            raise invalid(
+                "The price specified has an interval different from the other prices. All prices on a "
+                "subscription must have the same `recurring.interval` and `recurring.interval_count`.",
+                param="items",
+            )
         currencies = {self._item_price(i)["currency"] for i in sub["items"]["data"]}
         if len(currencies) > 1:
             raise invalid("All prices on a subscription must have the same currency.", param="items")
@@ -1258,7 +1747,7 @@ class Backend:
             cancel_at=None,
             canceled_at=None,
             cancel_at_period_end=False,
-            collection_method=params.get("collection_method", "charge_automatically"),
+            collection_method=_choice(params, "collection_method", _COLLECTION, "charge_automatically"),
             created=at,
             currency=currencies.pop(),
             customer=customer["id"],
@@ -1298,9 +1787,12 @@ class Backend:
             "footer": None,
         }
         self._merge_metadata(sub, params)
+        sub["discounts"] = []
+        if params.get("discounts"):
+            self._set_discounts(sub, params["discounts"], at)
         if _bool(params.get("cancel_at_period_end")):
             sub["cancel_at_period_end"] = True
-        behaviour = params.get("payment_behavior", "allow_incomplete")
+        behaviour = _choice(params, "payment_behavior", _PAYMENT_BEHAVIOR, "allow_incomplete")
         if trial_end:
             self._set_periods(sub, at, trial_end)
             sub["status"] = "trialing"
@@ -1312,9 +1804,11 @@ class Backend:
         self._store(sub)
         lines = self._licensed_lines(sub, trial=bool(trial_end))
         invoice = self._create_invoice(
-            sub["customer"], sub, "subscription_create", lines, at, self._period_end(sub), at
+            sub["customer"], sub, "subscription_create", lines, at, self._period_end(sub), at, emit=False
         )
+        # Stripe's order: the subscription (already naming its first invoice), then the invoice.
         self._emit("customer.subscription.created", sub)
+        self._emit("invoice.created", invoice, at=at)
         self._finalize(invoice, at)
         if trial_end:
             self._pay(invoice, at)
@@ -1470,6 +1964,8 @@ class Backend:
 
     @staticmethod
     def _money(price: Obj) -> str:
+        if price["unit_amount_decimal"] is None:
+            return "tiered"
         amount = Decimal(price["unit_amount_decimal"]) / 100
         interval = (price.get("recurring") or {}).get("interval")
         text = f"{price['currency'].upper()} {amount:.2f}"
@@ -1479,15 +1975,22 @@ class Backend:
         meter = self.objects.get(meter_id)
         if meter is None:
             return Decimal(0)
-        total = Decimal(0)
-        for event in self.state["meter_events"]:
-            if (
-                event["event_name"] == meter["event_name"]
-                and event["customer"] == customer_id
-                and start <= int(event["timestamp"]) < end
-            ):
-                total += Decimal(str(event["value"]))
-        return total
+        events = [
+            e
+            for e in self.state["meter_events"]
+            if e["event_name"] == meter["event_name"]
+            and e["customer"] == customer_id
+            and start <= int(e["timestamp"]) < end
+        ]
+        formula = meter["default_aggregation"]["formula"]
+        if formula == "count":
+            return Decimal(len(events))
+        if formula == "last":
+            if not events:
+                return Decimal(0)
+            latest = max(events, key=lambda e: (int(e["timestamp"]), float(e["received"])))
+            return Decimal(str(latest["value"]))
+        return sum((Decimal(str(e["value"])) for e in events), Decimal(0))
 
     def _metered_lines(self, sub: Obj, start: int | None = None, end: int | None = None) -> list[Obj]:
         lines = []
@@ -1504,11 +2007,7 @@ class Backend:
             quantity = int(usage) if usage == int(usage) else None
             product = self.objects.get(price["product"], {})
             line = self._line(
-                amount=int(
-                    (usage * Decimal(price["unit_amount_decimal"])).quantize(
-                        Decimal(1), rounding=ROUND_HALF_UP
-                    )
-                ),
+                amount=self._price_amount(price, usage),
                 currency=price["currency"],
                 description=f"{product.get('name', 'Usage')} (usage: {usage})",
                 period=period,
@@ -1651,6 +2150,7 @@ class Backend:
         at: int,
         *,
         include_pending: bool = True,
+        emit: bool = True,
     ) -> Obj:
         invoice = self._invoice_object(customer_id, sub, reason, [], start, end, at)
         if include_pending:
@@ -1660,10 +2160,12 @@ class Backend:
         fresh["lines"]["url"] = f"/v1/invoices/{invoice['id']}/lines"
         for line in lines:
             line["invoice"] = invoice["id"]
+        self._apply_discounts(fresh, sub, at, consume=True)
         self._store(fresh)
         if sub is not None:
             sub["latest_invoice"] = fresh["id"]
-        self._emit("invoice.created", fresh, at=at)
+        if emit:
+            self._emit("invoice.created", fresh, at=at)
         return fresh
 
     def _finalize(self, invoice: Obj, at: int) -> None:
@@ -1672,6 +2174,7 @@ class Backend:
         customer = self.objects[invoice["customer"]]
         sequence = int(customer["next_invoice_sequence"])
         customer["next_invoice_sequence"] = sequence + 1
+        self._apply_balance(invoice, customer, at)
         invoice.update(
             status="open",
             number=f"{customer['invoice_prefix']}-{sequence:04d}",
@@ -1686,6 +2189,32 @@ class Backend:
             days = int((sub or {}).get("days_until_due") or 30)
             invoice["due_date"] = at + days * DAY
         self._emit("invoice.finalized", invoice, at=at)
+
+    @staticmethod
+    def _balance_amounts(total: int, balance: int) -> tuple[int, int]:
+        """(amount due, customer balance after) for an invoice of ``total`` and a customer
+        ``balance`` (negative: credit owed to the customer), as Stripe applies it."""
+        if total < 0:
+            return 0, balance + total
+        if balance < 0:
+            return max(total + balance, 0), min(total + balance, 0)
+        return total, balance
+
+    def _apply_balance(self, invoice: Obj, customer: Obj, at: int) -> None:
+        """At finalization a credit balance pays (part of) the invoice; a negative invoice
+        becomes credit (e.g. a downgrade invoiced at once)."""
+        balance = int(customer["balance"])
+        due, after = self._balance_amounts(int(invoice["total"]), balance)
+        invoice.update(
+            starting_balance=balance,
+            ending_balance=after,
+            amount_due=due,
+            amount_remaining=due - int(invoice["amount_paid"]),
+        )
+        if after != balance:
+            before = self._public(customer)
+            customer["balance"] = after
+            self._updated(customer, before, "customer.updated", at=at)
 
     def _invoice_sub(self, invoice: Obj) -> Obj | None:
         parent = invoice.get("parent") or {}
@@ -1703,12 +2232,29 @@ class Backend:
             return True, ""
         return False, "insufficient_funds" if behaviour == "insufficient_funds" else "generic_decline"
 
-    def _pay(self, invoice: Obj, at: int, *, pm_id: str | None = None, initial: bool = False) -> bool:
-        """Charge an open invoice; on failure schedule Stripe's automatic retries."""
+    def _pay(
+        self,
+        invoice: Obj,
+        at: int,
+        *,
+        pm_id: str | None = None,
+        initial: bool = False,
+        manual: bool = False,
+    ) -> bool:
+        """Charge an open invoice; on failure schedule Stripe's automatic retries.
+
+        An invoice sent for payment (``collection_method=send_invoice``) is not charged
+        automatically: it is "sent" (``invoice.sent``) and waits for its due date.
+        """
         if invoice["status"] == "paid":
             return True
         if invoice["status"] != "open":
             raise invalid(f"Invoice is {invoice['status']} and cannot be paid.", param="invoice")
+        if invoice["collection_method"] == "send_invoice" and invoice["amount_due"] > 0 and not manual:
+            if not invoice.get("_sent"):
+                invoice["_sent"] = True
+                self._emit("invoice.sent", invoice, at=at)
+            return True
         sub = self._invoice_sub(invoice)
         if invoice["amount_due"] <= 0:
             ok = True
@@ -1744,6 +2290,8 @@ class Backend:
             invoice["_first_failed_at"] = at
         failures = invoice["_failures"]
         retry_at = None
+        if sub is not None and sub["status"] == "incomplete":
+            initial = True  # the first invoice is never retried: the subscription expires instead
         if not initial and failures <= len(self.retry_days):
             retry_at = int(invoice["_first_failed_at"]) + self.retry_days[failures - 1] * DAY
         invoice["next_payment_attempt"] = retry_at
@@ -1836,7 +2384,7 @@ class Backend:
         pm_id = params.get("payment_method") or None
         if pm_id:
             self._get("payment_method", pm_id, param="payment_method")
-        if not self._pay(invoice, at, pm_id=pm_id, initial=False):
+        if not self._pay(invoice, at, pm_id=pm_id, initial=False, manual=True):
             self.save()
             raise card_declined()
         return self.render(invoice, params.get("expand"))
@@ -1853,6 +2401,31 @@ class Backend:
         self._emit("invoice.voided", invoice, at=at)
         return self.render(invoice, params.get("expand"))
 
+    def invoice_uncollectible(self, params: Obj, invoice_id: str) -> Obj:
+        invoice = self._get("invoice", invoice_id)
+        if invoice["status"] != "open":
+            raise invalid("You can only mark open invoices as uncollectible.")
+        at = self.now(invoice["customer"])
+        before = self._public(invoice)
+        invoice.update(status="uncollectible", next_payment_attempt=None, auto_advance=False)
+        invoice["status_transitions"]["marked_uncollectible_at"] = at
+        self._updated(invoice, before, "invoice.updated", at=at)
+        self._emit("invoice.marked_uncollectible", invoice, at=at)
+        return self.render(invoice, params.get("expand"))
+
+    def invoice_delete(self, params: Obj, invoice_id: str) -> Obj:
+        invoice = self._get("invoice", invoice_id)
+        if invoice["status"] != "draft":
+            raise invalid("You can only delete draft invoices.")
+        invoice["_deleted"] = True
+        for ii in self._all("invoiceitem"):
+            if ii["invoice"] == invoice_id:
+                ii["invoice"] = None
+        self._emit("invoice.deleted", invoice)
+        deleted = example("deleted_invoice")
+        deleted["id"] = invoice_id
+        return deleted
+
     def invoice_preview(self, params: Obj) -> Obj:
         """``POST /v1/invoices/create_preview``, computed on a throw-away copy of the state.
 
@@ -1860,15 +2433,20 @@ class Backend:
         to the copy, with events muted, so the preview has exactly the prorations and amounts the
         change would make; then the state is put back.
         """
-        saved = json.loads(json.dumps(self.state))
+        original = self.state
+        self.state = json.loads(json.dumps(original))  # callers' references stay on the original
         muted, self._muted = self._muted, True
         try:
             return self._invoice_preview(params)
         finally:
-            self.state = saved
+            self.state = original
             self._muted = muted
 
     def _preview_of(self, invoice: Obj, params: Obj) -> Obj:
+        if invoice["status"] == "draft":
+            balance = int(self.objects[invoice["customer"]]["balance"])
+            due, _ = self._balance_amounts(int(invoice["total"]), balance)
+            invoice.update(starting_balance=balance, amount_due=due, amount_remaining=due)
         out = self.render(invoice, params.get("expand"))
         out.update(id="upcoming_" + invoice["id"], status="draft", number=None)
         out["hosted_invoice_url"] = out["invoice_pdf"] = None
@@ -1928,6 +2506,7 @@ class Backend:
             lines += self._metered_lines(sub)
         lines += self._pending_item_lines(customer["id"], sub, claim=None)
         invoice = self._invoice_object(customer["id"], sub, "upcoming", lines, start, end, at)
+        self._apply_discounts(invoice, sub, end, consume=False)
         invoice["created"] = end
         if sub is not None:
             invoice["next_payment_attempt"] = end
@@ -2117,6 +2696,7 @@ class Backend:
             item = self._find_item(sub, spec["id"])
             if _bool(spec.get("deleted")):
                 sub["items"]["data"].remove(item)
+                changes.append((self._item_price(item) | {"_qty": item["quantity"]}, {}, item))
                 return changes
             old_price = self._item_price(item)
             old_qty = item["quantity"]
@@ -2152,7 +2732,8 @@ class Backend:
                 "A canceled subscription can only update its cancellation_details and metadata.",
             )
         before = self._public(sub)
-        proration = params.get("proration_behavior", "create_prorations")
+        proration = _choice(params, "proration_behavior", _PRORATION, "create_prorations")
+        _choice(params, "payment_behavior", _PAYMENT_BEHAVIOR, "allow_incomplete")
         if "default_payment_method" in params:
             pm_id = params["default_payment_method"] or None
             if pm_id:
@@ -2167,6 +2748,8 @@ class Backend:
         self._merge_metadata(sub, params)
         if "description" in params:
             sub["description"] = params["description"] or None
+        if "discounts" in params:
+            self._set_discounts(sub, params["discounts"], at)
         changes: list[tuple[Obj, Obj, Obj]] = []
         for index, spec in enumerate(_as_list(params.get("items"))):
             try:
@@ -2178,7 +2761,15 @@ class Backend:
         if not sub["items"]["data"]:
             raise invalid("A subscription must have at least one item.", param="items")
         invoice_now = False
-        if changes and sub["status"] != "trialing":
+        anchor = params.get("billing_cycle_anchor")
+        if anchor not in (None, "", "now", "unchanged"):
+            raise invalid(
+                "Invalid billing_cycle_anchor: must be one of now or unchanged", param="billing_cycle_anchor"
+            )
+        anchor_now = anchor == "now" and sub["status"] in ("active", "past_due")
+        if anchor_now:
+            self._reset_cycle(sub, changes, at, proration)
+        elif changes and sub["status"] != "trialing":
             invoice_now = self._prorate(sub, changes, at, proration)
         if params.get("trial_end") not in (None, ""):
             if params["trial_end"] == "now":
@@ -2209,6 +2800,36 @@ class Backend:
             self._pay(invoice, at)
         return self.render(sub, params.get("expand"))
 
+    def _reset_cycle(self, sub: Obj, changes: list[tuple[Obj, Obj, Obj]], at: int, proration: str) -> None:
+        """``billing_cycle_anchor=now``: credit the unused time of what was billed, start a new
+        period now and invoice it at once."""
+        old_by_item = {item["id"]: (old, old.get("_qty")) for old, _, item in changes if old}
+        if proration != "none":
+            billed: list[tuple[Obj, Obj | None, Any]] = [
+                (item, *old_by_item.get(item["id"], (None, None))) for item in sub["items"]["data"]
+            ]
+            billed += [(item, old, old.get("_qty")) for old, new, item in changes if not new and old]
+            for item, old, qty in billed:
+                price = old or self._item_price(item)
+                if price["recurring"]["usage_type"] != "licensed":
+                    continue
+                start, end = int(item["current_period_start"]), int(item["current_period_end"])
+                quantity = (qty if old else item["quantity"]) or 1
+                self._proration_item(sub, price, quantity, at, end, start, credit=True)
+        self._set_periods(sub, at)
+        sub["billing_cycle_anchor"] = at
+        invoice = self._create_invoice(
+            sub["customer"],
+            sub,
+            "subscription_update",
+            self._licensed_lines(sub),
+            at,
+            self._period_end(sub),
+            at,
+        )
+        self._finalize(invoice, at)
+        self._pay(invoice, at)
+
     def _set_cancel_at_period_end(self, sub: Obj, value: bool, at: int, params: Obj) -> None:
         sub["cancel_at_period_end"] = value
         details = params.get("cancellation_details") or {}
@@ -2233,6 +2854,10 @@ class Backend:
         for old, new, item in changes:
             start, end = int(item["current_period_start"]), int(item["current_period_end"])
             old_interval = (old.get("recurring") or {}).get("interval")
+            if not new:  # an item removed: credit its unused time
+                if old["recurring"]["usage_type"] == "licensed":
+                    self._proration_item(sub, old, old.get("_qty") or 1, at, end, start, credit=True)
+                continue
             new_recurring = new["recurring"]
             if old and old_interval != new_recurring["interval"]:
                 # A new interval resets the billing cycle: credit the unused time, bill the new period now.
@@ -2325,10 +2950,20 @@ class Backend:
             "feedback": details.get("feedback") or None,
             "reason": "cancellation_requested",
         }
+        if _bool(params.get("prorate")) and sub["status"] != "trialing":
+            for item in sub["items"]["data"]:
+                price = self._item_price(item)
+                if price["recurring"]["usage_type"] == "licensed":
+                    start, end = int(item["current_period_start"]), int(item["current_period_end"])
+                    self._proration_item(sub, price, item["quantity"] or 1, at, end, start, credit=True)
         if _bool(params.get("invoice_now")):
-            lines = self._metered_lines(sub, end=at)
-            if any(line["amount"] for line in lines):
-                invoice = self._create_invoice(sub["customer"], sub, "subscription_cycle", lines, at, at, at)
+            lines = self._metered_lines(sub, end=at + 1)  # usage up to and including now
+            pending = self._pending_item_lines(sub["customer"], sub, claim=None)
+            if any(line["amount"] for line in lines) or pending:
+                start = self._period_start(sub)
+                invoice = self._create_invoice(
+                    sub["customer"], sub, "subscription_cycle", lines, start, at, at
+                )
                 self._finalize(invoice, at)
                 self._pay(invoice, at)
         self._cancel_subscription(sub, at=at)
@@ -2408,8 +3043,8 @@ class Backend:
         return deleted
 
     # --- scheduled work (test clocks) ---------------------------------------------------
-    def _due(self, clock_id: str, until: int) -> tuple[int, str, Obj] | None:
-        """The earliest piece of work due on this clock at or before ``until``."""
+    def _due(self, clock_id: str | None, until: int) -> tuple[int, str, Obj] | None:
+        """The earliest piece of work due on this clock (None: real time) at or before ``until``."""
         best: tuple[int, int, str, Obj] | None = None
 
         def consider(at: int, order: int, kind: str, obj: Obj) -> None:
@@ -2427,14 +3062,34 @@ class Backend:
                     consider(int(sub["trial_end"]) - 3 * DAY, 0, "trial_will_end", sub)
                 consider(int(sub["trial_end"]), 1, "trial_end", sub)
             elif sub["status"] in ("active", "past_due", "unpaid"):
-                consider(self._period_end(sub), 2, "renew", sub)
+                end = self._period_end(sub)
+                consider(end, 2, "renew", sub)
+                notice = end - self.upcoming_days * DAY
+                if (
+                    self.upcoming_days
+                    and not sub["cancel_at_period_end"]
+                    and sub.get("_upcoming_for") != end
+                    and notice > self._period_start(sub)
+                ):
+                    consider(notice, 0, "upcoming", sub)
+            elif sub["status"] == "incomplete":
+                consider(int(sub["created"]) + 23 * 3600, 2, "expire", sub)
         for invoice in self._all("invoice"):
             if (
                 invoice["test_clock"] == clock_id
+                and (clock_id is not None or self.objects[invoice["customer"]]["test_clock"] is None)
                 and invoice["status"] == "open"
                 and invoice["next_payment_attempt"]
             ):
                 consider(int(invoice["next_payment_attempt"]), 3, "retry", invoice)
+            if (
+                invoice["test_clock"] == clock_id
+                and invoice["status"] == "open"
+                and invoice["collection_method"] == "send_invoice"
+                and invoice["due_date"]
+                and not invoice.get("_overdue")
+            ):
+                consider(int(invoice["due_date"]), 3, "overdue", invoice)
         if best is None:
             return None
         return best[0], best[2], best[3]
@@ -2447,6 +3102,26 @@ class Backend:
             self._end_trial(obj, at)
         elif kind == "renew":
             self._renew(obj, at)
+        elif kind == "upcoming":
+            end = self._period_end(obj)
+            preview = self.invoice_preview({"customer": obj["customer"], "subscription": obj["id"]})
+            obj["_upcoming_for"] = end
+            preview["id"] = None  # Stripe's invoice.upcoming carries an invoice that has no id yet
+            self._emit("invoice.upcoming", preview, at=at)
+        elif kind == "expire":
+            before = self._public(obj)
+            obj.update(status="incomplete_expired", ended_at=at)
+            for invoice in self._all("invoice"):
+                if self._invoice_sub(invoice) is obj and invoice["status"] == "open":
+                    invoice.update(status="void", next_payment_attempt=None)
+                    invoice["status_transitions"]["voided_at"] = at
+            self._updated(obj, before, "customer.subscription.updated", at=at)
+        elif kind == "overdue":
+            obj["_overdue"] = True
+            self._emit("invoice.overdue", obj, at=at)
+            sub = self._invoice_sub(obj)
+            if sub is not None and sub["status"] == "active":
+                self._set_status(sub, "past_due", at)
         elif kind == "retry":
             sub = self._invoice_sub(obj)
             if sub is not None and sub["status"] == "canceled":
@@ -2578,6 +3253,9 @@ class Backend:
             mode=mode,
             payment_intent=None,
             payment_method_collection=params.get("payment_method_collection", "always"),
+            allow_promotion_codes=_bool(params["allow_promotion_codes"])
+            if "allow_promotion_codes" in params
+            else None,
             payment_method_configuration_details=None,
             payment_status="unpaid",
             shipping_address_collection=None,
@@ -2593,6 +3271,7 @@ class Backend:
             managed_payments=None,
             _items=items,
             _subscription_data=sub_data if isinstance(sub_data, dict) else {},
+            _discounts=_as_list(params.get("discounts")),
         )
         self._merge_metadata(session, params)
         self._store(session)
@@ -2624,29 +3303,49 @@ class Backend:
             price = self.objects[spec["price"]]
             amount = self._price_amount(price, spec["quantity"]) if spec["quantity"] is not None else 0
             product = self.objects.get(price["product"], {})
-            data.append(
-                {
-                    "id": new_id("li_"),
-                    "object": "item",
-                    "amount_discount": 0,
-                    "amount_subtotal": amount,
-                    "amount_tax": 0,
-                    "amount_total": amount,
-                    "currency": price["currency"],
-                    "description": product.get("name"),
-                    "price": self._public(price),
-                    "quantity": spec["quantity"],
-                    "_seq": -n,
-                }
+            item = example("item")
+            item.update(
+                id=spec.setdefault("id", new_id("li_")),
+                adjustable_quantity=None,
+                amount_discount=0,
+                amount_subtotal=amount,
+                amount_tax=0,
+                amount_total=amount,
+                currency=price["currency"],
+                description=product.get("name"),
+                metadata={},
+                price=self._public(price),
+                quantity=spec["quantity"],
+                _seq=-n,
             )
+            item.pop("discounts", None)
+            item.pop("taxes", None)
+            data.append(item)
         return self._list(data, params, f"/v1/checkout/sessions/{session_id}/line_items")
 
-    def checkout_complete(self, session_id: str, *, card: str, email: str | None) -> Obj:
+    def checkout_complete(
+        self, session_id: str, *, card: str, email: str | None, promotion_code: str | None = None
+    ) -> Obj:
         """The hosted page's submit: customer, card, subscription, then ``checkout.session.completed``."""
         with self.lock:
             session = self._get("checkout.session", session_id)
             if session["status"] != "open":
                 raise invalid("This Checkout Session is no longer open.")
+            sub_data = session["_subscription_data"]
+            trial = bool(sub_data.get("trial_period_days") or sub_data.get("trial_end"))
+            if promotion_code:
+                promo = self.promotion_code_by_code(promotion_code)
+                if promo is None or not session["allow_promotion_codes"]:
+                    raise ApiError(400, "This code is invalid.", param="promotion_code")
+                session["_discounts"] = [{"promotion_code": promo["id"]}]
+            if not card:
+                if session["payment_method_collection"] != "if_required" or (
+                    session["amount_total"] and not trial
+                ):
+                    raise ApiError(
+                        400, "Your card number is incomplete.", type="card_error", code="incomplete_number"
+                    )
+                return self._complete_session(session, None, email, trial)
             test_pm = self._test_pm_for(card, param="card[number]")
             behaviour = TEST_PAYMENT_METHODS[test_pm][2]
             if behaviour in ("decline", "insufficient_funds"):
@@ -2655,18 +3354,22 @@ class Backend:
                     if behaviour == "insufficient_funds"
                     else "generic_decline"
                 )
-            sub_data = session["_subscription_data"]
-            trial = bool(sub_data.get("trial_period_days") or sub_data.get("trial_end"))
             if behaviour == "charge_fail" and session["amount_total"] and not trial:
                 raise card_declined()
+            return self._complete_session(session, test_pm, email, trial)
+
+    def _complete_session(self, session: Obj, test_pm: str | None, email: str | None, trial: bool) -> Obj:
+        with self.lock:
+            sub_data = session["_subscription_data"]
             if session["customer"]:
                 customer = self.objects[session["customer"]]
             else:
                 created = self.customer_create({"email": email or session["customer_email"] or ""})
                 customer = self.objects[created["id"]]
-            pm = self._attach(test_pm, customer)
+            pm = self._attach(test_pm, customer) if test_pm else None
             before = self._public(customer)
-            customer["invoice_settings"]["default_payment_method"] = pm["id"]
+            if pm is not None:
+                customer["invoice_settings"]["default_payment_method"] = pm["id"]
             if email and not customer["email"]:
                 customer["email"] = email
             self._updated(customer, before, "customer.updated")
@@ -2678,12 +3381,14 @@ class Backend:
                         {"price": i["price"]} | ({"quantity": i["quantity"]} if i["quantity"] else {})
                         for i in session["_items"]
                     ],
-                    "default_payment_method": pm["id"],
+                    "default_payment_method": pm["id"] if pm else "",
                     "metadata": sub_data.get("metadata") or {},
                 }
                 for key in ("trial_period_days", "trial_end", "trial_settings", "description"):
                     if sub_data.get(key):
                         sub_params[key] = sub_data[key]
+                if session.get("_discounts"):
+                    sub_params["discounts"] = session["_discounts"]
                 sub = self.subscription_create(sub_params)
                 session["subscription"] = sub["id"]
                 session["invoice"] = sub["latest_invoice"]
@@ -2708,26 +3413,142 @@ class Backend:
             return self._public(session)
 
     # --- billing portal -----------------------------------------------------------------
+    def _portal_configuration_id(self, params: Obj) -> str:
+        if params.get("configuration"):
+            config = self._get("billing_portal.configuration", params["configuration"], param="configuration")
+            return str(config["id"])
+        default = [c for c in self._all("billing_portal.configuration") if c["is_default"]]
+        return str(default[0]["id"]) if default else "bpc_local_default"
+
     def portal_create(self, params: Obj) -> Obj:
         customer = self._get("customer", params.get("customer"), param="customer")
         session = example("billing_portal.session")
         session_id = new_id("bps_")
+        config_id = self._portal_configuration_id(params)
+        config = self.objects.get(config_id) or {}
         session.update(
             id=session_id,
-            configuration="bpc_local_default",
+            configuration=config_id,
             created=self.now(customer["id"]),
             customer=customer["id"],
             flow=None,
             livemode=False,
             locale=params.get("locale") or None,
             on_behalf_of=None,
-            return_url=params.get("return_url") or None,
+            return_url=params.get("return_url") or config.get("default_return_url") or None,
             url=f"{self.base_url}/portal/{session_id}",
             customer_account=None,
         )
         self._store(session)
         self._emit("billing_portal.session.created", session)
         return self.render(session, params.get("expand"))
+
+    DEFAULT_PORTAL_FEATURES: Obj = {
+        "customer_update": {"allowed_updates": ["email"], "enabled": True},
+        "invoice_history": {"enabled": True},
+        "payment_method_update": {"enabled": True, "payment_method_configuration": None},
+        "subscription_cancel": {
+            "cancellation_reason": {"enabled": False, "options": []},
+            "enabled": True,
+            "mode": "at_period_end",
+            "proration_behavior": "none",
+        },
+        "subscription_update": {
+            "default_allowed_updates": ["price"],
+            "enabled": True,
+            "proration_behavior": "create_prorations",
+            "products": None,
+            "schedule_at_period_end": {"conditions": []},
+            "trial_update_behavior": "end_trial",
+            "billing_cycle_anchor": None,
+        },
+    }
+
+    def portal_features(self, configuration_id: str | None) -> Obj:
+        """The portal's features: its configuration's, or all on (switch between any prices)."""
+        config = self.objects.get(configuration_id or "")
+        if config is None or config.get("object") != "billing_portal.configuration":
+            return json.loads(json.dumps(self.DEFAULT_PORTAL_FEATURES))
+        features: Obj = config["features"]
+        return features
+
+    @staticmethod
+    def _deep_merge(target: Obj, update: Obj) -> None:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(target.get(key), dict):
+                Backend._deep_merge(target[key], value)
+            elif isinstance(value, str) and value in ("true", "false"):
+                target[key] = value == "true"
+            else:
+                target[key] = value
+
+    def _portal_config_apply(self, config: Obj, params: Obj) -> None:
+        features = params.get("features")
+        if isinstance(features, dict):
+            update = json.loads(json.dumps(features))
+            products = (update.get("subscription_update") or {}).get("products")
+            if products is not None:
+                update["subscription_update"]["products"] = [
+                    {
+                        "product": p.get("product"),
+                        "prices": _as_list(p.get("prices")),
+                        "adjustable_quantity": None,
+                    }
+                    for p in _as_list(products)
+                ]
+            for key in ("default_allowed_updates",):
+                if key in (update.get("subscription_update") or {}):
+                    update["subscription_update"][key] = _as_list(update["subscription_update"][key])
+            self._deep_merge(config["features"], update)
+        if isinstance(params.get("business_profile"), dict):
+            config["business_profile"].update(params["business_profile"])
+        if "default_return_url" in params:
+            config["default_return_url"] = params["default_return_url"] or None
+        if "active" in params:
+            config["active"] = _bool(params["active"])
+        if "name" in params:
+            config["name"] = params["name"] or None
+        self._merge_metadata(config, params)
+
+    def portal_config_create(self, params: Obj) -> Obj:
+        config = example("billing_portal.configuration")
+        now = self.now()
+        config.update(
+            id=new_id("bpc_"),
+            created=now,
+            updated=now,
+            livemode=False,
+            is_default=not self._all("billing_portal.configuration"),
+            metadata={},
+            default_return_url=None,
+            business_profile={"headline": None, "privacy_policy_url": None, "terms_of_service_url": None},
+            features=json.loads(json.dumps(self.DEFAULT_PORTAL_FEATURES)),
+        )
+        config["features"]["subscription_update"].update(enabled=False, proration_behavior="none")
+        config["features"]["subscription_cancel"]["enabled"] = False
+        config["features"]["payment_method_update"]["enabled"] = False
+        self._portal_config_apply(config, params)
+        self._store(config)
+        self._emit("billing_portal.configuration.created", config)
+        return self.render(config, params.get("expand"))
+
+    def portal_config_list(self, params: Obj) -> Obj:
+        objs = self._all("billing_portal.configuration")
+        for field in ("active", "is_default"):
+            if field in params:
+                objs = [c for c in objs if c[field] == _bool(params[field])]
+        return self._list(objs, params, "/v1/billing_portal/configurations")
+
+    def portal_config_retrieve(self, params: Obj, config_id: str) -> Obj:
+        return self.render(self._get("billing_portal.configuration", config_id), params.get("expand"))
+
+    def portal_config_update(self, params: Obj, config_id: str) -> Obj:
+        config = self._get("billing_portal.configuration", config_id)
+        before = self._public(config)
+        self._portal_config_apply(config, params)
+        config["updated"] = self.now()
+        self._updated(config, before, "billing_portal.configuration.updated")
+        return self.render(config, params.get("expand"))
 
     # --- billing meters -----------------------------------------------------------------
     def meter_create(self, params: Obj) -> Obj:
@@ -3049,6 +3870,25 @@ class Backend:
         deleted = example("deleted_test_helpers.test_clock")
         deleted["id"] = clock_id
         return deleted
+
+    def run_due(self) -> int:
+        """Process what is due now for customers without a test clock (renewals, retries...).
+
+        Stripe does this continuously; here ``StripeLocal(tick_interval=...)`` calls it from a
+        thread (the standalone server does, every 30 s) or a test calls ``s.run_due()``.
+        """
+        with self.lock:
+            count = 0
+            for _ in range(10000):
+                due = self._due(None, int(time.time()))
+                if due is None:
+                    break
+                at, kind, obj = due
+                self._run(kind, obj, at)
+                count += 1
+            if count:
+                self.save()
+            return count
 
     def clock_advance(self, params: Obj, clock_id: str) -> Obj:
         """Run everything due up to ``frozen_time`` in order; the answer says ``advancing``."""

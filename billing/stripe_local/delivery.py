@@ -10,6 +10,9 @@ Knobs for tests of an idempotent, order-tolerant receiver:
 * ``duplicate_next(n)``: the next ``n`` deliveries are each sent twice.
 * ``hold()`` then ``release(order="reverse" | "fifo" | "shuffle")``: collect deliveries, then
   send them as one batch in that order.
+* ``timestamp_offset``: seconds added to the signature's timestamp (negative: a stale one).
+* ``manual = True`` then ``flush()``: deliver in the calling thread (a test inside a database
+  transaction); ``transport = fn(url, headers, body) -> status`` replaces the HTTP POST.
 * ``wait_idle(timeout)``: block until nothing is queued, retrying or in flight.
 * ``records``: every attempt (event, endpoint, attempt number, HTTP status or error).
 """
@@ -26,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +77,14 @@ class Delivery:
     def __init__(self, *, retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0), timeout: float = 5.0) -> None:
         self.retry_delays = retry_delays
         self.timeout = timeout
+        # Seconds added to the signing timestamp: e.g. -600 sends signatures a receiver with a
+        # 300 s tolerance must reject as too old.
+        self.timestamp_offset = 0
+        # ``manual``: nothing is sent until ``flush()`` (in the caller's thread, e.g. a test
+        # holding a database transaction). ``transport(url, headers, body) -> status`` replaces
+        # the HTTP POST, e.g. with Django's test client.
+        self._manual = False
+        self.transport: Callable[[str, dict[str, str], bytes], int] | None = None
         self.records: list[DeliveryRecord] = []
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Job]] = []
@@ -85,6 +97,17 @@ class Delivery:
         self._thread.start()
 
     # --- test knobs ---------------------------------------------------------------------
+    @property
+    def manual(self) -> bool:
+        return self._manual
+
+    @manual.setter
+    def manual(self, value: bool) -> None:
+        """Switching manual mode off wakes the delivery thread for what was queued meanwhile."""
+        with self._cond:
+            self._manual = value
+            self._cond.notify_all()
+
     def duplicate_next(self, n: int = 1) -> None:
         with self._cond:
             self._duplicate += n
@@ -109,7 +132,7 @@ class Delivery:
     def wait_idle(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._heap or self._in_flight:
+            while (self._heap and not self._manual) or self._in_flight:  # manual: flush() sends
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -147,40 +170,72 @@ class Delivery:
                         heapq.heappush(self._heap, (time.monotonic(), next(self._seq), job))
             self._cond.notify_all()
 
+    def flush(self, *, max_rounds: int = 10) -> list[DeliveryRecord]:
+        """Manual mode: deliver everything queued now, in the calling thread, retrying failures
+        at once (up to ``retry_delays`` attempts). Returns the attempts made."""
+        made: list[DeliveryRecord] = []
+        for _ in range(max_rounds):
+            with self._cond:
+                jobs = [job for _, _, job in sorted(self._heap)]
+                self._heap.clear()
+            if not jobs:
+                break
+            for job in jobs:
+                made.append(self._attempt(job, delay_retries=False))
+        return made
+
+    def _attempt(self, job: _Job, *, delay_retries: bool = True) -> DeliveryRecord:
+        try:
+            status, error = self._post(job)
+        except Exception as exc:  # a failing custom transport is a failed attempt
+            status, error = None, repr(exc)
+        record = DeliveryRecord(
+            event_id=job.event_id,
+            event_type=job.event_type,
+            endpoint_id=job.endpoint_id,
+            url=job.url,
+            attempt=job.attempt,
+            status=status,
+            error=error,
+            at=time.time(),
+            duplicate=job.duplicate,
+        )
+        with self._cond:
+            self.records.append(record)
+            if not record.ok and job.attempt <= len(self.retry_delays):
+                delay = self.retry_delays[job.attempt - 1] if delay_retries else 0
+                job.attempt += 1
+                heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), job))
+            self._cond.notify_all()
+        return record
+
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                while not self._stopped and (
+                    self.manual or not self._heap or self._heap[0][0] > time.monotonic()
+                ):
+                    wait = self._heap[0][0] - time.monotonic() if self._heap and not self.manual else None
                     self._cond.wait(wait)
                 if self._stopped:
                     return
                 _, _, job = heapq.heappop(self._heap)
                 self._in_flight += 1
             try:
-                status, error = self._post(job)
-                record = DeliveryRecord(
-                    event_id=job.event_id,
-                    event_type=job.event_type,
-                    endpoint_id=job.endpoint_id,
-                    url=job.url,
-                    attempt=job.attempt,
-                    status=status,
-                    error=error,
-                    at=time.time(),
-                    duplicate=job.duplicate,
-                )
+                self._attempt(job)
             finally:
                 with self._cond:
-                    self.records.append(record)
-                    if not record.ok and job.attempt <= len(self.retry_delays):
-                        delay = self.retry_delays[job.attempt - 1]
-                        job.attempt += 1
-                        heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), job))
                     self._in_flight -= 1
                     self._cond.notify_all()
 
     def _post(self, job: _Job) -> tuple[int | None, str | None]:
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            "Stripe-Signature": sign(job.payload, job.secret, int(time.time()) + self.timestamp_offset),
+        }
+        if self.transport is not None:
+            return self.transport(job.url, headers, job.payload.encode()), None
         if not job.url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
             return None, "the local Stripe only delivers to loopback addresses"
         body = job.payload.encode()
@@ -188,11 +243,7 @@ class Delivery:
             job.url,
             data=body,
             method="POST",
-            headers={
-                "Content-Type": "application/json; charset=utf-8",
-                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                "Stripe-Signature": sign(job.payload, job.secret, int(time.time())),
-            },
+            headers=headers,
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310

@@ -72,6 +72,7 @@ def checkout_page(backend: Backend, session_id: str, *, error: str | None = None
                 f"<td>{spec['quantity'] or ''}</td></tr>"
             )
         trial = session["_subscription_data"].get("trial_period_days")
+        promo_field = bool(session["allow_promotion_codes"])
         email = session["customer_email"] or ""
         customer = backend.objects.get(session["customer"]) if session["customer"] else None
         if customer:
@@ -86,7 +87,12 @@ def checkout_page(backend: Backend, session_id: str, *, error: str | None = None
         f"<p><label>Email <input type='email' name='email' value='{html.escape(email)}'></label></p>"
         "<p><label>Card number <input type='text' name='card_number' autocomplete='cc-number' "
         "placeholder='4242 4242 4242 4242'></label></p>"
-        "<p><label>Expiry <input type='text' name='exp' value='12 / 34'></label> "
+        + (
+            "<p><label>Promotion code <input type='text' name='promotion_code'></label></p>"
+            if promo_field
+            else ""
+        )
+        + "<p><label>Expiry <input type='text' name='exp' value='12 / 34'></label> "
         "<label>CVC <input type='text' name='cvc' value='123'></label></p>"
         "<button type='submit'>Subscribe</button></form>"
     )
@@ -98,10 +104,13 @@ def checkout_page(backend: Backend, session_id: str, *, error: str | None = None
 def checkout_submit(backend: Backend, session_id: str, body: bytes) -> Page:
     form = _form(body)
     card = form.get("card_number", "").replace(" ", "")
-    if not card:
-        return checkout_page(backend, session_id, error="Your card number is incomplete.", status=400)
     try:
-        session = backend.checkout_complete(session_id, card=card, email=form.get("email") or None)
+        session = backend.checkout_complete(
+            session_id,
+            card=card,
+            email=form.get("email") or None,
+            promotion_code=form.get("promotion_code", "").strip() or None,
+        )
     except ApiError as exc:
         if exc.status == 404:
             return _not_found()
@@ -118,22 +127,60 @@ def _portal_session(backend: Backend, session_id: str) -> Obj | None:
     return session
 
 
+def _main_item(backend: Backend, sub: Obj) -> Obj:
+    """The item the portal switches: the first with a licensed (not metered) price."""
+    items: list[Obj] = sub["items"]["data"]
+    for item in items:
+        if backend.objects[item["_price"]]["recurring"]["usage_type"] == "licensed":
+            return item
+    return items[0]
+
+
+def _switch_options(backend: Backend, features: Obj, current: Obj) -> list[Obj]:
+    """Prices the portal offers instead of ``current``: same interval and currency, licensed,
+    and (when the configuration lists products) among the configured prices."""
+    update = features["subscription_update"]
+    if not update.get("enabled"):
+        return []
+    allowed: set[str] | None = None
+    if update.get("products"):
+        allowed = {str(price) for product in update["products"] for price in product.get("prices") or []}
+    return [
+        p
+        for p in sorted(backend._all("price"), key=lambda p: p["_seq"])
+        if p["active"]
+        and p["type"] == "recurring"
+        and p["id"] != current["id"]
+        and p["recurring"]["interval"] == current["recurring"]["interval"]
+        and p["recurring"]["usage_type"] == "licensed"
+        and p["currency"] == current["currency"]
+        and (allowed is None or p["id"] in allowed)
+    ]
+
+
+def _button(session_id: str, action: str, label: str, **fields: str) -> str:
+    hidden = "".join(f"<input type='hidden' name='{k}' value='{html.escape(v)}'>" for k, v in fields.items())
+    return (
+        f"<form method='post' action='/portal/{session_id}'><input type='hidden' name='action' "
+        f"value='{action}'>{hidden}<button type='submit'>{html.escape(label)}</button></form>"
+    )
+
+
 def portal_page(backend: Backend, session_id: str, *, error: str | None = None, status: int = 200) -> Page:
     with backend.lock:
         session = _portal_session(backend, session_id)
         if session is None:
             return _not_found()
+        features = backend.portal_features(session["configuration"])
         customer = backend.objects[session["customer"]]
         subs = [
             s
             for s in backend._all("subscription")
             if s["customer"] == customer["id"] and s["status"] not in ("canceled", "incomplete_expired")
         ]
-        prices = [p for p in backend._all("price") if p["active"] and p["type"] == "recurring"]
         parts = []
         for sub in sorted(subs, key=lambda s: s["_seq"]):
-            item = sub["items"]["data"][0]
-            current = backend.objects[item["_price"]]
+            current = backend.objects[_main_item(backend, sub)["_price"]]
             product = backend.objects.get(current["product"], {})
             state = sub["status"]
             if sub["cancel_at_period_end"]:
@@ -145,51 +192,46 @@ def portal_page(backend: Backend, session_id: str, *, error: str | None = None, 
                 f"{current['recurring']['interval']} — status: "
                 f"<span class='status'>{html.escape(state)}</span></p>"
             )
-            options = [
-                p
-                for p in sorted(prices, key=lambda p: p["_seq"])
-                if p["id"] != current["id"]
-                and p["recurring"]["interval"] == current["recurring"]["interval"]
-                and p["recurring"]["usage_type"] == "licensed"
-                and p["currency"] == current["currency"]
-            ]
-            for price in options:
+            for price in _switch_options(backend, features, current):
                 name = backend.objects.get(price["product"], {}).get("name", "")
-                parts.append(
-                    f"<form method='post' action='/portal/{session_id}'>"
-                    "<input type='hidden' name='action' value='switch'>"
-                    f"<input type='hidden' name='subscription' value='{sub['id']}'>"
-                    f"<input type='hidden' name='price' value='{price['id']}'>"
-                    f"<button type='submit'>Switch to {html.escape(name)} "
-                    f"({_money(price['unit_amount'], price['currency'])})</button></form>"
-                )
-            action, label = (
-                ("resume", "Resume subscription")
-                if sub["cancel_at_period_end"]
-                else (
-                    "cancel",
-                    "Cancel at period end",
-                )
+                label = f"Switch to {name} ({_money(price['unit_amount'], price['currency'])})"
+                parts.append(_button(session_id, "switch", label, subscription=sub["id"], price=price["id"]))
+            cancel = features["subscription_cancel"]
+            if sub["cancel_at_period_end"]:
+                parts.append(_button(session_id, "resume", "Resume subscription", subscription=sub["id"]))
+            elif cancel.get("enabled"):
+                label = "Cancel now" if cancel.get("mode") == "immediately" else "Cancel at period end"
+                parts.append(_button(session_id, "cancel", label, subscription=sub["id"]))
+        if features["invoice_history"].get("enabled"):
+            invoices = sorted(
+                (i for i in backend._all("invoice") if i["customer"] == customer["id"] and i["number"]),
+                key=lambda i: -i["_seq"],
             )
-            parts.append(
-                f"<form method='post' action='/portal/{session_id}'>"
-                f"<input type='hidden' name='action' value='{action}'>"
-                f"<input type='hidden' name='subscription' value='{sub['id']}'>"
-                f"<button type='submit'>{label}</button></form>"
+            rows = "".join(
+                f"<tr><td><a href='{html.escape(i['hosted_invoice_url'] or '')}'>"
+                f"{html.escape(i['number'])}</a></td><td>{_money(i['total'], i['currency'])}</td>"
+                f"<td>{i['status']}</td></tr>"
+                for i in invoices[:24]
             )
+            if rows:
+                parts.append(f"<h2>Invoices</h2><table class='invoices'>{rows}</table>")
         default_pm = customer["invoice_settings"]["default_payment_method"]
         pm = backend.objects.get(default_pm) if default_pm else None
         card = f"{pm['card']['brand']} •••• {pm['card']['last4']}" if pm else "none"
         return_url = session["return_url"]
+        can_update_card = features["payment_method_update"].get("enabled")
     error_html = f"<div class='error' role='alert'>{html.escape(error)}</div>" if error else ""
     body = (
         f"<p>Customer: {html.escape(customer.get('email') or customer['id'])}</p>{error_html}"
         f"{''.join(parts) or '<p>No active subscription.</p>'}"
         f"<h2>Payment method</h2><p>Card: <span class='card'>{html.escape(card)}</span></p>"
-        f"<form method='post' action='/portal/{session_id}'><input type='hidden' name='action' value='card'>"
-        "<label>New card number <input type='text' name='card_number'></label> "
-        "<button type='submit'>Update card</button></form>"
     )
+    if can_update_card:
+        body += (
+            f"<form method='post' action='/portal/{session_id}'><input type='hidden' name='action' "
+            "value='card'><label>New card number <input type='text' name='card_number'></label> "
+            "<button type='submit'>Update card</button></form>"
+        )
     if return_url:
         body += f"<p><a id='return' href='{html.escape(return_url)}'>Return to LeanVibe</a></p>"
     return status, {}, _doc("Billing", body)
@@ -203,6 +245,7 @@ def portal_submit(backend: Backend, session_id: str, body: bytes) -> Page:
             session = _portal_session(backend, session_id)
             if session is None:
                 return _not_found()
+            features = backend.portal_features(session["configuration"])
             customer = backend.objects[session["customer"]]
             sub: Obj | None = None
             if action in ("switch", "cancel", "resume"):
@@ -210,15 +253,28 @@ def portal_submit(backend: Backend, session_id: str, body: bytes) -> Page:
                 if sub is None or sub.get("object") != "subscription" or sub["customer"] != customer["id"]:
                     return portal_page(backend, session_id, error="Unknown subscription.", status=400)
             if action == "switch" and sub is not None:
-                item = sub["items"]["data"][0]
+                item = _main_item(backend, sub)
+                current = backend.objects[item["_price"]]
+                allowed = {p["id"] for p in _switch_options(backend, features, current)}
+                if form.get("price") not in allowed:
+                    return portal_page(backend, session_id, error="This plan is not available.", status=400)
                 backend.subscription_update(
-                    {"items": [{"id": item["id"], "price": form.get("price", "")}]}, sub["id"]
+                    {
+                        "items": [{"id": item["id"], "price": form.get("price", "")}],
+                        "proration_behavior": features["subscription_update"].get(
+                            "proration_behavior", "create_prorations"
+                        ),
+                    },
+                    sub["id"],
                 )
-            elif action == "cancel" and sub is not None:
-                backend.subscription_update({"cancel_at_period_end": "true"}, sub["id"])
+            elif action == "cancel" and sub is not None and features["subscription_cancel"].get("enabled"):
+                if features["subscription_cancel"].get("mode") == "immediately":
+                    backend.subscription_cancel({}, sub["id"])
+                else:
+                    backend.subscription_update({"cancel_at_period_end": "true"}, sub["id"])
             elif action == "resume" and sub is not None:
                 backend.subscription_update({"cancel_at_period_end": "false"}, sub["id"])
-            elif action == "card":
+            elif action == "card" and features["payment_method_update"].get("enabled"):
                 test_pm = backend._test_pm_for(
                     form.get("card_number", "").replace(" ", ""), param="card[number]"
                 )
@@ -227,7 +283,7 @@ def portal_submit(backend: Backend, session_id: str, body: bytes) -> Page:
                     {"invoice_settings": {"default_payment_method": pm["id"]}}, customer["id"]
                 )
             else:
-                return portal_page(backend, session_id, error="Unknown action.", status=400)
+                return portal_page(backend, session_id, error="This action is not available.", status=400)
             backend.save()
     except ApiError as exc:
         return portal_page(backend, session_id, error=exc.message, status=exc.status)

@@ -9,21 +9,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import stripe
 
 from billing.stripe_local import StripeLocal
+from billing.stripe_local.testing import pointed_at
 
 API_KEY = "sk_test_local_123"
 
 
 @pytest.fixture
 def local() -> Iterator[StripeLocal]:
-    saved = (stripe.api_key, stripe.api_base, stripe.meter_events_api_base, stripe.max_network_retries)
-    with StripeLocal(retry_delays=(0.1, 0.2, 0.3)) as server:
-        server.configure_stripe(API_KEY)
-        stripe.max_network_retries = 0
+    with StripeLocal(retry_delays=(0.1, 0.2, 0.3)) as server, pointed_at(server, api_key=API_KEY):
         yield server
-    stripe.api_key, stripe.api_base, stripe.meter_events_api_base, stripe.max_network_retries = saved
 
 
 class Receiver:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from decimal import Decimal
 
 import pytest
 import stripe
@@ -379,3 +380,261 @@ def test_preview_of_a_plan_change_and_of_a_new_subscription(local: StripeLocal) 
         subscription_details={"items": [{"id": item.id, "price": pro.id}]},
     )
     assert nxt.amount_due == 3000 + preview.amount_due
+
+
+def test_item_added_and_removed_with_prorations(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    base, addon, yearly = _plan(amount=1000), _plan(amount=400), _plan(amount=9000, interval="year")
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": base.id}])
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe.Subscription.create(customer=customer.id, items=[{"price": base.id}, {"price": yearly.id}])
+    added = stripe.SubscriptionItem.create(subscription=sub.id, price=addon.id, quantity=2)
+    assert added.quantity == 2 and added.price.id == addon.id
+    assert len(stripe.SubscriptionItem.list(subscription=sub.id).data) == 2
+    stripe.SubscriptionItem.delete(added.id)
+    amounts = sorted(i.amount for i in stripe.InvoiceItem.list(customer=customer.id, pending=True).data)
+    assert len(amounts) == 2 and amounts[0] == -amounts[1] and 790 <= amounts[1] <= 800
+    switched = stripe.Subscription.modify(sub.id, items=[{"id": sub["items"].data[0].id, "price": yearly.id}])
+    item = switched["items"].data[0]
+    assert item.current_period_end - item.current_period_start >= 365 * 86400
+    invoice = stripe.Invoice.retrieve(switched.latest_invoice)
+    assert invoice.billing_reason == "subscription_update" and invoice.status == "paid"
+    assert 9000 - 1000 <= invoice.amount_paid <= 9000
+
+
+def test_tiered_and_transformed_prices(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    meter = _meter()
+    product = stripe.Product.create(name="AI requests")
+    graduated = stripe.Price.create(
+        product=product.id,
+        currency="usd",
+        billing_scheme="tiered",
+        tiers_mode="graduated",
+        tiers=[{"up_to": 1000, "unit_amount": 0}, {"up_to": "inf", "unit_amount_decimal": Decimal("2")}],
+        recurring={"interval": "month", "usage_type": "metered", "meter": meter.id},
+        lookup_key="leanvibe_overage_ai_requests",
+    )
+    assert graduated.unit_amount is None and graduated.billing_scheme == "tiered"
+    with_tiers = stripe.Price.retrieve(graduated.id, expand=["tiers"])
+    assert [t.up_to for t in with_tiers.tiers] == [1000, None]
+    per_thousand = stripe.Price.create(
+        product=product.id,
+        currency="usd",
+        unit_amount=100,
+        transform_quantity={"divide_by": 1000, "round": "up"},
+        recurring={"interval": "month"},
+    )
+    volume = stripe.Price.create(
+        product=product.id,
+        currency="usd",
+        billing_scheme="tiered",
+        tiers_mode="volume",
+        tiers=[{"up_to": 5, "unit_amount": 1000}, {"up_to": "inf", "unit_amount": 800, "flat_amount": 500}],
+        recurring={"interval": "month"},
+    )
+    sub = stripe.Subscription.create(
+        customer=customer.id,
+        items=[
+            {"price": graduated.id},
+            {"price": per_thousand.id, "quantity": 2500},
+            {"price": volume.id, "quantity": 6},
+        ],
+    )
+    first = stripe.Invoice.retrieve(sub.latest_invoice)
+    assert first.amount_paid == 3 * 100 + 6 * 800 + 500
+    stripe.billing.MeterEvent.create(
+        event_name="ai_requests", payload={"stripe_customer_id": customer.id, "value": "1500"}
+    )
+    preview = stripe.Invoice.create_preview(customer=customer.id, subscription=sub.id)
+    usage = [line for line in preview.lines.data if line.pricing.price_details.price == graduated.id]
+    assert usage[0].amount == 500 * 2
+
+
+def test_lists_a_full_sync_walks(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    price = _plan()
+    assert stripe.Charge.list(customer=customer.id).data == []
+    assert stripe.PaymentIntent.list().data == []
+    assert stripe.Coupon.list().data == []
+    assert stripe.Customer.list_tax_ids(customer.id).data == []
+    plans = stripe.Plan.list()
+    assert [p.id for p in plans.data] == [price.id] and plans.data[0].amount == 2000
+    assert stripe.Plan.retrieve(price.id).interval == "month"
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe.Plan.retrieve("price_missing")
+
+
+def test_manual_invoices_and_event_order(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    stripe.InvoiceItem.create(customer=customer.id, amount=1500, currency="eur", description="Onboarding")
+    draft = stripe.Invoice.create(customer=customer.id, pending_invoice_items_behavior="include")
+    assert draft.status == "draft" and draft.amount_due == 1500 and draft.parent is None
+    assert stripe.InvoiceItem.list(customer=customer.id, pending=True).data == []
+    final = stripe.Invoice.finalize_invoice(draft.id)
+    assert final.status == "open" and final.number and final.hosted_invoice_url.startswith(local.url)
+    paid = stripe.Invoice.pay(final.id, expand=["payments"])
+    assert paid.status == "paid" and paid.payments.data[0].amount_paid == 1500
+    other = stripe.Invoice.create(customer=customer.id)
+    assert stripe.Invoice.delete(other.id).deleted is True
+    third = stripe.Invoice.create(customer=customer.id)
+    stripe.InvoiceItem.create(customer=customer.id, amount=700, currency="eur", invoice=third.id)
+    assert stripe.Invoice.retrieve(third.id).amount_due == 700
+    stripe.Invoice.finalize_invoice(third.id)
+    assert stripe.Invoice.mark_uncollectible(third.id).status == "uncollectible"
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": _plan().id}])
+    types = [e["type"] for e in local.events() if e["data"]["object"]["id"] in (sub.id, sub.latest_invoice)]
+    assert types[:3] == ["customer.subscription.created", "invoice.created", "invoice.finalized"]
+    created = local.events("customer.subscription.created")[-1]["data"]["object"]
+    assert created["latest_invoice"] == sub.latest_invoice and created["status"] == "incomplete"
+
+
+def test_previous_attributes_are_partial(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    update = local.events("customer.updated")[-1]["data"]["previous_attributes"]
+    assert update == {"invoice_settings": {"default_payment_method": None}}
+    stripe.Customer.modify(customer.id, metadata={"plan": "pro"})
+    update = local.events("customer.updated")[-1]["data"]["previous_attributes"]
+    assert update == {"metadata": {"plan": None}}
+
+
+def test_concurrent_requests(local: StripeLocal) -> None:
+    import threading
+
+    errors: list[Exception] = []
+
+    def create(n: int) -> None:
+        try:
+            for k in range(5):
+                stripe.Customer.create(email=f"c{n}-{k}@acme.test")
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    emails = {c.email for c in stripe.Customer.list(limit=100).auto_paging_iter()}
+    assert len(emails) == 40
+
+
+def test_unknown_parameters_are_refused_like_stripe(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    price = _plan()
+    removed: dict[str, object] = {"coupon": "SPRING"}  # gone from subscriptions in this API version
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Subscription.create(customer=customer.id, items=[{"price": price.id}], **removed)
+    assert refused.value.code == "parameter_unknown" and refused.value.param == "coupon"
+    assert "Received unknown parameter: coupon" in str(refused.value.user_message)
+    with StripeLocal(strict_params=False) as lenient:
+        client = stripe.StripeClient("sk_test_x", base_addresses={"api": lenient.url})
+        client.v1.customers.create({"whatever": "ok"})  # type: ignore[typeddict-unknown-key]
+
+
+def test_cancel_now_with_proration_and_final_usage_invoice(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    meter = _meter()
+    product = stripe.Product.create(name="AI")
+    metered = stripe.Price.create(
+        product=product.id,
+        currency="eur",
+        unit_amount=3,
+        recurring={"interval": "month", "usage_type": "metered", "meter": meter.id},
+    )
+    sub = stripe.Subscription.create(
+        customer=customer.id, items=[{"price": _plan().id}, {"price": metered.id}]
+    )
+    stripe.billing.MeterEvent.create(
+        event_name="ai_requests", payload={"stripe_customer_id": customer.id, "value": "10"}
+    )
+    canceled = stripe.Subscription.cancel(sub.id, prorate=True, invoice_now=True)
+    assert canceled.status == "canceled"
+    final = stripe.Invoice.retrieve(canceled.latest_invoice)
+    amounts = sorted(line.amount for line in final.lines.data)
+    assert amounts[-1] == 30 and amounts[0] < -1900  # usage billed, unused time credited
+
+
+def test_meter_formulas_count_and_last(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    counted = stripe.billing.Meter.create(
+        display_name="Calls", event_name="api_calls", default_aggregation={"formula": "count"}
+    )
+    seats = stripe.billing.Meter.create(
+        display_name="Seats", event_name="seats", default_aggregation={"formula": "last"}
+    )
+    now = int(time.time())
+    for n, value in enumerate(("3", "7", "5")):
+        payload = {"stripe_customer_id": customer.id, "value": value}
+        stripe.billing.MeterEvent.create(event_name="api_calls", payload=payload, timestamp=now - 30 + n)
+        stripe.billing.MeterEvent.create(event_name="seats", payload=payload, timestamp=now - 30 + n)
+
+    def summary(meter: stripe.billing.Meter) -> float:
+        result = stripe.billing.Meter.list_event_summaries(
+            meter.id, customer=customer.id, start_time=now - 60, end_time=now + 60
+        )
+        return result.data[0].aggregated_value
+
+    assert summary(counted) == 3
+    assert summary(seats) == 5
+
+
+def test_coupons_and_promotion_codes(local: StripeLocal) -> None:
+    customer, _ = _customer_with_card()
+    price = _plan(amount=2000)
+    half = stripe.Coupon.create(id="HALF", percent_off=50, duration="once")
+    five = stripe.Coupon.create(amount_off=500, currency="eur", duration="repeating", duration_in_months=3)
+    promo = stripe.PromotionCode.create(promotion={"type": "coupon", "coupon": five.id}, code="LAUNCH")
+    assert stripe.PromotionCode.list(code="launch").data[0].id == promo.id
+    sub = stripe.Subscription.create(
+        customer=customer.id, items=[{"price": price.id}], discounts=[{"coupon": half.id}]
+    )
+    first = stripe.Invoice.retrieve(sub.latest_invoice)
+    assert (first.subtotal, first.total, first.amount_paid) == (2000, 1000, 1000)
+    assert first.total_discount_amounts[0].amount == 1000
+    assert first.lines.data[0].discount_amounts[0].amount == 1000
+    assert stripe.Coupon.retrieve("HALF").times_redeemed == 1
+    preview = stripe.Invoice.create_preview(customer=customer.id, subscription=sub.id)
+    assert preview.total == 2000  # "once" is used up
+    stripe.Subscription.modify(sub.id, discounts=[{"promotion_code": promo.id}])
+    preview = stripe.Invoice.create_preview(customer=customer.id, subscription=sub.id)
+    assert preview.total == 1500
+    expanded = stripe.Subscription.retrieve(sub.id, expand=["discounts"])
+    assert expanded.discounts[0].promotion_code == promo.id
+    assert expanded.discounts[0].end is not None
+    cleared = stripe.Subscription.modify(sub.id, discounts="")
+    assert cleared.discounts == []
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe.Subscription.create(
+            customer=customer.id, items=[{"price": price.id}], discounts=[{"coupon": "NOPE"}]
+        )
+    assert stripe.Coupon.delete(half.id).deleted is True
+
+
+def test_unknown_nested_parameters_are_refused(local: StripeLocal) -> None:
+    product = stripe.Product.create(name="Pro")
+    recurring: dict[str, object] = {"interval": "month", "usage": "metered"}
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Price.create(product=product.id, currency="eur", unit_amount=100, recurring=recurring)
+    assert refused.value.param == "recurring[usage]"
+    price = _plan()
+    customer = stripe.Customer.create()
+    items: list[dict[str, object]] = [{"price": price.id, "qty": 2}]
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Subscription.create(customer=customer.id, items=items)
+    assert refused.value.param == "items[0][qty]"
+
+
+def test_invalid_enum_values(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    price = _plan()
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Subscription.create(
+            customer=customer.id, items=[{"price": price.id}], payment_behavior="maybe"
+        )
+    assert refused.value.param == "payment_behavior"
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": price.id}])
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        stripe.Subscription.modify(sub.id, proration_behavior="sometimes")
+    assert refused.value.param == "proration_behavior"

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 import stripe
 
 from billing.stripe_local import StripeLocal
@@ -178,3 +181,120 @@ def test_cancel_at_period_end_takes_effect_at_renewal(local: StripeLocal) -> Non
     with_clock = stripe.test_helpers.TestClock.list()
     assert [c.id for c in with_clock.data] == [clock.id]
     assert stripe.test_helpers.TestClock.delete(clock.id).deleted is True
+
+
+def test_invoice_upcoming_before_renewal_and_incomplete_expiry(local: StripeLocal) -> None:
+    clock, customer = _clock_customer()
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": _price().id}])
+    end = sub["items"].data[0].current_period_end
+    _advance(clock, end - 2 * DAY)
+    upcoming = local.events("invoice.upcoming")
+    assert len(upcoming) == 1 and upcoming[0]["created"] == end - 3 * DAY
+    invoice = upcoming[0]["data"]["object"]
+    assert invoice["id"] is None and invoice["amount_due"] == 2000
+    assert invoice["parent"]["subscription_details"]["subscription"] == sub.id
+    failing = stripe.PaymentMethod.attach("pm_card_chargeCustomerFail", customer=customer.id)
+    incomplete = stripe.Subscription.create(
+        customer=customer.id, items=[{"price": _price().id}], default_payment_method=failing.id
+    )
+    assert incomplete.status == "incomplete"
+    _advance(clock, end - 2 * DAY + DAY)
+    assert stripe.Subscription.retrieve(incomplete.id).status == "incomplete_expired"
+    assert stripe.Invoice.retrieve(incomplete.latest_invoice).status == "void"
+
+
+def test_real_time_work_runs_on_run_due(local: StripeLocal) -> None:
+    customer = stripe.Customer.create()
+    pm = stripe.PaymentMethod.attach("pm_card_visa", customer=customer.id)
+    stripe.Customer.modify(customer.id, invoice_settings={"default_payment_method": pm.id})
+    sub = stripe.Subscription.create(
+        customer=customer.id, items=[{"price": _price().id}], trial_end=int(time.time()) + 1
+    )
+    assert sub.status == "trialing"
+    time.sleep(1.2)
+    assert local.run_due() >= 1
+    assert stripe.Subscription.retrieve(sub.id).status == "active"
+
+
+def test_send_invoice_collection(local: StripeLocal) -> None:
+    clock, customer = _clock_customer(card=None)
+    sub = stripe.Subscription.create(
+        customer=customer.id,
+        items=[{"price": _price().id}],
+        collection_method="send_invoice",
+        days_until_due=7,
+    )
+    assert sub.status == "active"
+    invoice = stripe.Invoice.retrieve(sub.latest_invoice)
+    assert invoice.status == "open" and invoice.due_date == START + 7 * DAY
+    assert len(local.events("invoice.sent")) == 1
+    _advance(clock, START + 8 * DAY)
+    assert len(local.events("invoice.overdue")) == 1
+    assert stripe.Subscription.retrieve(sub.id).status == "past_due"
+    stripe.Invoice.pay(invoice.id, paid_out_of_band=True)
+    assert stripe.Subscription.retrieve(sub.id).status == "active"
+
+
+def test_failed_first_invoice_is_not_retried(local: StripeLocal) -> None:
+    clock, customer = _clock_customer(card="pm_card_chargeCustomerFail")
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": _price().id}])
+    assert sub.status == "incomplete"
+    with pytest.raises(stripe.CardError):
+        stripe.Invoice.pay(sub.latest_invoice)
+    invoice = stripe.Invoice.retrieve(sub.latest_invoice)
+    assert invoice.next_payment_attempt is None and invoice.attempt_count == 2
+    _advance(clock, START + 2 * DAY)
+    assert stripe.Subscription.retrieve(sub.id).status == "incomplete_expired"
+
+
+def test_downgrade_credit_goes_to_the_customer_balance(local: StripeLocal) -> None:
+    clock, customer = _clock_customer()
+    expensive, cheap = _price(5000), _price(1000)
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": expensive.id}])
+    _advance(clock, START + 15 * DAY)
+    item = sub["items"].data[0]
+    stripe.Subscription.modify(
+        sub.id, items=[{"id": item.id, "price": cheap.id}], proration_behavior="always_invoice"
+    )
+    downgrade = stripe.Invoice.retrieve(stripe.Subscription.retrieve(sub.id).latest_invoice)
+    assert downgrade.total < 0 and downgrade.amount_due == 0
+    credit = stripe.Customer.retrieve(customer.id).balance
+    assert credit == downgrade.total and credit < -1000
+    preview = stripe.Invoice.create_preview(customer=customer.id, subscription=sub.id)
+    assert preview.total == 1000 and preview.amount_due == max(1000 + credit, 0)
+    _advance(clock, item.current_period_end + 60)
+    renewal = stripe.Invoice.retrieve(stripe.Subscription.retrieve(sub.id).latest_invoice)
+    assert renewal.starting_balance == credit and renewal.amount_due == max(1000 + credit, 0)
+    assert stripe.Customer.retrieve(customer.id).balance == min(1000 + credit, 0)
+
+
+def test_billing_cycle_anchor_now(local: StripeLocal) -> None:
+    clock, customer = _clock_customer()
+    basic, pro = _price(1000), _price(3000)
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": basic.id}])
+    _advance(clock, START + 10 * DAY)
+    item = sub["items"].data[0]
+    reset = stripe.Subscription.modify(
+        sub.id, items=[{"id": item.id, "price": pro.id}], billing_cycle_anchor="now"
+    )
+    assert reset.billing_cycle_anchor == START + 10 * DAY
+    assert reset["items"].data[0].current_period_start == START + 10 * DAY
+    invoice = stripe.Invoice.retrieve(reset.latest_invoice)
+    credit = next(line.amount for line in invoice.lines.data if line.amount < 0)
+    assert -1000 < credit < -600  # about two thirds of the month unused
+    assert invoice.total == 3000 + credit and invoice.status == "paid"
+
+
+def test_billing_cycle_anchor_now_with_a_removed_item(local: StripeLocal) -> None:
+    clock, customer = _clock_customer()
+    base, addon = _price(1000), _price(600)
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": base.id}, {"price": addon.id}])
+    _advance(clock, START + 10 * DAY)
+    addon_item = next(i for i in sub["items"].data if i.price.id == addon.id)
+    reset = stripe.Subscription.modify(
+        sub.id, items=[{"id": addon_item.id, "deleted": True}], billing_cycle_anchor="now"
+    )
+    invoice = stripe.Invoice.retrieve(reset.latest_invoice)
+    credits = sorted(line.amount for line in invoice.lines.data if line.amount < 0)
+    assert len(credits) == 2  # both the kept and the removed item's unused time
+    assert invoice.total == 1000 + sum(credits)

@@ -1,6 +1,6 @@
 """The hosted Checkout and portal pages, driven by plain HTTP like a browser form."""
 
-# mypy: disable-error-code="union-attr, arg-type, operator, index"
+# mypy: disable-error-code="union-attr, arg-type, operator, index, typeddict-item"
 
 from __future__ import annotations
 
@@ -117,6 +117,7 @@ def test_portal_switch_cancel_resume_and_card(local: StripeLocal) -> None:
     assert portal.url.startswith(local.url)
     status, _, page = _request(portal.url)
     assert status == 200 and "Switch to Pro" in page and "http://127.0.0.1:8000/billing" in page
+    assert "<h2>Invoices</h2>" in page and "/invoice/in_" in page
     form = {"action": "switch", "subscription": sub.id, "price": pro.id}
     status, headers, _ = _request(portal.url, form)
     assert status == 303 and headers["Location"].endswith(portal.id)
@@ -150,3 +151,82 @@ def test_invoice_pages(local: StripeLocal) -> None:
     assert status == 200 and "paid" in page
     status, headers, body = _request(invoice.invoice_pdf)
     assert status == 200 and headers["Content-Type"] == "application/pdf" and body.startswith("%PDF")
+
+
+def test_checkout_without_card_when_not_required(local: StripeLocal) -> None:
+    basic, _ = _prices()
+    session = _session(
+        basic,
+        payment_method_collection="if_required",
+        subscription_data={
+            "trial_period_days": 30,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}},
+        },
+    )
+    status, _, _ = _request(session.url, {"card_number": "", "email": "free@acme.test"})
+    assert status == 303
+    done = stripe.checkout.Session.retrieve(session.id, expand=["subscription"])
+    assert done.subscription.status == "trialing" and done.subscription.default_payment_method is None
+    assert done.subscription.trial_settings.end_behavior.missing_payment_method == "pause"
+    other = _session(basic)
+    status, _, page = _request(other.url, {"card_number": ""})
+    assert status == 400 and "incomplete" in page
+
+
+def test_portal_configuration_limits_the_portal(local: StripeLocal) -> None:
+    basic, pro = _prices()
+    other = stripe.Price.create(
+        product=pro.product, unit_amount=5000, currency="eur", recurring={"interval": "month"}
+    )
+    config = stripe.billing_portal.Configuration.create(
+        business_profile={"headline": "LeanVibe billing"},
+        default_return_url="http://127.0.0.1:8000/settings/billing",
+        features={
+            "subscription_update": {
+                "enabled": True,
+                "default_allowed_updates": ["price"],
+                "proration_behavior": "always_invoice",
+                "products": [{"product": pro.product, "prices": [pro.id]}],
+            },
+            "subscription_cancel": {"enabled": True, "mode": "immediately"},
+            "payment_method_update": {"enabled": False},
+        },
+    )
+    assert config.is_default and config.features.subscription_update.proration_behavior == "always_invoice"
+    customer = stripe.Customer.create(email="ada@acme.test")
+    pm = stripe.PaymentMethod.attach("pm_card_visa", customer=customer.id)
+    stripe.Customer.modify(customer.id, invoice_settings={"default_payment_method": pm.id})
+    sub = stripe.Subscription.create(customer=customer.id, items=[{"price": basic.id}])
+    portal = stripe.billing_portal.Session.create(customer=customer.id)
+    assert portal.configuration == config.id
+    assert portal.return_url == "http://127.0.0.1:8000/settings/billing"
+    _, _, page = _request(portal.url)
+    assert "Switch to Pro (EUR 30.00)" in page and "EUR 50.00" not in page
+    assert "Update card" not in page and "Cancel now" in page
+    status, _, _ = _request(portal.url, {"action": "switch", "subscription": sub.id, "price": other.id})
+    assert status == 400
+    _request(portal.url, {"action": "switch", "subscription": sub.id, "price": pro.id})
+    switched = stripe.Subscription.retrieve(sub.id, expand=["latest_invoice"])
+    assert switched.latest_invoice.billing_reason == "subscription_update"
+    _request(portal.url, {"action": "cancel", "subscription": sub.id})
+    assert stripe.Subscription.retrieve(sub.id).status == "canceled"
+    updated = stripe.billing_portal.Configuration.modify(
+        config.id, features={"payment_method_update": {"enabled": True}}
+    )
+    assert updated.features.payment_method_update.enabled is True
+    assert [c.id for c in stripe.billing_portal.Configuration.list().data] == [config.id]
+
+
+def test_checkout_with_a_promotion_code(local: StripeLocal) -> None:
+    basic, _ = _prices()
+    coupon = stripe.Coupon.create(percent_off=20, duration="forever")
+    stripe.PromotionCode.create(promotion={"type": "coupon", "coupon": coupon.id}, code="FRIENDS")
+    session = _session(basic, allow_promotion_codes=True)
+    _, _, page = _request(session.url)
+    assert "promotion_code" in page
+    status, _, page = _request(session.url, {"card_number": "4242424242424242", "promotion_code": "NOPE"})
+    assert status == 400 and "invalid" in page
+    status, _, _ = _request(session.url, {"card_number": "4242424242424242", "promotion_code": "friends"})
+    assert status == 303
+    done = stripe.checkout.Session.retrieve(session.id, expand=["subscription.latest_invoice"])
+    assert done.subscription.latest_invoice.amount_paid == 800

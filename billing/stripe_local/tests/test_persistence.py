@@ -41,6 +41,8 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
             assert stripe.WebhookEndpoint.retrieve(endpoint.id).url == "http://127.0.0.1:9/x"
             more = stripe.Customer.create()
             assert stripe.Customer.list().data[0].id == more.id
+            invoice = stripe.Invoice.retrieve(again.latest_invoice.id)
+            assert invoice.hosted_invoice_url.startswith(second.url + "/invoice/")
     finally:
         stripe.api_key, stripe.api_base = saved
 

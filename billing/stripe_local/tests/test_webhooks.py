@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import stripe
@@ -100,3 +101,58 @@ def test_endpoint_update_and_delete(local: StripeLocal, receiver: Receiver) -> N
     assert [e.id for e in listed.data] == [endpoint.id] and listed.data[0].status == "disabled"
     assert stripe.WebhookEndpoint.delete(endpoint.id).deleted is True
     assert stripe.WebhookEndpoint.list().data == []
+
+
+def test_resend_and_stale_signatures(local: StripeLocal, receiver: Receiver) -> None:
+    endpoint = _endpoint(receiver)
+    stripe.Customer.create()
+    assert local.delivery.wait_idle(5)
+    event_id = json.loads(receiver.requests[0]["body"])["id"]
+    local.resend(event_id)
+    assert local.delivery.wait_idle(5)
+    assert [json.loads(r["body"])["id"] for r in receiver.requests] == [event_id, event_id]
+    local.delivery.timestamp_offset = -600
+    stripe.Customer.create()
+    assert local.delivery.wait_idle(5)
+    stale = receiver.requests[-1]
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(stale["body"], stale["signature"], endpoint.secret, tolerance=300)
+
+
+def test_manual_flush_with_a_custom_transport(local: StripeLocal) -> None:
+    received: list[tuple[str, dict[str, str], bytes]] = []
+    answers = iter([503, 200, 200])
+
+    def transport(url: str, headers: dict[str, str], body: bytes) -> int:
+        received.append((url, headers, body))
+        return next(answers)
+
+    local.delivery.manual = True
+    local.delivery.transport = transport
+    endpoint = stripe.WebhookEndpoint.create(url="http://testserver/stripe/webhook/", enabled_events=["*"])
+    stripe.Customer.create()
+    stripe.Product.create(name="Pro")
+    time.sleep(0.2)
+    assert received == []  # nothing leaves before flush()
+    made = local.delivery.flush()
+    assert [(r.event_type, r.attempt, r.status) for r in made] == [
+        ("customer.created", 1, 503),
+        ("product.created", 1, 200),
+        ("customer.created", 2, 200),
+    ]
+    url, headers, body = received[0]
+    assert url == "http://testserver/stripe/webhook/"
+    event = stripe.Webhook.construct_event(body.decode(), headers["Stripe-Signature"], endpoint.secret)
+    assert event.type == "customer.created"
+    assert local.delivery.flush() == []
+
+
+def test_leaving_manual_mode_sends_what_was_queued(local: StripeLocal, receiver: Receiver) -> None:
+    _endpoint(receiver)
+    local.delivery.manual = True
+    stripe.Customer.create()
+    time.sleep(0.2)
+    assert receiver.requests == []
+    local.delivery.manual = False
+    assert local.delivery.wait_idle(5)
+    assert len(receiver.requests) == 1
