@@ -7,6 +7,7 @@ import stripe
 from celery import shared_task
 
 from billing import dunning, services, webhook_processing
+from billing.revenue import revenue_snapshot_take as snapshot_take
 
 _STRIPE_DOWN = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 
@@ -40,3 +41,10 @@ def webhook_triggers_retry() -> int:
 @shared_task
 def dunning_sweep() -> int:
     return len(dunning.dunning_sweep(dry_run=False))
+
+
+@shared_task
+def revenue_snapshot_take() -> str:
+    """Beat, daily: today's MRR snapshot (run again the same day, the row is updated)."""
+    snapshot, _ = snapshot_take()
+    return snapshot.date.isoformat()
