@@ -348,7 +348,7 @@ def revenue_snapshot_take(
     return snapshot, created
 
 
-def month_keys_by_plan(by_plan: dict[str, int]) -> list[tuple[str, int]]:
+def plans_in_order(by_plan: dict[str, int]) -> list[tuple[str, int]]:
     """Plans in catalogue order, then anything else."""
     order = {str(plan): n for n, plan in enumerate(SPECS)}
     return sorted(by_plan.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))

@@ -8,11 +8,14 @@ hand below."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
 import stripe
 from django.core.management import call_command
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from djstripe.models import Coupon as DjstripeCoupon
 from djstripe.models import Customer as DjstripeCustomer
 from djstripe.models import Invoice as DjstripeInvoice
@@ -245,3 +248,61 @@ def test_snapshot_history_in_the_api(api, staff_token):
     RevenueSnapshot.objects.create(date=dt.date(2026, 7, 2), mrr=250, arr=3000)
     body = api.get("/api/v1/billing/revenue/analytics?months=1", token=staff_token).body
     assert body["mrr_history"] == [{"date": "2026-07-01", "mrr": 100}, {"date": "2026-07-02", "mrr": 250}]
+
+
+# --- the console's dashboard ------------------------------------------------------------------------
+DASHBOARD = "/admin/billing/revenuesnapshot/"
+
+
+@pytest.fixture
+def console(client, db):
+    """A staff member signed in to the console with a real TOTP code (its second factor)."""
+    staff = User.objects.create_superuser(email="console@leanvibe.test", password="staff-pass-123")
+    device = TOTPDevice.objects.create(user=staff, name="console", confirmed=True)
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": staff.email, "password": "staff-pass-123", "otp_token": totp(device.bin_key)},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    return client
+
+
+def _no_external_urls(html: str) -> None:
+    urls = re.findall(r"""(?:src|href)=["'](https?:)?//""", html)
+    assert not urls, urls
+    assert '<script src="http' not in html
+
+
+def test_dashboard_with_data_draws_svg_charts(console, book):
+    for n, mrr in enumerate((50000, 64000, 78995)):
+        RevenueSnapshot.objects.create(
+            date=dt.date(2026, 6, 30) + dt.timedelta(days=n), mrr=mrr, arr=12 * mrr, by_plan={}
+        )
+    index = console.get("/admin/")
+    assert DASHBOARD in index.content.decode()  # reachable from the console's index
+    response = console.get(DASHBOARD)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="revenue-chart"') == 2
+    assert "<polyline" in html and html.count("<circle") == 3 and "2026-07-02: $789.95" in html
+    # Bars per plan (MRR now, at the real date: the forever coupon still applies to enterprise).
+    assert html.count("<rect") == 3 and "Enterprise: $399.20" in html
+    assert "Tenants by plan and status" in html and "revenue-empty" not in html
+    _no_external_urls(html)
+
+
+def test_dashboard_without_data_shows_the_empty_state(console):
+    response = console.get(DASHBOARD)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'revenue-chart"' not in html and html.count('revenue-empty"') == 2
+    assert "No snapshots yet" in html and "$0.00" in html
+    _no_external_urls(html)
+
+
+def test_dashboard_needs_staff_with_a_second_factor(client, db):
+    assert client.get(DASHBOARD).status_code == 302
+    User.objects.create_superuser(email="nofactor@leanvibe.test", password="staff-pass-123")
+    client.login(email="nofactor@leanvibe.test", password="staff-pass-123")
+    response = client.get(DASHBOARD)
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
