@@ -52,15 +52,20 @@ def _subscribe(clock_id: str, name: str, items: list[dict[str, Any]], **kwargs: 
 
 
 def _mirror() -> None:
-    """Into dj-stripe's tables, as the webhooks would: coupons, subscriptions (discounts
-    expanded), invoices."""
+    """Into dj-stripe's tables as the webhooks leave them: coupons (dj-stripe's coupon.*
+    handler), subscriptions as ``billing.services`` re-reads them (discounts stay ids), invoices
+    as dj-stripe's invoice.* handler retrieves them (``Invoice.expand_fields``: discounts
+    expanded, which makes the Discount rows the subscriptions' ids are resolved with)."""
     for coupon in stripe.Coupon.list(limit=100).auto_paging_iter():
         DjstripeCoupon.sync_from_stripe_data(coupon)
     for sub in stripe.Subscription.list(status="all", limit=100).auto_paging_iter():
-        DjstripeSubscription.sync_from_stripe_data(stripe.Subscription.retrieve(sub.id, expand=["discounts"]))
+        DjstripeSubscription.sync_from_stripe_data(
+            stripe.Subscription.retrieve(sub.id, expand=["default_payment_method", "items.data.price"])
+        )
     for invoice in stripe.Invoice.list(limit=100).auto_paging_iter():
-        # dj-stripe 2.11 syncs an invoice's discounts as objects: expanded (ids would fail).
-        DjstripeInvoice.sync_from_stripe_data(stripe.Invoice.retrieve(invoice.id, expand=["discounts"]))
+        DjstripeInvoice.sync_from_stripe_data(
+            stripe.Invoice.retrieve(invoice.id, expand=DjstripeInvoice.expand_fields)
+        )
 
 
 @pytest.fixture
@@ -154,6 +159,9 @@ def test_mrr_arr_churn_arpa_and_revenue_by_plan_match_the_hand_figures(book):
     #   8250 + 9900 + 7425 = 25575; enterprise c = 39920.
     # Churn: paying at NOW - 30 d (T0 + 5 d, out of trial): a b c d e g h = 7 (f and i in trial);
     #   ended since: g = 1; 1 / 7 = 0.142857… → 0.1429.
+    # The mirror holds c's discount as an id (resolved through dj-stripe's Discount rows).
+    discounts = DjstripeSubscription.objects.get(id=book["c"]).stripe_data["discounts"]
+    assert len(discounts) == 1 and isinstance(discounts[0], str)
     body = revenue.revenue_analytics(months=3, now=NOW_DT)
     assert body["mrr"] == 78995
     assert body["arr"] == 947940
