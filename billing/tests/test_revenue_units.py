@@ -39,8 +39,12 @@ def _sub(
     return {"status": status, "customer": "cus_1", "items": {"data": data}, "discounts": discounts or []}
 
 
+def _no_discount(discount_id: str) -> dict[str, Any] | None:
+    return None
+
+
 def _mrr(sub: dict[str, Any], coupons: dict[str, Any] | None = None) -> int:
-    return revenue.subscription_mrr(sub, now=NOW, coupons=(coupons or {}).get, discounts={}.get)
+    return revenue.subscription_mrr(sub, now=NOW, coupons=(coupons or {}).get, discounts=_no_discount)
 
 
 def _discount(coupon: Any, *, end: int | None = None) -> dict[str, Any]:
