@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import stripe
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from djstripe.models import Coupon as DjstripeCoupon
@@ -314,3 +316,15 @@ def test_dashboard_needs_staff_with_a_second_factor(client, db):
     client.login(email="nofactor@leanvibe.test", password="staff-pass-123")
     response = client.get(DASHBOARD)
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_analytics_queries_do_not_grow_with_the_book(db, stripe_local, catalog, django_assert_num_queries):
+    with CaptureQueriesContext(connection) as empty:
+        revenue.revenue_analytics(now=NOW_DT)
+    clock = str(stripe.test_helpers.TestClock.create(frozen_time=T0, name="queries").id)
+    for name in ("q1", "q2", "q3"):
+        _subscribe(clock, name, [{"price": str(catalog["leanvibe_starter_month"].id)}])
+    _mirror()
+    with django_assert_num_queries(len(empty.captured_queries)):
+        body = revenue.revenue_analytics(now=NOW_DT)
+    assert body["mrr"] == 3 * 2900
