@@ -65,3 +65,6 @@ class WebhookEventTriggerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from billing import admin_revenue as admin_revenue  # noqa: E402  the revenue dashboard registers itself

@@ -7,6 +7,7 @@ import stripe
 from celery import shared_task
 
 from billing import dunning, metering, services, webhook_processing
+from billing.revenue import revenue_snapshot_take as snapshot_take
 
 _STRIPE_DOWN = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
 
@@ -47,3 +48,10 @@ def usage_flush() -> int:
     """Beat, every minute: closed usage windows from Redis to the ledger. Idempotent, so a
     redelivered or overlapping run counts nothing twice."""
     return metering.usage_flush().rows_created
+
+
+@shared_task
+def revenue_snapshot_take() -> str:
+    """Beat, daily: today's MRR snapshot (run again the same day, the row is updated)."""
+    snapshot, _ = snapshot_take()
+    return snapshot.date.isoformat()

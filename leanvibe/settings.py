@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import environ
+from celery.schedules import crontab
 from csp import constants as csp_constants
 
 from leanvibe import embedded, environment
@@ -361,6 +362,11 @@ CELERY_BEAT_SCHEDULE.update(
         "billing-dunning-sweep": {"task": "billing.tasks.dunning_sweep", "schedule": 900.0},
     }
 )
+# Revenue analytics: one MRR snapshot a day (idempotent: a re-run updates the day's row).
+CELERY_BEAT_SCHEDULE["billing-revenue-snapshot"] = {
+    "task": "billing.tasks.revenue_snapshot_take",
+    "schedule": crontab(hour=0, minute=15),
+}
 FOLLOWUP_EMAIL_DELAY = env.int("FOLLOWUP_EMAIL_DELAY", default=3 * 24 * 3600)
 
 # --- billing (Stripe through dj-stripe; billing/stripe_api.py configures the client) ----------

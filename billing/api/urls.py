@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from billing.api import views
+from billing.api import revenue, views
 from billing.api.usage import UsageAnalyticsApi, UsageRecordApi
 
 urlpatterns: list[URLPattern] = [
@@ -26,3 +26,6 @@ urlpatterns: list[URLPattern] = [
     path("invoices", views.InvoiceListApi.as_view(), name="api-billing-invoices"),
     path("invoices/upcoming", views.InvoiceUpcomingApi.as_view(), name="api-billing-invoices-upcoming"),
 ]
+urlpatterns.append(
+    path("revenue/analytics", revenue.RevenueAnalyticsApi.as_view(), name="api-billing-revenue-analytics")
+)

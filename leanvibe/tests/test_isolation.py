@@ -54,7 +54,14 @@ TENANT_SCOPED_ROUTES = {
     "api-billing-invoices-upcoming": "test_billing_never_crosses_tenants",
 }
 # Platform routes: staff only on the public host (tested in tenants/tests/test_tenants_api.py).
-PLATFORM_ROUTES = {"api-tenants", "api-tenant-suspend", "api-tenant-resume", "api-login", "api-billing-plans"}
+PLATFORM_ROUTES = {
+    "api-tenants",
+    "api-tenant-suspend",
+    "api-tenant-resume",
+    "api-login",
+    "api-billing-plans",
+    "api-billing-revenue-analytics",  # staff only: billing/tests/test_revenue.py
+}
 
 
 def _routes_not_called(test_name: str, requested: set[str]) -> set[str]:
