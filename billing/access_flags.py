@@ -12,7 +12,7 @@ from billing.models import Access
 from leanvibe import redis as lv_redis
 
 
-def _key(tenant_id: UUID | str) -> str:
+def access_key(tenant_id: UUID | str) -> str:
     return f"{settings.CACHE_KEY_PREFIX}:billing:access:{tenant_id}"
 
 
@@ -24,14 +24,14 @@ def access_publish(*, tenant_id: UUID | str, access: str, dunning: bool = False)
     client = lv_redis.client()
     value = DUNNING if access == Access.OK and dunning else access
     if value == Access.OK:
-        client.delete(_key(tenant_id))
+        client.delete(access_key(tenant_id))
     else:
-        client.set(_key(tenant_id), value)
+        client.set(access_key(tenant_id), value)
 
 
 def access_of(tenant_id: UUID | str) -> str:
     """``ok``, ``dunning``, ``payment_required`` or ``suspended``."""
-    value = lv_redis.client().get(_key(tenant_id))
+    value = lv_redis.client().get(access_key(tenant_id))
     if not value:
         return Access.OK
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -20,7 +20,7 @@ from django.shortcuts import redirect, render
 
 from billing import access_flags
 from billing.models import Access
-from leanvibe.api.exceptions import error_response
+from leanvibe.errors import DomainError
 
 EXEMPT_PREFIXES = ("/api/v1/auth/", "/api/v1/billing/", "/accounts/", "/billing/", "/static/", "/stripe/")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -36,7 +36,20 @@ DETAIL = {
 }
 
 
+#: API paths the payment gate never closes: signing in and out, and billing itself.
+API_EXEMPT_PREFIXES = ("/api/v1/auth/", "/api/v1/billing/")
+
+
+def payment_required_error(access: str) -> DomainError:
+    """The API's refusal (``billing.registrations``' gate, read in the usage meter's round trip)."""
+    return DomainError("payment_required", DETAIL[Access(access)], status=402)
+
+
 class PaymentRequiredMiddleware:
+    """Web pages only: the API is guarded by the gate billing registers in the usage meter
+    (``tenants.registry.ApiGate``), which reads the same flag in the meter's one Redis round
+    trip, after authentication."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
@@ -44,16 +57,13 @@ class PaymentRequiredMiddleware:
         tenant = getattr(request, "tenant", None)
         if tenant is None or request.path.startswith(EXEMPT_PREFIXES):
             return self.get_response(request)
-        is_api = request.path.startswith("/api/")
-        if is_api and "Authorization" not in request.headers:
+        if request.path.startswith("/api/"):
             return self.get_response(request)
         access = access_flags.access_of(tenant.id)
         if access not in (Access.PAYMENT_REQUIRED, Access.SUSPENDED):
             return self.get_response(request)
         if access == Access.PAYMENT_REQUIRED and request.method in SAFE_METHODS:
             return self.get_response(request)
-        if is_api:
-            return error_response("payment_required", DETAIL[Access(access)], 402)
         user = getattr(request, "user", None)
         if (
             access == Access.SUSPENDED

@@ -191,3 +191,37 @@ def settings_listener_register(listener: SettingsListener) -> None:
 
 def settings_listeners() -> list[SettingsListener]:
     return list(_settings_listeners)
+
+
+# --- API gates: per-tenant switches read in the meter's round trip ----------------------------
+
+
+@dataclass(frozen=True)
+class ApiGate:
+    """A per-tenant switch that can close a tenant's API, read in the same Redis round trip as
+    the API call meter (``tenants.usage.api_call_meter``), so it costs nothing extra.
+
+    ``key(tenant_id)`` names a Redis string; when its value is one of ``closes(method)`` the
+    request is refused with ``refuse(value)`` (a ``DomainError``) before its view runs, and not
+    counted. Paths under ``exempt_prefixes`` are never closed. Billing registers one: writes
+    while payment is required, everything while suspended for non-payment."""
+
+    name: str
+    key: Callable[[Any], str]
+    closes: Callable[[str], frozenset[str]]
+    refuse: Callable[[str], Exception]
+    exempt_prefixes: tuple[str, ...] = ()
+
+
+_api_gates: dict[str, ApiGate] = {}
+
+
+def api_gate_register(gate: ApiGate) -> None:
+    existing = _api_gates.get(gate.name)
+    if existing is not None and existing != gate:
+        raise RegistryError(f"API gate {gate.name!r} is already registered")
+    _api_gates[gate.name] = gate
+
+
+def api_gates() -> list[ApiGate]:
+    return [gate for _, gate in sorted(_api_gates.items())]

@@ -17,7 +17,15 @@ from leanvibe.errors import DomainError, QuotaExceeded, UsageLimitReached
 from tenants.models import Tenant
 from tenants.periods import Period, billing_period
 from tenants.plans import METERED, Resource, limits_for, spec_for
-from tenants.registry import QuotaResource, Unit, quota_resource, quota_resource_register, quota_resources
+from tenants.registry import (
+    ApiGate,
+    QuotaResource,
+    Unit,
+    api_gates,
+    quota_resource,
+    quota_resource_register,
+    quota_resources,
+)
 
 # A period counter outlives its period by a few days (a late read of last month's total).
 _PERIOD_TTL = 40 * 24 * 3600
@@ -30,26 +38,37 @@ _WINDOW_TTL = 7 * 24 * 3600
 # One round trip per counted event. The count is refused, and nothing is written, when it would
 # take the period's total over the hard limit (ARGV[2], -1 for none): a refused request does not
 # count, so a blocked tenant's total stays at its limit and nothing refused reaches the ledger.
-# KEYS: period counter, then (for counter-sourced usage) window counter, dirty-window set, the
-# tenant's dirty-window set (what analytics read, without scanning every tenant's).
-# ARGV: quantity, hard limit, period TTL, window TTL, dirty-set member.
-# Returns {period total after the call, 1 if counted else 0}.
+# Gates (``tenants.registry.ApiGate``) are read first: a closed gate refuses the request and
+# nothing is counted.
+# KEYS: period counter, window counter, dirty-window set, the tenant's dirty-window set (what
+# analytics read, without scanning every tenant's), then one key per gate.
+# ARGV: quantity, hard limit, period TTL, window TTL, dirty-set member, 1 if windowed else 0,
+# number of gates, then per gate its closing values joined by commas.
+# Returns {period total after the call, 1 if counted else 0, closing gate (1-based) or 0, its value}.
 _METER_LUA = """
 local qty = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local ngates = tonumber(ARGV[7])
+for i = 1, ngates do
+  local value = redis.call('GET', KEYS[4 + i])
+  if value and string.find(',' .. ARGV[7 + i] .. ',', ',' .. value .. ',', 1, true) then
+    return {0, 0, i, value}
+  end
+end
+if qty == 0 then return {0, 1, 0, ''} end
 if limit >= 0 then
   local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-  if used + qty > limit then return {used, 0} end
+  if used + qty > limit then return {used, 0, 0, ''} end
 end
 local total = redis.call('INCRBY', KEYS[1], qty)
 if total == qty then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-if #KEYS > 1 and redis.call('INCRBY', KEYS[2], qty) == qty then
+if ARGV[6] == '1' and redis.call('INCRBY', KEYS[2], qty) == qty then
   -- a new window: its expiry, and it joins the dirty set (until the flush releases it)
   redis.call('EXPIRE', KEYS[2], ARGV[4])
   redis.call('SADD', KEYS[3], ARGV[5])
   redis.call('SADD', KEYS[4], ARGV[5])
 end
-return {total, 1}
+return {total, 1, 0, ''}
 """
 
 
@@ -69,6 +88,9 @@ class MeterResult:
     #: The plan's hard limit for the metric (None: never refused).
     hard_limit: int | None
     period: Period
+    #: The gate that refused the request, and the value that closed it (then nothing counted).
+    closed_by: ApiGate | None = None
+    gate_value: str = ""
 
 
 @lru_cache(maxsize=1)
@@ -100,7 +122,13 @@ def window_member(tenant_id: uuid.UUID | str, metric: str, window_start: int) ->
 
 
 def metered_count(
-    *, tenant: Tenant, metric: str, quantity: int = 1, windowed: bool = True, now: datetime | None = None
+    *,
+    tenant: Tenant,
+    metric: str,
+    quantity: int = 1,
+    windowed: bool = True,
+    now: datetime | None = None,
+    gates: list[tuple[ApiGate, frozenset[str]]] | None = None,
 ) -> MeterResult:
     """Count ``quantity`` of ``metric`` for the tenant's current period unless that takes it over
     the plan's hard limit; one Redis round trip. ``windowed`` also adds it to the current
@@ -109,14 +137,28 @@ def metered_count(
     now = now or timezone.now()
     period = billing_period(tenant, now)
     hard_limit = spec_for(tenant.plan).hard_limit(metric)
-    keys = [period_key(tenant.id, metric, period)]
-    args: list[int | str] = [quantity, -1 if hard_limit is None else hard_limit, _PERIOD_TTL]
-    if windowed:
-        member = window_member(tenant.id, metric, int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS)
-        keys += [window_key(member), dirty_windows_key(), tenant_dirty_windows_key(tenant.id)]
-        args += [_WINDOW_TTL, member]
-    total, counted = _meter_script()(keys=keys, args=args)
-    return MeterResult(metric, int(total), bool(counted), hard_limit, period)
+    member = window_member(tenant.id, metric, int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS)
+    gates = gates or []
+    keys = [
+        period_key(tenant.id, metric, period),
+        window_key(member),
+        dirty_windows_key(),
+        tenant_dirty_windows_key(tenant.id),
+    ] + [gate.key(tenant.id) for gate, _ in gates]
+    args: list[int | str] = [
+        quantity,
+        -1 if hard_limit is None else hard_limit,
+        _PERIOD_TTL,
+        _WINDOW_TTL,
+        member,
+        1 if windowed else 0,
+        len(gates),
+    ]
+    args += [",".join(sorted(closing)) for _, closing in gates]
+    total, counted, gate_index, gate_value = _meter_script()(keys=keys, args=args)
+    closed_by = gates[int(gate_index) - 1][0] if gate_index else None
+    value = gate_value.decode() if isinstance(gate_value, bytes) else str(gate_value or "")
+    return MeterResult(metric, int(total), bool(counted), hard_limit, period, closed_by, value)
 
 
 def metered_uncount(*, tenant: Tenant, metric: str, quantity: int, period: Period) -> None:
@@ -157,12 +199,24 @@ def _exempt_paths() -> tuple[tuple[str, ...], frozenset[str]]:
     return tuple(e for e in entries if e.endswith("/")), frozenset(e for e in entries if not e.endswith("/"))
 
 
-def api_call_meter(*, tenant: Tenant, path: str) -> None:
+def api_call_meter(*, tenant: Tenant, path: str, method: str = "GET") -> None:
     """Count one authenticated API request (``leanvibe.api.base``, ``API_USAGE_METER``), before
     its view runs; refuse it with 429 over the plan's hard limit. Exempt paths (sign-in,
     billing, usage: what a blocked tenant needs to upgrade) are never refused, and not counted
-    while the tenant is over its limit."""
-    result = metered_count(tenant=tenant, metric=Resource.API_CALLS)
+    while the tenant is over its limit. The registered API gates (billing's payment guard) are
+    read in the same round trip; a closed one refuses the request (its own error) uncounted.
+    With ``API_USAGE_METERING`` off only the gates are read."""
+    gates = [(gate, gate.closes(method)) for gate in api_gates() if not path.startswith(gate.exempt_prefixes)]
+    if not settings.API_USAGE_METERING and not gates:
+        return
+    result = metered_count(
+        tenant=tenant,
+        metric=Resource.API_CALLS,
+        quantity=1 if settings.API_USAGE_METERING else 0,
+        gates=gates,
+    )
+    if result.closed_by is not None:
+        raise result.closed_by.refuse(result.gate_value)
     if not result.counted:
         prefixes, exact = _exempt_paths()
         if path in exact or path.startswith(prefixes):

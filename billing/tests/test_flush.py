@@ -114,6 +114,7 @@ def test_flush_command_reports_progress(tenant_a, capsys):
     assert UsageRecord.objects.filter(tenant=tenant_a.tenant, quantity=1).count() == 1
 
 
+@pytest.mark.django_db
 def test_beat_runs_the_flush_every_minute(settings):
     from leanvibe.celery import app
 

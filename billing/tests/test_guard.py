@@ -13,6 +13,8 @@ from accounts.models import User
 from billing import access_flags, services
 from billing.models import BillingAccount
 from billing.tests.stripe_fixtures import subscription
+from leanvibe import redis as lv_redis
+from tenants.usage import period_usage
 
 
 def set_state(handle, status, *, plan="professional", failed_at=None, capture):
@@ -101,3 +103,29 @@ def test_web_pages_of_a_suspended_tenant(client, tenant_a, state):
     # The sign-in page stays reachable.
     client.logout()
     assert client.get("/accounts/login/", HTTP_HOST=tenant_a.host).status_code == 200
+
+
+def test_the_payment_gate_is_read_in_the_meters_single_round_trip(api, tenant_a, state, monkeypatch):
+    """The API's payment guard costs no extra Redis call: its flag is read by the usage meter's
+    script (``tenants.registry.ApiGate``), and a refused write is not counted."""
+    token = tenant_a.login(api)
+    state(tenant_a, "paused")
+    ctx = {"host": tenant_a.host, "token": token}
+    assert api.get("/api/v1/projects", **ctx).status_code == 200  # loads the script
+    before = period_usage(tenant_a.tenant, "api_calls")
+    client = lv_redis.client()
+    sent: list[str] = []
+    original = type(client).execute_command
+
+    def recording(self, *args, **kwargs):
+        if self is client:
+            sent.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(client), "execute_command", recording)
+    refused = api.post("/api/v1/projects", {"name": "New"}, **ctx)
+    read = api.get("/api/v1/projects", **ctx)
+    monkeypatch.undo()
+    assert refused.status_code == 402 and read.status_code == 200
+    assert sent == ["EVALSHA", "EVALSHA"]  # one round trip each, the refused one included
+    assert period_usage(tenant_a.tenant, "api_calls") == before + 1  # the read only

@@ -121,13 +121,8 @@ class _LockedAPIView(APIView):
         """
         super().initial(request, *args, **kwargs)
         tenant = getattr(request, "tenant", None)
-        if (
-            tenant is not None
-            and settings.API_USAGE_METERING
-            and request.user
-            and request.user.is_authenticated
-        ):
-            _api_call_meter()(tenant=tenant, path=request.path)
+        if tenant is not None and request.user and request.user.is_authenticated:
+            _api_call_meter()(tenant=tenant, path=request.path, method=request.method or "GET")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
