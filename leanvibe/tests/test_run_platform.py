@@ -52,13 +52,20 @@ def _totp(otpauth_url: str) -> str:
 
 
 class Platform:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, stripe_port: int) -> None:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("DATABASE_URL", "REDIS_URL", "LEANVIBE_"))
+            if not k.startswith(("DATABASE_URL", "REDIS_URL", "LEANVIBE_", "STRIPE_"))
         }
-        env.update({"LEANVIBE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "TENANT_POOL_SIZE": "1"})
+        env.update(
+            {
+                "LEANVIBE_DATA_DIR": str(data_dir),
+                "PYTHONUNBUFFERED": "1",
+                "TENANT_POOL_SIZE": "1",
+                "STRIPE_LOCAL_PORT": str(stripe_port),
+            }
+        )
         self.log = data_dir.parent / f"run-{time.monotonic_ns()}.log"
         self.log_file = self.log.open("wb")
         self.process = subprocess.Popen(
@@ -105,8 +112,8 @@ def _children_alive(data_dir: Path) -> list[str]:
 
 def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
     data_dir = tmp_path / "data"
-    port = _free_port()
-    first = Platform(data_dir, port)
+    port, stripe_port = _free_port(), _free_port()
+    first = Platform(data_dir, port, stripe_port)
     try:
         output = first.wait_until_serving()
         assert f"http://localhost:{port}/" in output
@@ -116,6 +123,16 @@ def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
         staff = re.search(r"Admin console sign-in\s+(\S+)\s+/\s+(\S+)", output)
         otpauth = re.search(r"otpauth://\S+", output)
         assert owner and staff and otpauth, output
+        # No STRIPE_SECRET_KEY: the local Stripe runs beside the platform, with the catalogue in it.
+        assert f"Local Stripe    http://127.0.0.1:{stripe_port}" in output
+        key = json.loads((data_dir / "credentials.json").read_text())["stripe_local_key"]
+        prices = urllib.request.Request(
+            f"http://127.0.0.1:{stripe_port}/v1/prices?lookup_keys[]=leanvibe_professional_month",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        with urllib.request.urlopen(prices, timeout=10) as response:  # noqa: S310 - loopback only
+            [price] = json.loads(response.read())["data"]
+        assert price["unit_amount"] == 9_900
 
         base = f"http://127.0.0.1:{port}"
         status, body = _request(f"{base}/health/ready", host="localhost")
@@ -143,6 +160,16 @@ def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
         )
         assert status == 200, body
 
+        # The worker made the demo tenant's Stripe customer and its card-less trial.
+        deadline = time.monotonic() + 90
+        while True:
+            status, body = _request(f"{base}/api/v1/billing/subscription", host=acme, token=token)
+            if status == 200 and json.loads(body)["status"] == "trialing":
+                break
+            assert time.monotonic() < deadline, (status, body, first.output()[-3000:])
+            time.sleep(1)
+        assert json.loads(body)["plan"] == "professional"
+
         # The worker is consuming: the welcome email to the demo owner appears in its log.
         deadline = time.monotonic() + 60
         while "Welcome to LeanVibe, Acme Corporation" not in first.output():
@@ -155,7 +182,7 @@ def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
     time.sleep(1)
     assert _children_alive(data_dir) == []
 
-    second = Platform(data_dir, port)
+    second = Platform(data_dir, port, stripe_port)
     try:
         output = second.wait_until_serving()
         # No second demo tenant, same credentials, and the project made in the first run is there.
@@ -170,6 +197,11 @@ def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
         token = json.loads(body)["access_token"]
         status, body = _request(f"http://127.0.0.1:{port}/api/v1/projects", host=acme, token=token)
         assert sorted(p["name"] for p in json.loads(body)["results"]) == ["Kept", "Welcome"]
+        # The local Stripe kept its state: the same trial, no second endpoint or catalogue.
+        status, body = _request(
+            f"http://127.0.0.1:{port}/api/v1/billing/subscription", host=acme, token=token
+        )
+        assert status == 200 and json.loads(body)["status"] == "trialing", body
     finally:
         assert second.stop() == 0
     time.sleep(1)

@@ -1,4 +1,9 @@
-"""``make run``: migrate, make the demo data, then run web, worker and beat until Ctrl-C."""
+"""``make run``: migrate, make the demo data, then run web, worker and beat until Ctrl-C.
+
+Without ``STRIPE_SECRET_KEY`` it also starts the project's local Stripe-compatible server
+(``billing.stripe_local``, on ``STRIPE_LOCAL_PORT``, default 12111, its state kept in
+``.data/stripe_local.json``), points every process at it, creates the catalogue in it and
+registers the webhook endpoint. With a real key nothing local starts."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +23,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.core.signals import setting_changed
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from djstripe.models import WebhookEndpoint
 
 from leanvibe import embedded
 from leanvibe.db import connection
@@ -42,15 +51,74 @@ class Command(BaseCommand):
         call_command("platform_migrate", stdout=self.stdout, verbosity=1)
 
         credentials = self._load_credentials()
+        stripe_local = None
+        if not settings.STRIPE_SECRET_KEY:
+            stripe_local = self._start_stripe_local(credentials)
+            self._save_credentials(credentials)
+            self._prepare_stripe(port)
         staff = self._ensure_staff(credentials)
         demo = None if options["no_demo"] else self._ensure_demo_tenant(credentials)
         self._save_credentials(credentials)
         connection.close()
 
         processes = self._start(port, options["web_workers"])
-        self._print_banner(port, staff, demo)
+        if stripe_local is not None:
+            processes["stripe"] = stripe_local
+        self._print_banner(port, staff, demo, stripe_url=settings.STRIPE_API_BASE if stripe_local else None)
         code = self._supervise(processes)
         sys.exit(code)
+
+    # --- the local Stripe ----------------------------------------------------------------------
+    def _start_stripe_local(self, credentials: dict[str, Any]) -> subprocess.Popen[bytes]:
+        """Start ``python -m billing.stripe_local`` and point this process and its children at
+        it. The key is made once and kept with the credentials (dj-stripe wants 24+ characters
+        after ``sk_test_``), so a second start finds the same customers."""
+        key = credentials.setdefault("stripe_local_key", f"sk_test_local{secrets.token_hex(16)}")
+        port = int(os.environ.get("STRIPE_LOCAL_PORT", "12111"))
+        url = f"http://127.0.0.1:{port}"
+        self.stdout.write(self.style.MIGRATE_HEADING(f"Starting the local Stripe on {url}"))
+        process = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "billing.stripe_local",
+                "--port",
+                str(port),
+                "--state",
+                str(embedded.DATA_DIR / "stripe_local.json"),
+                "--api-key",
+                key,
+            ],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            request = urllib.request.Request(f"{url}/v1/account", headers={"Authorization": f"Bearer {key}"})  # noqa: S310
+            try:
+                with urllib.request.urlopen(request, timeout=2):  # noqa: S310  (loopback)
+                    break
+            except (urllib.error.URLError, OSError) as exc:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"The local Stripe did not start on {url}: {exc}") from exc
+                time.sleep(0.2)
+        for name, value in {
+            "STRIPE_SECRET_KEY": key,
+            "STRIPE_API_BASE": url,
+            "STRIPE_METER_EVENTS_API_BASE": url,
+        }.items():
+            os.environ[name] = value  # the children (web, worker, beat) read it at start
+            setattr(settings, name, value)
+            # This process too (the catalogue sync below): billing's Stripe client follows the signal.
+            setting_changed.send(sender=type(settings), setting=name, value=value, enter=True)
+        return process
+
+    def _prepare_stripe(self, port: int) -> None:
+        """The catalogue in the local Stripe (idempotent), and the webhook endpoint once."""
+        call_command("billing_sync_catalog", stdout=self.stdout)
+        url = f"http://{settings.BASE_DOMAIN}:{port}/stripe/webhook/"
+        if not WebhookEndpoint.objects.filter(url=url).exists():
+            call_command("billing_webhook_setup", url=url, stdout=self.stdout)
 
     # --- data --------------------------------------------------------------------------------
     @property
@@ -146,7 +214,9 @@ class Command(BaseCommand):
             processes[name] = subprocess.Popen(command, env=env, start_new_session=True)  # noqa: S603
         return processes
 
-    def _print_banner(self, port: int, staff: dict[str, Any], demo: dict[str, Any] | None) -> None:
+    def _print_banner(
+        self, port: int, staff: dict[str, Any], demo: dict[str, Any] | None, *, stripe_url: str | None = None
+    ) -> None:
         base = settings.BASE_DOMAIN
         lines = [
             "",
@@ -156,6 +226,8 @@ class Command(BaseCommand):
         ]
         if demo:
             lines.append(f"  Demo tenant     http://{demo['domain']}:{port}/")
+        if stripe_url:
+            lines.append(f"  Local Stripe    {stripe_url}  (test card 4242 4242 4242 4242)")
         lines.append("")
         lines.append(
             f"  Admin console sign-in   {staff['email']}  /  {staff.get('password') or '(unchanged)'}"
@@ -189,7 +261,7 @@ class Command(BaseCommand):
                     stopping = True
                     break
             time.sleep(0.3)
-        self.stdout.write("\nStopping web, worker and beat...")
+        self.stdout.write("\nStopping web, worker, beat and the local Stripe...")
         for process in processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
