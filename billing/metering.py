@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import stripe
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing.catalog import meter_event_name
 from billing.models import UsageRecord
+from billing.stripe_api import billing_enabled
 from leanvibe import redis as lv_redis
 from leanvibe.errors import DomainError, UsageLimitReached
 from tenants.models import Tenant
@@ -258,3 +261,61 @@ def _first_answer(tenant: Tenant, key: str) -> UsageAnswer | None:
         return None
     # jsonb keeps keys in its own order: give them back in the first answer's.
     return UsageAnswer({name: found[name] for name in ANSWER_FIELDS}, created=False)
+
+
+# --- reporting the ledger to Stripe ---------------------------------------------------------
+
+#: Stripe refuses Meter events older than this.
+STRIPE_METER_EVENT_MAX_AGE = timedelta(days=35)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    reported: int
+    #: Rows Stripe will not take any more (older than 35 days): marked, logged, never billed.
+    expired: int
+
+
+def _meter_event_send(row: UsageRecord, customer_id: str) -> None:
+    """One Billing Meter event for one ledger row, named by the row's idempotency key: Stripe
+    counts an identifier once (24 h), so sending a row twice bills it once."""
+    try:
+        stripe.billing.MeterEvent.create(
+            event_name=meter_event_name(row.metric),
+            payload={"stripe_customer_id": customer_id, "value": str(row.quantity)},
+            identifier=row.idempotency_key,
+            timestamp=int(row.window_start.timestamp()),
+        )
+    except stripe.InvalidRequestError as exc:
+        if "already exists" not in str(exc.user_message or exc):
+            raise
+        # Sent before, by a report that died before marking the row: counted once already.
+
+
+def usage_report(*, limit: int = 500, now: datetime | None = None) -> ReportResult:
+    """Send the ledger rows not yet reported to Stripe as Billing Meter events, then mark them.
+
+    Only tenants with a Stripe customer are reported (with billing off there is nobody to bill,
+    and a tenant's rows wait for its customer). A report killed between sending and marking
+    sends the row again next time, which Stripe ignores (same identifier). Stripe being down
+    stops the run with the rows left unreported, for the next run."""
+    if not billing_enabled():
+        return ReportResult(0, 0)
+    now = now or timezone.now()
+    rows = list(
+        UsageRecord.objects.filter(reported_at__isnull=True)
+        .exclude(tenant__billing_account__stripe_customer_id="")
+        .filter(tenant__billing_account__isnull=False)
+        .select_related("tenant__billing_account")
+        .order_by("window_start", "id")[:limit]
+    )
+    reported = expired = 0
+    for row in rows:
+        if now - row.window_start > STRIPE_METER_EVENT_MAX_AGE:
+            logger.warning("usage row %s is older than Stripe accepts: not billed", row.idempotency_key)
+            expired += 1
+        else:
+            _meter_event_send(row, row.tenant.billing_account.stripe_customer_id)
+            reported += 1
+        UsageRecord.objects.filter(pk=row.pk, reported_at__isnull=True).update(reported_at=now)
+    return ReportResult(reported, expired)

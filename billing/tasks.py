@@ -50,6 +50,13 @@ def usage_flush() -> int:
     return metering.usage_flush().rows_created
 
 
+@shared_task(autoretry_for=_STRIPE_DOWN, retry_backoff=5, retry_backoff_max=300, max_retries=5)
+def usage_report() -> int:
+    """Beat, every minute: ledger rows to Stripe as Billing Meter events (idempotent by
+    identifier, so an overlapping or retried run bills nothing twice)."""
+    return metering.usage_report().reported
+
+
 @shared_task
 def revenue_snapshot_take() -> str:
     """Beat, daily: today's MRR snapshot (run again the same day, the row is updated)."""

@@ -353,6 +353,7 @@ CELERY_BEAT_SCHEDULE = {
     "refill-tenant-schema-pool": {"task": "tenants.tasks.schema_pool_refill", "schedule": 300.0},
     "send-due-followup-emails": {"task": "tenants.tasks.tenant_send_due_followups", "schedule": 3600.0},
     "flush-usage-windows": {"task": "billing.tasks.usage_flush", "schedule": 60.0},
+    "report-usage-to-stripe": {"task": "billing.tasks.usage_report", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE.update(
     {
