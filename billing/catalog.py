@@ -49,13 +49,31 @@ def _product_ensure(pid: str, name: str, metadata: dict[str, str], report: Repor
     return product
 
 
+def _tiers_of(price: dict[str, Any]) -> list[tuple[int | None, Decimal]]:
+    return [
+        (
+            None if tier.get("up_to") in (None, "inf") else int(tier["up_to"]),
+            Decimal(str(tier.get("unit_amount_decimal") or tier.get("unit_amount") or 0)),
+        )
+        for tier in price.get("tiers") or []
+    ]
+
+
+def _amount_matches(price: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    if (price.get("billing_scheme") or "per_unit") != wanted.get("billing_scheme", "per_unit"):
+        return False
+    if wanted.get("billing_scheme") == "tiered":
+        return price.get("tiers_mode") == wanted["tiers_mode"] and _tiers_of(price) == _tiers_of(wanted)
+    amount = price.get("unit_amount_decimal") or price.get("unit_amount")
+    return amount is not None and Decimal(str(amount)) == Decimal(str(wanted["unit_amount_decimal"]))
+
+
 def _price_matches(price: dict[str, Any], wanted: dict[str, Any]) -> bool:
     recurring = price.get("recurring") or {}
-    amount = price.get("unit_amount_decimal") or price.get("unit_amount")
     return (
         price.get("product") == wanted["product"]
         and price.get("currency") == wanted["currency"]
-        and Decimal(str(amount)) == Decimal(str(wanted["unit_amount_decimal"]))
+        and _amount_matches(price, wanted)
         and recurring.get("interval") == wanted["recurring"]["interval"]
         and recurring.get("usage_type", "licensed") == wanted["recurring"].get("usage_type", "licensed")
         and (recurring.get("meter") or None) == wanted["recurring"].get("meter")
@@ -63,7 +81,7 @@ def _price_matches(price: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 
 def _price_ensure(lookup_key: str, wanted: dict[str, Any], report: Report) -> stripe.Price:
-    found = stripe.Price.list(lookup_keys=[lookup_key], active=True, limit=1).data
+    found = stripe.Price.list(lookup_keys=[lookup_key], active=True, limit=1, expand=["data.tiers"]).data
     current = found[0] if found else None
     if current is not None and _price_matches(as_dict(current), wanted):
         report(f"price {lookup_key}: unchanged ({current.id})")
@@ -94,17 +112,34 @@ def _meter_ensure(metric: str, report: Report) -> dict[str, Any]:
     return as_dict(meter)
 
 
-def _overage_unit_price(metric: str) -> Decimal | None:
-    prices = {
-        spec.overage.unit_prices[metric]
+def _overage_terms(metric: str) -> tuple[int, Decimal] | None:
+    """(amount included a month, unit price in cents) of the plan that charges ``metric``."""
+    terms = {
+        (spec.limits.limit_for(metric) or 0, spec.overage.unit_prices[metric])
         for spec in SPECS.values()
         if spec.overage.policy == OveragePolicy.CHARGE and metric in spec.overage.unit_prices
     }
-    if len(prices) > 1:
+    if len(terms) > 1:
         raise ValueError(
-            f"plans charge different overage prices for {metric}: one lookup key cannot hold both"
+            f"plans charge {metric} on different terms (included amount, unit price): "
+            "one lookup key cannot hold both"
         )
-    return prices.pop() if prices else None
+    return terms.pop() if terms else None
+
+
+def _overage_price(included: int, unit_price: Decimal) -> dict[str, Any]:
+    """Every unit is reported to the meter; graduated tiers bill only those past the amount the
+    plan includes (a yearly price includes twelve months' worth)."""
+    if not included:
+        return {"unit_amount_decimal": str(unit_price)}
+    return {
+        "billing_scheme": "tiered",
+        "tiers_mode": "graduated",
+        "tiers": [
+            {"up_to": included, "unit_amount_decimal": "0"},
+            {"up_to": "inf", "unit_amount_decimal": str(unit_price)},
+        ],
+    }
 
 
 def catalog_sync(*, report: Report = lambda line: None) -> dict[str, stripe.Price]:
@@ -130,9 +165,10 @@ def catalog_sync(*, report: Report = lambda line: None) -> dict[str, stripe.Pric
     overage_product: stripe.Product | None = None
     for metric in METERED:
         meter = _meter_ensure(metric, report)
-        unit_price = _overage_unit_price(metric)
-        if unit_price is None:
+        terms = _overage_terms(metric)
+        if terms is None:
             continue
+        monthly_included, unit_price = terms
         if overage_product is None:
             overage_product = _product_ensure(OVERAGE_PRODUCT_ID, "LeanVibe usage over the plan", {}, report)
             products.append(overage_product)
@@ -143,7 +179,7 @@ def catalog_sync(*, report: Report = lambda line: None) -> dict[str, stripe.Pric
                 {
                     "product": overage_product.id,
                     "currency": "usd",
-                    "unit_amount_decimal": str(unit_price),
+                    **_overage_price(monthly_included * (12 if interval == Interval.YEAR else 1), unit_price),
                     "recurring": {"interval": str(interval), "usage_type": "metered", "meter": meter["id"]},
                     "metadata": {"metric": str(metric)},
                 },

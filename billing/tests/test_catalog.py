@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from io import StringIO
 
 import stripe
@@ -9,7 +10,7 @@ from django.core.management import call_command
 from djstripe.models import Price as DjstripePrice
 from djstripe.models import Product as DjstripeProduct
 
-from billing.catalog import catalog_sync
+from billing.catalog import catalog_sync, metered_lookup_key
 from tenants import plans
 from tenants.plans import SPECS, metered_price_lookup_key
 
@@ -55,3 +56,20 @@ def test_a_changed_amount_moves_the_lookup_key_to_a_new_price(stripe_local, db, 
     found = stripe.Price.list(lookup_keys=["leanvibe_starter_month"]).data
     assert [p.id for p in found] == [after["id"]]
     assert stripe.Price.retrieve(before["id"]).active is False
+
+
+def test_overage_prices_bill_only_what_is_past_the_included_amount(stripe_local, db):
+    catalog_sync()
+    catalog_sync()  # tiers compare equal: nothing replaced on a second run
+    terms = {}
+    for interval in ("month", "year"):
+        key = metered_lookup_key("ai_requests", interval)
+        found = stripe.Price.list(lookup_keys=[key], expand=["data.tiers"]).data
+        assert len(found) == 1, key
+        price = found[0]
+        assert (price.billing_scheme, price.tiers_mode) == ("tiered", "graduated")
+        terms[interval] = [(tier.up_to, Decimal(str(tier.unit_amount_decimal))) for tier in price.tiers]
+    enterprise = SPECS["enterprise"]
+    included = enterprise.limits.ai_requests
+    unit = enterprise.overage.unit_prices["ai_requests"]
+    assert terms == {"month": [(included, 0), (None, unit)], "year": [(12 * included, 0), (None, unit)]}
