@@ -1,6 +1,7 @@
 """Dunning: after ``invoice.payment_failed`` the tenant keeps its plan for a grace period
 (``BILLING_GRACE_DAYS``) while Stripe retries the card; the billing email hears on days 0, 3
-and 7 (``BILLING_DUNNING_EMAIL_DAYS``), each once (claimed with a conditional UPDATE, so two
+and 7 (``BILLING_DUNNING_EMAIL_DAYS``, counted from when Stripe says the payment failed, in
+the time of the tenant's test clock if it is on one), each once (claimed with a conditional UPDATE, so two
 sweeps never send the same one); then the tenant is suspended for non-payment until
 ``invoice.paid``. The sweep runs from beat; ``manage.py billing_dunning --dry-run`` shows it."""
 
@@ -64,11 +65,13 @@ def dunning_email_send(account: BillingAccount, day: int) -> int:
 
 
 def dunning_sweep(*, dry_run: bool, at: datetime | None = None) -> list[DunningAction]:
-    now = at or timezone.now()
+    wall = timezone.now()
     actions: list[DunningAction] = []
     grace = timedelta(days=settings.BILLING_GRACE_DAYS)
     dunning = BillingAccount.objects.filter(payment_failed_at__isnull=False).select_related("tenant")
     for account in dunning.order_by("payment_failed_at"):
+        # A tenant on a Stripe test clock is swept at the clock's time (unless told a time).
+        now = at or account.billing_now(wall)
         failed_at = account.payment_failed_at or now
         day = _email_day_due(failed_at, now)
         due = day is not None and (account.dunning_email_day is None or account.dunning_email_day < day)

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.catalog import meter_event_name
-from billing.models import UsageRecord
+from billing.models import BillingAccount, UsageRecord
 from billing.stripe_api import billing_enabled
 from leanvibe import redis as lv_redis
 from leanvibe.errors import DomainError, UsageLimitReached
@@ -276,15 +276,17 @@ class ReportResult:
     expired: int
 
 
-def _meter_event_send(row: UsageRecord, customer_id: str) -> None:
+def _meter_event_send(row: UsageRecord, account: BillingAccount) -> None:
     """One Billing Meter event for one ledger row, named by the row's idempotency key: Stripe
-    counts an identifier once (24 h), so sending a row twice bills it once."""
+    counts an identifier once (24 h), so sending a row twice bills it once. A customer on a test
+    clock lives in the clock's time: its use happens at the clock's current time."""
+    at = account.test_clock_time if account.stripe_test_clock_id and account.test_clock_time else None
     try:
         stripe.billing.MeterEvent.create(
             event_name=meter_event_name(row.metric),
-            payload={"stripe_customer_id": customer_id, "value": str(row.quantity)},
+            payload={"stripe_customer_id": account.stripe_customer_id, "value": str(row.quantity)},
             identifier=row.idempotency_key,
-            timestamp=int(row.window_start.timestamp()),
+            timestamp=int((at or row.window_start).timestamp()),
         )
     except stripe.InvalidRequestError as exc:
         if "already exists" not in str(exc.user_message or exc):
@@ -315,7 +317,7 @@ def usage_report(*, limit: int = 500, now: datetime | None = None) -> ReportResu
             logger.warning("usage row %s is older than Stripe accepts: not billed", row.idempotency_key)
             expired += 1
         else:
-            _meter_event_send(row, row.tenant.billing_account.stripe_customer_id)
+            _meter_event_send(row, row.tenant.billing_account)
             reported += 1
         UsageRecord.objects.filter(pk=row.pk, reported_at__isnull=True).update(reported_at=now)
     return ReportResult(reported, expired)

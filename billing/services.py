@@ -8,6 +8,7 @@ Every Stripe object is re-read by id before it changes anything here: webhook pa
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from billing import access_flags
 from billing.catalog import metered_lookup_key
 from billing.entitlement import Entitlement, entitlement
 from billing.models import Access, BillingAccount
-from billing.stripe_api import billing_enabled
+from billing.stripe_api import billing_enabled, test_clocks_enabled
 from billing.stripe_objects import (
     as_dict,
     current_period,
@@ -146,6 +147,7 @@ def account_apply_subscription(*, tenant_id: Any, sub: dict[str, Any]) -> Billin
     """Store what Stripe says of ``sub`` (freshly retrieved) and decide the tenant's access."""
     account = BillingAccount.objects.select_for_update().select_related("tenant").get(tenant_id=tenant_id)
     now = timezone.now()
+    decided_at = account.billing_now(now)
     plan, interval = plan_of_subscription(sub)
     account.stripe_subscription_id = str(sub["id"])
     account.stripe_customer_id = object_id(sub.get("customer")) or account.stripe_customer_id
@@ -168,7 +170,7 @@ def account_apply_subscription(*, tenant_id: Any, sub: dict[str, Any]) -> Billin
         account.payment_failed_at = None
         account.dunning_email_day = None
     account.synced_at = now
-    _decide(account, now)
+    _decide(account, decided_at)
     account.save()
     _publish_after_commit(account)
     return account
@@ -178,7 +180,7 @@ def account_apply_subscription(*, tenant_id: Any, sub: dict[str, Any]) -> Billin
 def account_recompute(*, account_id: int, now: Any = None) -> BillingAccount:
     """Decide again from the stored state (the grace period may have run out)."""
     account = BillingAccount.objects.select_for_update().select_related("tenant").get(id=account_id)
-    _decide(account, now or timezone.now())
+    _decide(account, now or account.billing_now())
     account.save()
     _publish_after_commit(account)
     return account
@@ -225,8 +227,10 @@ def subscription_sync(*, subscription_id: str) -> BillingAccount | None:
     return account_apply_subscription(tenant_id=tenant_id, sub=sub)
 
 
-def invoice_payment_failed(*, invoice_id: str) -> BillingAccount | None:
-    """Start dunning unless Stripe says the invoice has been paid since (events out of order)."""
+def invoice_payment_failed(*, invoice_id: str, failed_at: Any = None) -> BillingAccount | None:
+    """Start dunning unless Stripe says the invoice has been paid since (events out of order).
+    The grace period runs from ``failed_at``, when Stripe says the payment failed (its event's
+    time: a webhook delivered late does not lengthen it; on a test clock, the clock's time)."""
     invoice = as_dict(stripe.Invoice.retrieve(invoice_id))
     subscription_id = invoice_subscription_id(invoice)
     if invoice.get("status") in ("paid", "void") or not subscription_id:
@@ -236,7 +240,7 @@ def invoice_payment_failed(*, invoice_id: str) -> BillingAccount | None:
         return None
     with transaction.atomic():
         BillingAccount.objects.filter(tenant_id=tenant_id, payment_failed_at__isnull=True).update(
-            payment_failed_at=timezone.now(), dunning_email_day=None
+            payment_failed_at=failed_at or timezone.now(), dunning_email_day=None
         )
         return subscription_sync(subscription_id=subscription_id)
 
@@ -286,17 +290,82 @@ def customer_ensure(*, tenant: Tenant) -> BillingAccount:
     account = account_get_or_create(tenant=tenant)
     if account.stripe_customer_id:
         return account
+    clock = _test_clock_create(tenant) if test_clocks_enabled() else None
+    params: dict[str, Any] = {"test_clock": clock.id} if clock else {}
     customer = stripe.Customer.create(
         email=tenant.billing_email,
         name=tenant.organization_name,
         metadata={"tenant_id": str(tenant.id), "djstripe_subscriber": str(tenant.id)},
         idempotency_key=f"leanvibe-customer-{tenant.id}",
+        **params,
     )
     DjstripeCustomer.sync_from_stripe_data(customer)
     DjstripeCustomer.objects.filter(id=customer.id).update(subscriber=tenant)
-    BillingAccount.objects.filter(id=account.id).update(stripe_customer_id=customer.id)
     account.stripe_customer_id = customer.id
+    if clock is not None:
+        account.stripe_test_clock_id, account.test_clock_time = clock.id, ts(clock.frozen_time)
+    BillingAccount.objects.filter(id=account.id).update(
+        stripe_customer_id=customer.id,
+        stripe_test_clock_id=account.stripe_test_clock_id,
+        test_clock_time=account.test_clock_time,
+    )
     return account
+
+
+# --- test clocks (test mode, BILLING_TEST_CLOCKS) ----------------------------------------------
+def _test_clock_create(tenant: Tenant) -> stripe.test_helpers.TestClock:
+    """One clock per customer, starting now (Stripe allows three customers per clock)."""
+    return stripe.test_helpers.TestClock.create(
+        frozen_time=int(timezone.now().timestamp()),
+        name=f"LeanVibe {tenant.schema_name}"[:300],
+        idempotency_key=f"leanvibe-clock-{tenant.id}",
+    )
+
+
+def test_clock_ready(*, clock_id: str) -> list[BillingAccount]:
+    """A test clock finished advancing: its tenants' billing time moves to the clock's (re-read
+    from Stripe, so a late or repeated event never moves it back) and their access is decided
+    again at that time; the dunning sweep runs after commit."""
+    clock = as_dict(stripe.test_helpers.TestClock.retrieve(clock_id))
+    frozen = ts(clock.get("frozen_time"))
+    if frozen is None or clock.get("status") != "ready":
+        return []
+    accounts = []
+    with transaction.atomic():
+        for account_id in BillingAccount.objects.filter(stripe_test_clock_id=clock_id).values_list(
+            "id", flat=True
+        ):
+            BillingAccount.objects.filter(id=account_id).update(test_clock_time=frozen)
+            accounts.append(account_recompute(account_id=account_id))
+        if accounts:
+            from billing import tasks  # the tasks module imports this one
+
+            transaction.on_commit(tasks.dunning_sweep.delay)
+    return accounts
+
+
+def test_clock_advance(*, tenant: Tenant, to: Any, timeout: float = 120) -> BillingAccount:
+    """Advance the tenant's test clock to ``to`` and wait until Stripe has done everything due
+    on the way (renewals, payment retries), then apply the clock's time here too."""
+    account = BillingAccount.objects.filter(tenant=tenant).first()
+    if account is None or not account.stripe_test_clock_id:
+        raise BillingError("no_test_clock", "This organisation's Stripe customer is not on a test clock.")
+    clock_id = account.stripe_test_clock_id
+    try:
+        stripe.test_helpers.TestClock.advance(clock_id, frozen_time=int(to.timestamp()))
+        deadline = time.monotonic() + timeout
+        while stripe.test_helpers.TestClock.retrieve(clock_id).status != "ready":
+            if time.monotonic() > deadline:
+                raise BillingError(
+                    "stripe_unavailable",
+                    f"Test clock {clock_id} still advancing after {timeout:.0f} s.",
+                    status=503,
+                )
+            time.sleep(0.5)
+    except stripe.StripeError as exc:
+        raise _stripe_failure(exc) from exc
+    test_clock_ready(clock_id=clock_id)
+    return BillingAccount.objects.get(id=account.id)
 
 
 def customer_and_trial_create(*, tenant_id: Any) -> BillingAccount | None:

@@ -25,6 +25,13 @@ def billing_enabled() -> bool:
     return bool(settings.STRIPE_SECRET_KEY)
 
 
+def test_clocks_enabled() -> bool:
+    """``BILLING_TEST_CLOCKS`` holds only in test mode: never with a live key."""
+    key = settings.STRIPE_SECRET_KEY or ""
+    live = settings.STRIPE_LIVE_MODE or key.startswith(("sk_live_", "rk_live_"))
+    return bool(settings.BILLING_TEST_CLOCKS and key and not live)
+
+
 def configure() -> None:
     stripe.api_key = settings.STRIPE_SECRET_KEY or None
     stripe.api_base = settings.STRIPE_API_BASE.rstrip("/")

@@ -76,7 +76,11 @@ def on_invoice_paid(sender: Any, event: Event, **_: Any) -> None:
 
 
 def on_invoice_payment_failed(sender: Any, event: Event, **_: Any) -> None:
-    services.invoice_payment_failed(invoice_id=object_id(_object(event).get("id")))
+    services.invoice_payment_failed(invoice_id=object_id(_object(event).get("id")), failed_at=event.created)
+
+
+def on_test_clock_ready(sender: Any, event: Event, **_: Any) -> None:
+    services.test_clock_ready(clock_id=object_id(_object(event).get("id")))
 
 
 def on_checkout_completed(sender: Any, event: Event, **_: Any) -> None:
@@ -93,6 +97,7 @@ HANDLERS = {
     "invoice.paid": on_invoice_paid,
     "invoice.payment_failed": on_invoice_payment_failed,
     "checkout.session.completed": on_checkout_completed,
+    "test_helpers.test_clock.ready": on_test_clock_ready,
 }
 
 

@@ -398,6 +398,10 @@ DJSTRIPE_WEBHOOK_VALIDATION = "verify_signature"
 # Days a trial lasts without a card, and days of grace after a failed payment before suspension.
 BILLING_TRIAL_DAYS = env.int("BILLING_TRIAL_DAYS", default=14)
 BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=14)
+# Test mode only: each new Stripe customer gets its own test clock, so a tenant's billing life
+# (trial end, renewals, failed payments, dunning) can be simulated by advancing it
+# (`manage.py billing_test_clock`). Refused with a live key.
+BILLING_TEST_CLOCKS = env.bool("BILLING_TEST_CLOCKS", default=False)
 # Days after the first failed payment on which the billing email gets a reminder.
 BILLING_DUNNING_EMAIL_DAYS = (0, 3, 7)
 

@@ -4,7 +4,10 @@ subscription (re-read by id, never taken from an event's payload) and what we de
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
+from django.utils import timezone
 
 from tenants.models import Tenant
 from tenants.plans import Plan
@@ -39,6 +42,11 @@ class BillingAccount(models.Model):
     # The last reminder day (0, 3, 7) whose email went out; claimed atomically by the sweep.
     dunning_email_day = models.SmallIntegerField(null=True, blank=True)
     suspended_at = models.DateTimeField(null=True, blank=True)
+    # Test mode with BILLING_TEST_CLOCKS: the customer lives on its own Stripe test clock, and
+    # billing decisions for it (grace period, dunning days, usage timestamps) follow the clock's
+    # time, kept here from its ``test_helpers.test_clock.ready`` events.
+    stripe_test_clock_id = models.CharField(max_length=255, blank=True, db_index=True)
+    test_clock_time = models.DateTimeField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -61,3 +69,10 @@ class BillingAccount(models.Model):
     @property
     def in_dunning(self) -> bool:
         return self.payment_failed_at is not None
+
+    def billing_now(self, wall: datetime | None = None) -> datetime:
+        """The time billing decisions about this tenant are made at: its test clock's, if it is
+        on one, else the wall clock."""
+        if self.stripe_test_clock_id and self.test_clock_time is not None:
+            return self.test_clock_time
+        return wall or timezone.now()

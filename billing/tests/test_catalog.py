@@ -68,8 +68,9 @@ def test_overage_prices_bill_only_what_is_past_the_included_amount(stripe_local,
         assert len(found) == 1, key
         price = found[0]
         assert (price.billing_scheme, price.tiers_mode) == ("tiered", "graduated")
-        terms[interval] = [(tier.up_to, Decimal(str(tier.unit_amount_decimal))) for tier in price.tiers]
+        terms[interval] = [(tier.up_to, Decimal(str(tier.unit_amount_decimal))) for tier in price.tiers or []]
     enterprise = SPECS["enterprise"]
     included = enterprise.limits.ai_requests
+    assert included
     unit = enterprise.overage.unit_prices["ai_requests"]
     assert terms == {"month": [(included, 0), (None, unit)], "year": [(12 * included, 0), (None, unit)]}

@@ -46,11 +46,12 @@ def test_each_ledger_row_is_sent_once_by_its_key(trial):  # noqa: F811
 
 
 def test_a_report_killed_after_sending_bills_nothing_twice(trial):  # noqa: F811
-    customer = BillingAccount.objects.get(tenant=trial.tenant).stripe_customer_id
+    account = BillingAccount.objects.get(tenant=trial.tenant)
+    customer = account.stripe_customer_id
     metering.usage_ledger_record(tenant=trial.tenant, metric="api_calls", quantity=5, idempotency_key="once")
     row = UsageRecord.objects.get()
     # The first report sent the event and died before marking the row.
-    metering._meter_event_send(row, customer)
+    metering._meter_event_send(row, account)
     assert _metered_total(customer, "api_calls") == 5
     assert metering.usage_report().reported == 1  # sent again: Stripe knows the identifier
     assert _metered_total(customer, "api_calls") == 5
