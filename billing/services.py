@@ -346,7 +346,8 @@ def test_clock_ready(*, clock_id: str) -> list[BillingAccount]:
 
 def test_clock_advance(*, tenant: Tenant, to: Any, timeout: float = 120) -> BillingAccount:
     """Advance the tenant's test clock to ``to`` and wait until Stripe has done everything due
-    on the way (renewals, payment retries), then apply the clock's time here too."""
+    on the way (renewals, payment retries), then apply the clock's time and the subscription's
+    state here too (the webhooks will say the same; applying twice changes nothing)."""
     account = BillingAccount.objects.filter(tenant=tenant).first()
     if account is None or not account.stripe_test_clock_id:
         raise BillingError("no_test_clock", "This organisation's Stripe customer is not on a test clock.")
@@ -365,6 +366,9 @@ def test_clock_advance(*, tenant: Tenant, to: Any, timeout: float = 120) -> Bill
     except stripe.StripeError as exc:
         raise _stripe_failure(exc) from exc
     test_clock_ready(clock_id=clock_id)
+    if account.stripe_subscription_id:
+        # What the advance did to the subscription, without waiting for its webhooks.
+        subscription_sync(subscription_id=account.stripe_subscription_id)
     return BillingAccount.objects.get(id=account.id)
 
 

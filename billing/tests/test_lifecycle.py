@@ -101,8 +101,10 @@ def test_trial_overage_failed_payment_dunning_suspension_and_recovery_on_a_test_
         "/api/v1/auth/login", {"email": "gavin@hooli.test", "password": PASSWORD}, host=host
     ).body["access_token"]
 
+    names = iter(range(1, 100))
+
     def write() -> Any:
-        return api.post("/api/v1/projects", {"name": f"p{len(mail.outbox)}-{t0}"}, host=host, token=token)
+        return api.post("/api/v1/projects", {"name": f"Project {next(names)}"}, host=host, token=token)
 
     assert write().status_code == 201
 
@@ -155,6 +157,13 @@ def test_trial_overage_failed_payment_dunning_suspension_and_recovery_on_a_test_
         WAIT,
     )
 
+    # The upcoming invoice shows the plan and the overage (500 past the included amount).
+    plan_cents = SPECS["enterprise"].prices["month"]
+    overage_cents = int(500 * unit)
+    upcoming = api.get("/api/v1/billing/invoices/upcoming", host=host, token=token)
+    assert upcoming.status_code == 200, upcoming.body
+    assert upcoming.body["amount_due"] == plan_cents + overage_cents
+
     # The card starts failing before the renewal.
     failing = stripe.PaymentMethod.attach("pm_card_chargeCustomerFail", customer=account.stripe_customer_id)
     stripe.Customer.modify(
@@ -177,13 +186,12 @@ def test_trial_overage_failed_payment_dunning_suspension_and_recovery_on_a_test_
     assert period_end <= account.payment_failed_at <= renewal_at  # Stripe's time, not the wall clock's
     assert account.access == Access.OK  # the grace period has begun
     invoices = api.get("/api/v1/billing/invoices", host=host, token=token).body
-    renewal = invoices[0] if isinstance(invoices, list) else invoices["data"][0]
-    plan_cents = SPECS["enterprise"].prices["month"]
-    overage_cents = int(500 * unit)
+    renewal = invoices["results"][0]
     assert renewal["status"] == "open"
     assert (renewal["amount_due"], renewal["amount_paid"]) == (plan_cents + overage_cents, 0)
     lines = stripe.Invoice.retrieve(renewal["id"]).lines.data
-    assert sorted(line.amount for line in lines) == sorted([plan_cents, overage_cents])
+    # The plan, the ai_requests overage, and api_calls (metered too, none used: 0).
+    assert sorted(line.amount for line in lines) == sorted([plan_cents, overage_cents, 0])
     wait_for(lambda: len(_reminders()) == 1, "the day-0 reminder", WAIT)
     assert write().status_code == 201  # past due, within the grace period: still working
 
