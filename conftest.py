@@ -47,7 +47,9 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
 def _clean_redis() -> Iterator[None]:
     """Rate-limit counters and API call counts of one test must not leak into the next."""
     from leanvibe import redis as lv_redis
+    from tenants.usage import meter_local_reset
 
+    meter_local_reset()  # calls counted in memory belong to the last test's Redis state
     client = lv_redis.client()
     keys = list(client.scan_iter(f"*{TEST_CACHE_PREFIX}*", count=1000))
     if keys:

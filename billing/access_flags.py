@@ -10,6 +10,7 @@ from django.conf import settings
 
 from billing.models import Access
 from leanvibe import redis as lv_redis
+from tenants.usage import meter_lease_revoke
 
 
 def access_key(tenant_id: UUID | str) -> str:
@@ -27,6 +28,8 @@ def access_publish(*, tenant_id: UUID | str, access: str, dunning: bool = False)
         client.delete(access_key(tenant_id))
     else:
         client.set(access_key(tenant_id), value)
+    # This process's API meter reads the flag again at once; others within their lease (0.1 s).
+    meter_lease_revoke(tenant_id)
 
 
 def access_of(tenant_id: UUID | str) -> str:

@@ -17,6 +17,7 @@ from billing.stripe_api import billing_enabled
 from billing.stripe_objects import as_dict, ts
 from tenants.models import Tenant
 from tenants.plans import GB, METERED, SPECS, PlanSpec
+from tenants.usage import meter_local_flush
 
 
 def _gb(value: int | None) -> int | None:
@@ -160,6 +161,7 @@ def usage_analytics(*, tenant: Tenant, start: date, end: date) -> dict[str, Any]
     """Usage per metered metric and UTC day, ``start`` to ``end`` inclusive: the ledger plus the
     windows still in Redis (not yet flushed; a window already in the ledger is not added twice).
     Every day of the range is listed, with 0 when nothing was used."""
+    meter_local_flush()  # this process's calls counted on a lease are read too
     since = datetime.combine(start, time.min, tzinfo=UTC)
     until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
     daily: dict[str, dict[date, int]] = {metric: defaultdict(int) for metric in METERED}

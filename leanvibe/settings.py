@@ -296,6 +296,9 @@ API_MFA_ENROLLMENT_CHECK = "accounts.services.mfa.mfa_enrollment_required"
 # in "/") stay usable by a blocked tenant, so it can sign in, see its usage and upgrade.
 API_USAGE_METERING = env.bool("API_USAGE_METERING", default=True)
 API_USAGE_METER = "tenants.usage.api_call_meter"
+# Calls a process may count in memory on one lease (tenants.usage._LocalMeter) before asking
+# Redis again; 0: every API call is a Redis round trip.
+API_USAGE_METER_BATCH = env.int("API_USAGE_METER_BATCH", default=256)
 API_USAGE_EXEMPT_PATHS = ("/api/v1/auth/", "/api/v1/billing/", "/api/v1/usage")
 REST_FRAMEWORK = {
     # Deny everything by default: the base classes of leanvibe.api.base set their own, so a view on

@@ -13,7 +13,7 @@ from billing.metering import pending_windows, usage_windows_persist
 from billing.models import UsageRecord
 from leanvibe import redis as lv_redis
 from tenants.periods import billing_period
-from tenants.usage import metered_count, period_key, period_usage
+from tenants.usage import meter_lease_revoke, metered_count, period_key, period_usage
 
 USAGE = "/api/v1/billing/usage"
 ANALYTICS = "/api/v1/billing/usage/analytics"
@@ -26,6 +26,7 @@ def owner(api, tenant_a):
 
 def set_used(tenant, metric, value):
     lv_redis.client().set(period_key(tenant.id, metric, billing_period(tenant)), value)
+    meter_lease_revoke(tenant.id)  # this process asks Redis again on its next call
 
 
 @pytest.mark.django_db

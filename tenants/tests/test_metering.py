@@ -14,6 +14,7 @@ from tenants.models import Tenant
 from tenants.periods import billing_period
 from tenants.usage import (
     dirty_windows_key,
+    meter_lease_revoke,
     metered_count,
     period_key,
     period_usage,
@@ -30,6 +31,7 @@ BLOCKED = {
 
 def set_used(tenant: Tenant, metric: str, value: int) -> None:
     lv_redis.client().set(period_key(tenant.id, metric, billing_period(tenant)), value)
+    meter_lease_revoke(tenant.id)  # this process asks Redis again on its next call
 
 
 @pytest.fixture
