@@ -230,8 +230,8 @@ def test_a_coupon_is_in_the_stored_subscription_right_after_the_re_read(trial):
         metadata={"tenant_id": trial.id, "plan": "professional"},
     )
 
-    account = services.subscription_sync(subscription_id=sub.id)
-    assert account is not None and (account.stripe_subscription_id, account.status) == (sub.id, "active")
+    synced = services.subscription_sync(subscription_id=sub.id)
+    assert synced is not None and (synced.stripe_subscription_id, synced.status) == (sub.id, "active")
     stored = DjstripeSubscription.objects.get(id=sub.id).stripe_data["discounts"]
     assert len(stored) == 1 and stored[0]["object"] == "discount"
     assert stored[0]["source"] == {"coupon": "LAUNCH20", "type": "coupon"}

@@ -181,18 +181,22 @@ def _reconnect() -> None:
     _forget_clients()
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def redis_state() -> dict[str, Any]:
     """Every key of this test run (the test cache prefix) with its value: counters as ints,
     sets as sorted lists; and whether each still has its expiry."""
     client = lv_redis.client()
     state: dict[str, Any] = {}
     for raw in client.scan_iter(f"*{settings.CACHE_KEY_PREFIX}*", count=1000):
-        key = raw.decode()
-        kind = client.type(raw).decode()
+        key = _text(raw)
+        kind = _text(client.type(raw))
         if kind == "string":
             value: Any = int(client.get(raw) or 0)
         elif kind == "set":
-            value = sorted(m.decode() for m in client.smembers(raw))
+            value = sorted(_text(m) for m in client.smembers(raw))
         else:
             value = kind
         state[key] = (value, client.ttl(raw) > 0)

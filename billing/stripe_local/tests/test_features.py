@@ -77,5 +77,7 @@ def test_feature_objects_have_the_fixture_shape(local: StripeLocal) -> None:
     check("entitlements.feature", _get(local, f"/v1/entitlements/features/{feature.id}"), problems)
     check("product_feature", _get(local, f"/v1/products/{product.id}/features/{attached.id}"), problems)
     check("product_feature", _get(local, f"/v1/products/{product.id}/features")["data"][0], problems)
-    check("deleted_product_feature", stripe.Product.delete_feature(product.id, attached.id), problems)
+    check(
+        "deleted_product_feature", stripe.Product.delete_feature(product.id, attached.id).to_dict(), problems
+    )
     assert problems == []
