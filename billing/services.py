@@ -200,10 +200,14 @@ def _tenant_id_of_subscription(sub: dict[str, Any]) -> Any:
     )
 
 
+#: What a re-read of a subscription expands. ``discounts`` whole (not ids): a coupon is then in
+#: the stored subscription (dj-stripe's ``stripe_data``) at once; as ids it could only be
+#: resolved through dj-stripe's Discount rows, which only an invoice's sync makes.
+SUBSCRIPTION_EXPAND = ["default_payment_method", "items.data.price", "discounts"]
+
+
 def _retrieve_subscription(subscription_id: str) -> stripe.Subscription:
-    return stripe.Subscription.retrieve(
-        subscription_id, expand=["default_payment_method", "items.data.price"]
-    )
+    return stripe.Subscription.retrieve(subscription_id, expand=SUBSCRIPTION_EXPAND)
 
 
 def subscription_sync(*, subscription_id: str) -> BillingAccount | None:

@@ -262,6 +262,13 @@ class Backend:
             out["items"]["data"] = items
         elif obj.get("object") == "subscription_item":
             out = self._item_public(obj)
+        elif obj.get("object") == "product_feature":
+            out = {
+                "id": obj["id"],
+                "object": "product_feature",
+                "entitlement_feature": public(self.objects[obj["_feature"]]),
+                "livemode": obj["livemode"],
+            }
         return out
 
     def _expand(self, node: Any, parts: list[str], depth: int = 0) -> None:
@@ -652,7 +659,6 @@ class Backend:
             "tax_rates",
             "transfers",
             "billing/alerts",
-            "entitlements/features",
         ):
             r("GET", f"/v1/{base}")(lambda params, base=base: self._list([], params, f"/v1/{base}"))
         for sub_list in ("sources", "tax_ids", "balance_transactions", "discounts"):
@@ -698,6 +704,14 @@ class Backend:
         r("GET", "/v1/products/([^/]+)")(self.product_retrieve)
         r("POST", "/v1/products/([^/]+)")(self.product_update)
         r("DELETE", "/v1/products/([^/]+)")(self.product_delete)
+        r("GET", "/v1/products/([^/]+)/features")(self.product_feature_list)
+        r("POST", "/v1/products/([^/]+)/features")(self.product_feature_create)
+        r("GET", "/v1/products/([^/]+)/features/(prodft_[^/]+)")(self.product_feature_retrieve)
+        r("DELETE", "/v1/products/([^/]+)/features/(prodft_[^/]+)")(self.product_feature_delete)
+        r("POST", "/v1/entitlements/features")(self.feature_create)
+        r("GET", "/v1/entitlements/features")(self.feature_list)
+        r("GET", "/v1/entitlements/features/(feat_[^/]+)")(self.feature_retrieve)
+        r("POST", "/v1/entitlements/features/(feat_[^/]+)")(self.feature_update)
         r("POST", "/v1/prices")(self.price_create)
         r("GET", "/v1/prices")(self.price_list)
         r("GET", "/v1/prices/([^/]+)")(self.price_retrieve)
@@ -1425,6 +1439,100 @@ class Backend:
         self._emit("product.deleted", product)
         deleted = example("deleted_product")
         deleted["id"] = product_id
+        return deleted
+
+    # --- entitlement features, and their attachment to products --------------------------
+    def feature_create(self, params: Obj) -> Obj:
+        for required in ("name", "lookup_key"):
+            if not params.get(required):
+                raise invalid(f"Missing required param: {required}.", param=required)
+        lookup_key = str(params["lookup_key"])
+        if any(f["lookup_key"] == lookup_key for f in self._all("entitlements.feature")):
+            raise invalid(
+                f"A feature with lookup_key {lookup_key} already exists.",
+                param="lookup_key",
+                code="resource_already_exists",
+            )
+        feature = example("entitlements.feature")
+        feature.update(
+            id=new_id("feat_test_", 32),
+            active=True,
+            livemode=False,
+            lookup_key=lookup_key,
+            metadata={},
+            name=str(params["name"]),
+        )
+        self._merge_metadata(feature, params)
+        self._store(feature)
+        return self.render(feature, params.get("expand"))
+
+    def feature_list(self, params: Obj) -> Obj:
+        objs = self._all("entitlements.feature")
+        if "archived" in params:
+            objs = [f for f in objs if f["active"] != _bool(params["archived"])]
+        if params.get("lookup_key"):
+            objs = [f for f in objs if f["lookup_key"] == params["lookup_key"]]
+        return self._list(objs, params, "/v1/entitlements/features")
+
+    def feature_retrieve(self, params: Obj, feature_id: str) -> Obj:
+        return self.render(self._get("entitlements.feature", feature_id), params.get("expand"))
+
+    def feature_update(self, params: Obj, feature_id: str) -> Obj:
+        """``active=false`` archives a feature (Stripe never deletes one)."""
+        feature = self._get("entitlements.feature", feature_id)
+        if params.get("name"):
+            feature["name"] = str(params["name"])
+        if "active" in params:
+            feature["active"] = _bool(params["active"])
+        self._merge_metadata(feature, params)
+        return self.render(feature, params.get("expand"))
+
+    def _product_features(self, product_id: str) -> list[Obj]:
+        return [pf for pf in self._all("product_feature") if pf["_product"] == product_id]
+
+    def product_feature_create(self, params: Obj, product_id: str) -> Obj:
+        """Attach a feature: a ``product_feature`` whose ``entitlement_feature`` is the whole
+        feature (Stripe returns it in full, not as an id)."""
+        self._get("product", product_id)
+        feature_id = params.get("entitlement_feature")
+        if not feature_id:
+            raise invalid("Missing required param: entitlement_feature.", param="entitlement_feature")
+        feature = self._get("entitlements.feature", feature_id, param="entitlement_feature")
+        if not feature["active"]:
+            raise invalid(
+                f"Feature {feature_id} is archived and cannot be attached to a product.",
+                param="entitlement_feature",
+            )
+        if any(pf["_feature"] == feature_id for pf in self._product_features(product_id)):
+            raise invalid(
+                f"Feature {feature_id} is already attached to product {product_id}.",
+                param="entitlement_feature",
+                code="resource_already_exists",
+            )
+        attached = example("product_feature")
+        attached.update(id=new_id("prodft_", 24), livemode=False, _product=product_id, _feature=feature_id)
+        attached.pop("entitlement_feature", None)  # rendered from the feature (``_public``)
+        self._store(attached)
+        return self.render(attached, params.get("expand"))
+
+    def product_feature_list(self, params: Obj, product_id: str) -> Obj:
+        self._get("product", product_id)
+        return self._list(self._product_features(product_id), params, f"/v1/products/{product_id}/features")
+
+    def _product_feature(self, product_id: str, product_feature_id: str) -> Obj:
+        self._get("product", product_id)
+        attached = self._get("product_feature", product_feature_id)
+        if attached["_product"] != product_id:
+            raise missing("product feature", product_feature_id)
+        return attached
+
+    def product_feature_retrieve(self, params: Obj, product_id: str, product_feature_id: str) -> Obj:
+        return self.render(self._product_feature(product_id, product_feature_id), params.get("expand"))
+
+    def product_feature_delete(self, params: Obj, product_id: str, product_feature_id: str) -> Obj:
+        self._product_feature(product_id, product_feature_id)["_deleted"] = True
+        deleted = example("deleted_product_feature")
+        deleted["id"] = product_feature_id
         return deleted
 
     # --- prices -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from io import StringIO
 
@@ -10,7 +11,7 @@ from django.core.management import call_command
 from djstripe.models import Price as DjstripePrice
 from djstripe.models import Product as DjstripeProduct
 
-from billing.catalog import catalog_sync, metered_lookup_key
+from billing.catalog import catalog_sync, metered_lookup_key, product_id
 from tenants import plans
 from tenants.plans import SPECS, metered_price_lookup_key
 
@@ -74,3 +75,24 @@ def test_overage_prices_bill_only_what_is_past_the_included_amount(stripe_local,
     assert included
     unit = enterprise.overage.unit_prices["ai_requests"]
     assert terms == {"month": [(included, 0), (None, unit)], "year": [(12 * included, 0), (None, unit)]}
+
+
+def test_products_mirror_their_features_without_errors(stripe_local, db, caplog):
+    """dj-stripe lists a product's features on every product sync (``/v1/products/{id}/features``):
+    answered by the local Stripe, so the catalogue sync logs nothing and features are mirrored."""
+    caplog.set_level(logging.WARNING, logger="djstripe")
+    catalog_sync()
+    assert not [r for r in caplog.records if "product features" in r.getMessage()]
+    product = DjstripeProduct.objects.get(id=product_id("professional"))
+    assert not product.features.exists()
+
+    feature = stripe.entitlements.Feature.create(name="AI assistant", lookup_key="ai-assistant")
+    attached = stripe.Product.create_feature(product.id, entitlement_feature=feature.id)
+    DjstripeProduct.sync_from_stripe_data(stripe.Product.retrieve(product.id))
+    mirrored = product.features.get()
+    assert (mirrored.id, mirrored.entitlement_feature.lookup_key) == (attached.id, "ai-assistant")
+
+    stripe.Product.delete_feature(product.id, attached.id)
+    DjstripeProduct.sync_from_stripe_data(stripe.Product.retrieve(product.id))
+    assert not product.features.exists()
+    assert not [r for r in caplog.records if "product features" in r.getMessage()]

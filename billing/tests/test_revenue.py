@@ -25,7 +25,7 @@ from djstripe.models import Subscription as DjstripeSubscription
 
 from accounts.models import User
 from accounts.services import tokens_issue
-from billing import revenue
+from billing import revenue, services
 from billing.models import RevenueSnapshot
 
 DAY = 86400
@@ -55,14 +55,14 @@ def _subscribe(clock_id: str, name: str, items: list[dict[str, Any]], **kwargs: 
 
 def _mirror() -> None:
     """Into dj-stripe's tables as the webhooks leave them: coupons (dj-stripe's coupon.*
-    handler), subscriptions as ``billing.services`` re-reads them (discounts stay ids), invoices
+    handler), subscriptions as ``billing.services`` re-reads them (discounts expanded), invoices
     as dj-stripe's invoice.* handler retrieves them (``Invoice.expand_fields``: discounts
-    expanded, which makes the Discount rows the subscriptions' ids are resolved with)."""
+    expanded, which makes dj-stripe's Discount rows)."""
     for coupon in stripe.Coupon.list(limit=100).auto_paging_iter():
         DjstripeCoupon.sync_from_stripe_data(coupon)
     for sub in stripe.Subscription.list(status="all", limit=100).auto_paging_iter():
         DjstripeSubscription.sync_from_stripe_data(
-            stripe.Subscription.retrieve(sub.id, expand=["default_payment_method", "items.data.price"])
+            stripe.Subscription.retrieve(sub.id, expand=services.SUBSCRIPTION_EXPAND)
         )
     for invoice in stripe.Invoice.list(limit=100).auto_paging_iter():
         DjstripeInvoice.sync_from_stripe_data(
@@ -161,9 +161,9 @@ def test_mrr_arr_churn_arpa_and_revenue_by_plan_match_the_hand_figures(book):
     #   8250 + 9900 + 7425 = 25575; enterprise c = 39920.
     # Churn: paying at NOW - 30 d (T0 + 5 d, out of trial): a b c d e g h = 7 (f and i in trial);
     #   ended since: g = 1; 1 / 7 = 0.142857… → 0.1429.
-    # The mirror holds c's discount as an id (resolved through dj-stripe's Discount rows).
+    # The mirror holds c's discount whole, as the re-read expands it.
     discounts = DjstripeSubscription.objects.get(id=book["c"]).stripe_data["discounts"]
-    assert len(discounts) == 1 and isinstance(discounts[0], str)
+    assert len(discounts) == 1 and discounts[0]["object"] == "discount"
     body = revenue.revenue_analytics(months=3, now=NOW_DT)
     assert body["mrr"] == 78995
     assert body["arr"] == 947940

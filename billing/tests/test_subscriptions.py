@@ -8,12 +8,16 @@ import pytest
 import stripe
 from django.utils import timezone
 from django_tenants.utils import schema_context
+from djstripe.models import Coupon as DjstripeCoupon
 from djstripe.models import Customer as DjstripeCustomer
+from djstripe.models import Discount as DjstripeDiscount
+from djstripe.models import Subscription as DjstripeSubscription
 
 from accounts.models import Role
 from accounts.services import user_create
-from billing import tasks
+from billing import revenue, services, tasks
 from billing.models import BillingAccount
+from billing.services import price_for
 
 
 @pytest.fixture
@@ -208,3 +212,30 @@ def test_plans_are_public_on_both_hosts(api, tenant_a):
     }
     assert enterprise["limits"]["projects"] is None and enterprise["limits"]["storage_gb"] is None
     assert enterprise["features"]
+
+
+def test_a_coupon_is_in_the_stored_subscription_right_after_the_re_read(trial):
+    """A subscription made with a coupon (the Dashboard, a sales deal): the re-read that its
+    ``customer.subscription.created`` event runs stores the discount whole, so it shows (and
+    counts in MRR) before any invoice is synced, which is what makes dj-stripe's Discount rows."""
+    coupon = stripe.Coupon.create(id="LAUNCH20", percent_off=20, duration="forever")
+    DjstripeCoupon.sync_from_stripe_data(coupon)  # as dj-stripe's coupon.created handler does
+    account = BillingAccount.objects.get(tenant=trial.tenant)
+    card = stripe.PaymentMethod.attach("pm_card_visa", customer=account.stripe_customer_id)
+    sub = stripe.Subscription.create(
+        customer=account.stripe_customer_id,
+        items=[{"price": price_for("leanvibe_professional_month")["id"]}],
+        default_payment_method=card.id,
+        discounts=[{"coupon": coupon.id}],
+        metadata={"tenant_id": trial.id, "plan": "professional"},
+    )
+
+    synced = services.subscription_sync(subscription_id=sub.id)
+    assert synced is not None and (synced.stripe_subscription_id, synced.status) == (sub.id, "active")
+    stored = DjstripeSubscription.objects.get(id=sub.id).stripe_data["discounts"]
+    assert len(stored) == 1 and stored[0]["object"] == "discount"
+    assert stored[0]["source"] == {"coupon": "LAUNCH20", "type": "coupon"}
+    assert stored[0]["subscription"] == sub.id
+    assert not DjstripeDiscount.objects.exists()  # no invoice synced: nothing to resolve an id with
+    # The trial (trialing) counts 0; this one 9900 less 20 %.
+    assert revenue.revenue_analytics(now=timezone.now())["mrr"] == 7920
