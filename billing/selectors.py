@@ -239,12 +239,12 @@ class UsageMeter:
 
     @property
     def percent(self) -> int:
-        """Share of the limit, rounded, not capped (150 past it by half); 0 when unlimited."""
+        """Share of the limit, rounded half up, not capped (150 past it by half); 0 when unlimited."""
         if self.limit is None:
             return 0
         if self.limit == 0:
             return 100 if self.used else 0
-        return round(100 * self.used / self.limit)
+        return (200 * self.used + self.limit) // (2 * self.limit)  # half up, in integers
 
     @property
     def aria_percent(self) -> int:

@@ -66,7 +66,7 @@ def test_owner_of_a_trial_subscribes_through_checkout(trial, stripe_local):  # n
     session_id = answer["Location"].rsplit("/", 1)[1]
     session = stripe.checkout.Session.retrieve(session_id)
     assert session.client_reference_id == trial.id and session.mode == "subscription"
-    assert session.success_url.endswith("/billing/?checkout=success")
+    assert str(session.success_url).endswith("/billing/?checkout=success")
     # Nothing changes before Stripe confirms the payment.
     assert BillingAccount.objects.get(tenant=trial.tenant).status == "trialing"
 
