@@ -12,20 +12,16 @@ from django.contrib import admin
 from django.db.models import Count
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
-from billing import revenue
+from billing import charts, revenue
 from billing.models import BillingAccount, RevenueSnapshot
 from tenants.models import Tenant
 from tenants.plans import SPECS
 
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 72, 16, 16, 36
 LINE_COLOUR = "#417690"  # the console's primary blue
 BAR_COLOUR = "#79aec8"
-GRID_COLOUR = "#cccccc"
-TEXT_COLOUR = "#666666"
+CHART_CLASS = "revenue-chart"
 
 
 def dollars(cents: int | None) -> str:
@@ -38,133 +34,23 @@ def percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f} %"
 
 
-def _nice_max(value: int) -> int:
-    """A round top for the y axis (1, 2 or 5 x a power of ten, in cents)."""
-    if value <= 0:
-        return 100
-    step = 1
-    while True:
-        for factor in (1, 2, 5):
-            if step * factor >= value:
-                return step * factor
-        step *= 10
-
-
-def _svg(label: str, body: SafeString, height: int = HEIGHT) -> SafeString:
-    return format_html(
-        '<svg xmlns="http://www.w3.org/2000/svg" class="revenue-chart" role="img" aria-label="{}" '
-        'viewBox="0 0 {} {}" width="100%" preserveAspectRatio="xMinYMin meet">{}</svg>',
-        label,
-        WIDTH,
-        height,
-        body,
-    )
-
-
-def _y_axis(top_value: int) -> SafeString:
-    plot_h = HEIGHT - TOP - BOTTOM
-    rows = []
-    for n in range(5):
-        value = top_value * n // 4
-        y = TOP + plot_h - plot_h * n / 4
-        rows.append(
-            (
-                LEFT,
-                f"{y:.1f}",
-                WIDTH - RIGHT,
-                f"{y:.1f}",
-                GRID_COLOUR,
-                LEFT - 6,
-                f"{y + 4:.1f}",
-                dollars(value),
-            )
-        )
-    return format_html_join(
-        "",
-        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="1"/>'
-        '<text x="{}" y="{}" text-anchor="end" font-size="11" fill="#666666">{}</text>',
-        rows,
-    )
-
-
 def mrr_line_chart(history: list[dict[str, Any]]) -> SafeString | None:
     """MRR per snapshot day as a line; ``None`` without snapshots (empty state)."""
-    if not history:
-        return None
-    top_value = _nice_max(max(int(point["mrr"]) for point in history))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    count = len(history)
-
-    def xy(n: int, mrr: int) -> tuple[float, float]:
-        x = LEFT + (plot_w * n / (count - 1) if count > 1 else plot_w / 2)
-        return x, TOP + plot_h - plot_h * mrr / top_value
-
-    points = [xy(n, int(point["mrr"])) for n, point in enumerate(history)]
-    polyline = format_html(
-        '<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>',
-        " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
-        LINE_COLOUR,
+    points = [charts.Point(str(p["date"]), str(p["date"]), int(p["mrr"])) for p in history]
+    return charts.line_chart(
+        points, label="MRR over time", fmt=dollars, colour=LINE_COLOUR, css_class=CHART_CLASS
     )
-    dots = format_html_join(
-        "",
-        '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}: {}</title></circle>',
-        (
-            (f"{x:.1f}", f"{y:.1f}", LINE_COLOUR, point["date"], dollars(int(point["mrr"])))
-            for (x, y), point in zip(points, history, strict=True)
-        ),
-    )
-    first, last = history[0]["date"], history[-1]["date"]
-    labels = format_html(
-        '<text x="{}" y="{}" font-size="11" fill="{}">{}</text>'
-        '<text x="{}" y="{}" text-anchor="end" font-size="11" fill="{}">{}</text>',
-        LEFT,
-        HEIGHT - 12,
-        TEXT_COLOUR,
-        first,
-        WIDTH - RIGHT,
-        HEIGHT - 12,
-        TEXT_COLOUR,
-        last,
-    )
-    return _svg("MRR over time", mark_safe(_y_axis(top_value) + polyline + dots + labels))  # noqa: S308
 
 
 def plan_bar_chart(by_plan: dict[str, int]) -> SafeString | None:
     """MRR by plan as vertical bars; ``None`` when every plan is at 0 (empty state)."""
-    bars_data = [(plan, cents) for plan, cents in revenue.plans_in_order(by_plan)]
-    if not any(cents for _, cents in bars_data):
-        return None
-    top_value = _nice_max(max(cents for _, cents in bars_data))
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    slot = plot_w / len(bars_data)
-    bar_w = slot * 0.6
-    rows = []
-    for n, (plan, cents) in enumerate(bars_data):
-        h = plot_h * cents / top_value
-        x = LEFT + slot * n + (slot - bar_w) / 2
-        y = TOP + plot_h - h
-        name = str(SPECS[plan].name) if plan in SPECS else plan
-        rows.append(
-            (
-                f"{x:.1f}",
-                f"{y:.1f}",
-                f"{bar_w:.1f}",
-                f"{h:.1f}",
-                BAR_COLOUR,
-                name,
-                dollars(cents),
-                f"{x + bar_w / 2:.1f}",
-                HEIGHT - 12,
-                name,
-            )
-        )
-    bars = format_html_join(
-        "",
-        '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {}</title></rect>'
-        '<text x="{}" y="{}" text-anchor="middle" font-size="11" fill="#666666">{}</text>',
-        rows,
+    points = [
+        charts.Point(plan, str(SPECS[plan].name) if plan in SPECS else plan, cents)
+        for plan, cents in revenue.plans_in_order(by_plan)
+    ]
+    return charts.bar_chart(
+        points, label="MRR by plan", fmt=dollars, colour=BAR_COLOUR, css_class=CHART_CLASS
     )
-    return _svg("MRR by plan", mark_safe(_y_axis(top_value) + bars))  # noqa: S308
 
 
 @dataclass(frozen=True)

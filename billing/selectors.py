@@ -4,6 +4,7 @@ usage analytics, and ledger rows still to report to Stripe."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -16,8 +17,9 @@ from billing.models import BillingAccount, UsageRecord
 from billing.stripe_api import billing_enabled
 from billing.stripe_objects import as_dict, ts
 from tenants.models import Tenant
-from tenants.plans import GB, METERED, SPECS, PlanSpec
-from tenants.usage import meter_local_flush
+from tenants.periods import Period, billing_period
+from tenants.plans import GB, METERED, SPECS, PlanSpec, Resource, limits_for
+from tenants.usage import meter_local_flush, period_usage, usage_for
 
 
 def _gb(value: int | None) -> int | None:
@@ -208,3 +210,96 @@ def usage_analytics(*, tenant: Tenant, start: date, end: date) -> dict[str, Any]
             "daily": [{"date": day.isoformat(), "quantity": daily[metric].get(day, 0)} for day in days],
         }
     return {"start_date": start.isoformat(), "end_date": end.isoformat(), "metrics": metrics}
+
+
+# --- usage against the plan's limits (the billing page) ---------------------------------------
+
+#: Warn from this share of a limit (percent).
+USAGE_WARN_PERCENT = 80
+#: The order and words of the billing page's usage bars.
+USAGE_LABELS: dict[str, str] = {
+    Resource.API_CALLS: "API calls",
+    Resource.AI_REQUESTS: "AI requests",
+    Resource.STORAGE: "Storage",
+    Resource.USERS: "Seats",
+    Resource.PROJECTS: "Projects",
+}
+
+
+@dataclass(frozen=True)
+class UsageMeter:
+    """Use of one limited resource: metered ones (``metered``) for the current billing period,
+    the others as they stand now. ``limit`` None is unlimited."""
+
+    resource: str
+    label: str
+    used: int
+    limit: int | None
+    metered: bool
+    in_bytes: bool = False
+
+    @property
+    def percent(self) -> int:
+        """Share of the limit, rounded half up, not capped (150 past it by half); 0 when unlimited."""
+        if self.limit is None:
+            return 0
+        if self.limit == 0:
+            return 100 if self.used else 0
+        return (200 * self.used + self.limit) // (2 * self.limit)  # half up, in integers
+
+    @property
+    def aria_percent(self) -> int:
+        """``percent`` within 0-100, for ``aria-valuenow``."""
+        return min(100, self.percent)
+
+    @property
+    def bar_percent(self) -> str:
+        """Width of the bar (percent of the track, at most 100), two decimals."""
+        if self.limit is None:
+            return "0"
+        if self.limit == 0:
+            return "100" if self.used else "0"
+        return f"{min(100.0, 100 * self.used / self.limit):.2f}".rstrip("0").rstrip(".")
+
+    @property
+    def state(self) -> str:
+        """``unlimited``, ``over`` (past the limit), ``warn`` (from 80 %) or ``ok``."""
+        if self.limit is None:
+            return "unlimited"
+        if self.used > self.limit:
+            return "over"
+        if self.used * 100 >= USAGE_WARN_PERCENT * self.limit and self.used:
+            return "warn"
+        return "ok"
+
+
+def usage_meters(tenant: Tenant) -> list[UsageMeter]:
+    """Every limited resource of the tenant's plan, metered ones first: the registered quota
+    resources (``tenants.usage.usage_for``) and the metered metrics they lack (``ai_requests``,
+    counted by ``tenants.usage.usage_record``). Runs in the tenant's schema (it counts rows)."""
+    limits = limits_for(tenant.plan)
+    found = {u.resource: u for u in usage_for(tenant)}
+    meters = []
+    for resource, label in USAGE_LABELS.items():
+        if resource in found:
+            used = found[resource].used
+        elif resource in METERED:
+            used = period_usage(tenant, resource)
+        else:
+            continue  # not measured here (its app is not installed)
+        meters.append(
+            UsageMeter(
+                resource=str(resource),
+                label=label,
+                used=used,
+                limit=limits.limit_for(resource),
+                metered=resource in METERED,
+                in_bytes=resource == Resource.STORAGE,
+            )
+        )
+    return meters
+
+
+def usage_period(tenant: Tenant) -> Period:
+    """The billing period metered usage is counted in now."""
+    return billing_period(tenant)

@@ -277,6 +277,10 @@ def checkout_completed(*, session_id: str) -> BillingAccount | None:
     old_id = account.stripe_subscription_id
     if old_id and old_id != subscription_id:
         _cancel_replaced(old_id)
+    # Events come in any order: the new subscription's own event may have been applied first
+    # (the account then names it already), so the replaced one is found at Stripe, by customer.
+    customer_id = object_id(session.get("customer")) or account.stripe_customer_id
+    _cancel_others(customer_id=customer_id, keep=subscription_id)
     BillingAccount.objects.filter(id=account.id).update(stripe_subscription_id=subscription_id)
     return subscription_sync(subscription_id=subscription_id)
 
@@ -285,6 +289,15 @@ def _cancel_replaced(subscription_id: str) -> None:
     old = as_dict(stripe.Subscription.retrieve(subscription_id))
     if old.get("status") in LIVE_STATUSES:
         stripe.Subscription.cancel(subscription_id, prorate=False)
+
+
+def _cancel_others(*, customer_id: str, keep: str) -> None:
+    """Cancel the customer's live subscriptions other than ``keep`` (a tenant has one)."""
+    if not customer_id:
+        return
+    for sub in stripe.Subscription.list(customer=customer_id, status="all", limit=100).data:
+        if sub.id != keep and sub.status in LIVE_STATUSES:
+            stripe.Subscription.cancel(sub.id, prorate=False)
 
 
 # --- a new tenant: customer and trial ----------------------------------------------------------

@@ -33,6 +33,7 @@ urlpatterns = [
     path("billing/cancel/", billing_views.billing_cancel_view, name="billing-cancel"),
     path("billing/resume/", billing_views.billing_resume_view, name="billing-resume"),
     path("billing/change/", billing_views.billing_change_view, name="billing-change"),
+    path("billing/subscribe/", billing_views.billing_subscribe_view, name="billing-subscribe"),
     # allauth's sign-in view behind the brute-force protection the API login has.
     path("accounts/login/", login_views.login_view, name="account_login"),
     # allauth's email page, where only a verified address may become the primary one.

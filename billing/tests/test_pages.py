@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stripe
 from django.test import Client
 from django_tenants.utils import schema_context
 
@@ -53,3 +54,31 @@ def test_public_pricing_page_shows_the_catalogue(client, db):
     assert "<strong>$29</strong> a month, or $290 a year" in html
     assert "<strong>$499</strong> a month, or $4,990 a year" in html
     assert "then 0.01¢ each" in html and "Start with Professional" in html
+
+
+def test_owner_of_a_trial_subscribes_through_checkout(trial, stripe_local):  # noqa: F811
+    owner = _browser(trial)
+    html = owner.get("/billing/").content.decode()
+    assert 'id="subscribe"' in html and "Continue to checkout" in html
+    answer = owner.post("/billing/subscribe/", {"subscribe-plan_id": "starter", "subscribe-interval": "year"})
+    assert answer.status_code == 302
+    assert answer["Location"].startswith(f"{stripe_local.url}/checkout/cs_")
+    session_id = answer["Location"].rsplit("/", 1)[1]
+    session = stripe.checkout.Session.retrieve(session_id)
+    assert session.client_reference_id == trial.id and session.mode == "subscription"
+    assert str(session.success_url).endswith("/billing/?checkout=success")
+    # Nothing changes before Stripe confirms the payment.
+    assert BillingAccount.objects.get(tenant=trial.tenant).status == "trialing"
+
+    bad = owner.post("/billing/subscribe/", {"subscribe-plan_id": "gold", "subscribe-interval": "month"})
+    assert bad.status_code == 400 and "field-error" in bad.content.decode()
+
+
+def test_members_cannot_subscribe(trial):  # noqa: F811
+    with schema_context(trial.tenant.schema_name):
+        user_create(email="member@example.com", password=trial.password, role=Role.MEMBER)
+    member = _browser(trial, "member@example.com")
+    assert 'id="subscribe"' not in member.get("/billing/").content.decode()
+    choice = {"subscribe-plan_id": "starter", "subscribe-interval": "month"}
+    answer = member.post("/billing/subscribe/", choice)
+    assert answer.status_code == 403

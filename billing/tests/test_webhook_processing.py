@@ -193,3 +193,36 @@ def test_completed_checkout_replaces_the_trial(api, client, trial, endpoint, str
         assert _process(_deliver(client, event))
     account.refresh_from_db()
     assert (account.plan, account.status) == ("starter", "active")
+
+
+def test_checkout_replaces_the_trial_when_the_new_subscription_is_synced_first(
+    api,
+    client,
+    trial,  # noqa: F811
+    endpoint,
+    stripe_local,
+):
+    """Stripe does not order events: the new subscription's ``created`` may be processed before
+    ``checkout.session.completed`` (the account then already names it); the trial is cancelled
+    all the same (found by the Chromium checkout test)."""
+    account = BillingAccount.objects.get(tenant=trial.tenant)
+    trial_id = account.stripe_subscription_id
+    ctx = {"host": trial.host, "token": trial.login(api)}
+    checkout_url = api.post(
+        "/api/v1/billing/subscribe", {"plan_id": "professional", "interval": "month"}, **ctx
+    ).body["checkout_url"]
+    assert _complete_checkout(checkout_url, "4242424242424242") in (302, 303)
+    completed = stripe_local.events("checkout.session.completed")[-1]
+    new_id = completed["data"]["object"]["subscription"]
+    created = [e for e in _subscription_events(stripe_local, new_id) if e["type"].endswith("created")]
+    assert created
+    assert _process(_deliver(client, created[-1]))
+    account.refresh_from_db()
+    assert (account.stripe_subscription_id, account.status) == (new_id, "active")
+
+    assert _process(_deliver(client, completed))
+    account.refresh_from_db()
+    assert (account.stripe_subscription_id, account.plan) == (new_id, "professional")
+    assert account.status == "active"
+    assert stripe.Subscription.retrieve(trial_id).status == "canceled"
+    assert stripe.Subscription.retrieve(new_id).status == "active"
