@@ -57,11 +57,11 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--webhook-events",
         type=int,
-        default=600,
+        default=200,
         help="Unique Stripe events delivered to /stripe/webhook/ (duplicates come on top).",
     )
     parser.add_argument(
-        "--webhook-tenants", type=int, default=20, help="Tenants whose subscriptions the events are about."
+        "--webhook-tenants", type=int, default=10, help="Tenants whose subscriptions the events are about."
     )
     parser.add_argument(
         "--webhook-duplicates",

@@ -347,10 +347,15 @@ def _wait_processed(trigger_ids: list[int], started: float, timeout: float) -> f
 
     low, wanted = min(trigger_ids), len(trigger_ids)
     deadline = time.perf_counter() + timeout
+    report = time.perf_counter() + 10
     while True:
         done = WebhookEventTrigger.objects.filter(pk__gte=low, valid=True, processed=True).count()
         if done >= wanted:
             return time.perf_counter() - started
+        if time.perf_counter() > report:
+            elapsed = time.perf_counter() - started
+            progress(f"processed {done}/{wanted} ({elapsed:.0f} s, {done / elapsed:.1f}/s)")
+            report += 10
         if time.perf_counter() > deadline:
             failed = list(
                 WebhookEventTrigger.objects.filter(pk__gte=low, valid=True, processed=False)
@@ -436,7 +441,7 @@ def _stale(tenants: list[dict[str, str]]) -> int:
 
 
 # --- the run ---------------------------------------------------------------------------------------
-def run(*, queue: str, events: int = 600, tenants: int = 20, duplicate_share: float = 0.25) -> list[Verdict]:
+def run(*, queue: str, events: int = 200, tenants: int = 10, duplicate_share: float = 0.25) -> list[Verdict]:
     from django.conf import settings
     from django.db import connections
 
