@@ -214,7 +214,13 @@ class Databases:
 
 
 @contextmanager
-def gunicorn(*, database_url: str, workers: int, env: dict[str, str] | None = None) -> Iterator[int]:
+def gunicorn(
+    *,
+    database_url: str,
+    workers: int,
+    env: dict[str, str] | None = None,
+    app: str = "leanvibe.wsgi:application",
+) -> Iterator[int]:
     """gunicorn (sync workers, as ``make run`` serves) on a free localhost port, for the database
     at ``database_url``; yields the port, and stops the server by its pid afterwards."""
     with socket.socket() as sock:
@@ -223,7 +229,7 @@ def gunicorn(*, database_url: str, workers: int, env: dict[str, str] | None = No
     log = tempfile.NamedTemporaryFile("w+", prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
     command = [
         str(Path(sys.executable).parent / "gunicorn"),
-        "leanvibe.wsgi:application",
+        app,
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",

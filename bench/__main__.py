@@ -1,4 +1,4 @@
-"""``python -m bench``: provisioning, sign-in, routing and metering benchmarks in databases of their own.
+"""``python -m bench``: provisioning, sign-ins, routing, metering and webhooks, in databases of their own.
 
 The databases (``BENCH_DATABASE``, default ``leanvibe_bench``, and ``<that>_*`` for the routing
 runs) live on the same PostgreSQL server as the project's (``DATABASE_URL``, or in development
@@ -26,8 +26,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["provisioning", "signins", "routing", "metering"],
-        help="Run only these benchmarks (default: all four).",
+        choices=["provisioning", "signins", "routing", "metering", "webhooks"],
+        help="Run only these benchmarks (default: all five).",
     )
     parser.add_argument("--strict", action="store_true", help="Exit non-zero when a target fails.")
     parser.add_argument("--migrations", type=int, default=3, help="Tenants made by running migrations.")
@@ -53,6 +53,21 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--metering-requests", type=int, default=600, help="Timed API requests each way (counting on, off)."
+    )
+    parser.add_argument(
+        "--webhook-events",
+        type=int,
+        default=200,
+        help="Unique Stripe events delivered to /stripe/webhook/ (duplicates come on top).",
+    )
+    parser.add_argument(
+        "--webhook-tenants", type=int, default=10, help="Tenants whose subscriptions the events are about."
+    )
+    parser.add_argument(
+        "--webhook-duplicates",
+        type=float,
+        default=0.25,
+        help="Share of the deliveries that are exact duplicates of earlier events (0 to 0.9).",
     )
     parser.add_argument("--keep-databases", action="store_true", help="Leave the bench databases behind.")
     return parser.parse_args(argv)
@@ -80,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.base_tenants < 1 or args.tenants <= args.base_tenants:
         raise SystemExit("--tenants must be larger than --base-tenants (>= 1)")
+    if args.webhook_events < 1 or args.webhook_tenants < 1 or not 0 <= args.webhook_duplicates <= 0.9:
+        raise SystemExit("--webhook-events and --webhook-tenants must be >= 1, --webhook-duplicates 0 to 0.9")
     name = os.environ.get("BENCH_DATABASE", DEFAULT_BENCH_DATABASE)
     # In development, embedded PostgreSQL and Redis for unset DATABASE_URL / REDIS_URL (exported:
     # the routing benchmark's worker processes and gunicorn inherit them).
@@ -145,6 +162,15 @@ def main(argv: list[str] | None = None) -> int:
             from bench import metering
 
             verdicts += metering.run(seconds=args.metering_seconds, requests=args.metering_requests)
+        if args.only is None or "webhooks" in args.only:
+            from bench import webhooks
+
+            verdicts += webhooks.run(
+                queue=queue,
+                events=args.webhook_events,
+                tenants=args.webhook_tenants,
+                duplicate_share=args.webhook_duplicates,
+            )
     finally:
         connections.close_all()
         _clean_redis(settings.CACHE_KEY_PREFIX, queue)

@@ -210,13 +210,15 @@ def _retrieve_subscription(subscription_id: str) -> stripe.Subscription:
     return stripe.Subscription.retrieve(subscription_id, expand=SUBSCRIPTION_EXPAND)
 
 
-def subscription_sync(*, subscription_id: str) -> BillingAccount | None:
+def subscription_sync(*, subscription_id: str, mirror: bool = True) -> BillingAccount | None:
     """Re-read a subscription from Stripe, mirror it in dj-stripe's tables and apply it to its
     tenant. A subscription that is not the tenant's current one (replaced) only updates the
-    account if it is newer and live."""
+    account if it is newer and live. ``mirror=False`` skips dj-stripe's tables, for callers
+    whose dj-stripe handler has just re-read and mirrored this subscription itself."""
     raw = _retrieve_subscription(subscription_id)
-    # dj-stripe gets Stripe's object itself (its Decimal fields serialise only from there).
-    DjstripeSubscription.sync_from_stripe_data(raw)
+    if mirror:
+        # dj-stripe gets Stripe's object itself (its Decimal fields serialise only from there).
+        DjstripeSubscription.sync_from_stripe_data(raw)
     sub = as_dict(raw)
     tenant_id = _tenant_id_of_subscription(sub)
     if tenant_id is None:

@@ -4,6 +4,13 @@ dj-stripe makes the ``Event`` once per Stripe event id (a duplicate delivery is 
 signals run dj-stripe's handlers and then ours (below), inside the event's transaction. Ours
 re-read the object from Stripe by id and never trust the payload or the order of events. Any
 failure rolls the event back and is recorded on the trigger; beat runs it again.
+
+Events of one Stripe customer are processed one at a time (a transaction-level advisory lock on
+the customer's id, taken before anything else): the handlers of different event types lock the
+same rows in different orders (an invoice's locks the account, then the subscription; a
+subscription's the subscription, then the account), so two workers processing two events of one
+customer at once deadlocked (``python -m bench --only webhooks`` found it: a few percent of the
+events failed and waited for the sweep). Different customers still run in parallel.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from datetime import timedelta
 from traceback import format_exc
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from djstripe.models import Event, WebhookEventTrigger
 from djstripe.signals import WEBHOOK_SIGNALS
@@ -26,6 +33,26 @@ logger = logging.getLogger(__name__)
 # Seconds a verified trigger may wait for its first run before the sweep queues it again.
 RETRY_AFTER = timedelta(minutes=2)
 RETRY_BATCH = 200
+# First key of the advisory lock per customer (the second is hashtext of the customer's id).
+_CUSTOMER_LOCK = 0x5754  # "WT"
+
+
+def _customer_of(trigger: WebhookEventTrigger) -> str:
+    body = trigger.json_body  # {} when the body is not JSON
+    data = body.get("data") if isinstance(body, dict) else None
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return ""
+    if obj.get("object") == "customer":
+        return object_id(obj.get("id")) or ""
+    return object_id(obj.get("customer")) or ""
+
+
+def _customer_lock(customer_id: str) -> None:
+    """Until the transaction ends, no other worker processes an event of this customer."""
+    if customer_id:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_CUSTOMER_LOCK, customer_id])
 
 
 def trigger_process(*, trigger_id: int) -> bool:
@@ -38,6 +65,7 @@ def trigger_process(*, trigger_id: int) -> bool:
         )
         if trigger is None:
             return False  # done already, being done by another worker, or never verified
+        _customer_lock(_customer_of(trigger))
         try:
             with transaction.atomic():
                 trigger.process(save=False)
@@ -68,7 +96,10 @@ def _object(event: Event) -> dict[str, Any]:
 
 
 def on_subscription_event(sender: Any, event: Event, **_: Any) -> None:
-    services.subscription_sync(subscription_id=object_id(_object(event).get("id")))
+    # dj-stripe's own handler of every customer.subscription.* event has just retrieved this
+    # subscription from Stripe and mirrored it (items, prices) in its tables, in this same
+    # transaction: mirroring it a second time cost about a third of the event (bench/webhooks.py).
+    services.subscription_sync(subscription_id=object_id(_object(event).get("id")), mirror=False)
 
 
 def on_invoice_paid(sender: Any, event: Event, **_: Any) -> None:

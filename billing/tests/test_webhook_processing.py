@@ -226,3 +226,40 @@ def test_checkout_replaces_the_trial_when_the_new_subscription_is_synced_first(
     assert account.status == "active"
     assert stripe.Subscription.retrieve(trial_id).status == "canceled"
     assert stripe.Subscription.retrieve(new_id).status == "active"
+
+
+def _lock_free_elsewhere(customer_id: str) -> bool:
+    """Whether another session could take the customer's processing lock now."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as other:
+        row = other.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+            [webhook_processing._CUSTOMER_LOCK, customer_id],
+        ).fetchone()
+        taken = bool(row and row[0])
+        if taken:
+            other.execute(
+                "SELECT pg_advisory_unlock(%s, hashtext(%s))",
+                [webhook_processing._CUSTOMER_LOCK, customer_id],
+            )
+        return taken
+
+
+def test_events_of_one_customer_are_processed_one_at_a_time(client, trial, endpoint, stripe_local):  # noqa: F811
+    """Handlers of different event types lock the account and dj-stripe's rows in different
+    orders; two workers on two events of one customer deadlocked (bench/webhooks.py). Processing
+    holds a lock on the customer's id until its transaction ends."""
+    account = BillingAccount.objects.get(tenant=trial.tenant)
+    created = _subscription_events(stripe_local, account.stripe_subscription_id)[0]
+    trigger = _deliver(client, created)
+    assert webhook_processing._customer_of(trigger) == account.stripe_customer_id
+    assert _lock_free_elsewhere(account.stripe_customer_id)
+    # The test's transaction stands for the worker's: still open after processing.
+    assert webhook_processing.trigger_process(trigger_id=trigger.pk) is True
+    assert not _lock_free_elsewhere(account.stripe_customer_id)
+    assert _lock_free_elsewhere("cus_someone_else")
