@@ -26,7 +26,7 @@ from billing.catalog import catalog_sync
 from billing.models import Access, BillingAccount, UsageRecord
 from billing.stripe_local import StripeLocal
 from tenants.models import Tenant
-from tenants.plans import SPECS
+from tenants.plans import SPECS, Interval
 from tenants.services import tenant_provision
 from tenants.tests.test_tasks import celery_worker, wait_for  # noqa: F401 (the fixture)
 
@@ -158,7 +158,7 @@ def test_trial_overage_failed_payment_dunning_suspension_and_recovery_on_a_test_
     )
 
     # The upcoming invoice shows the plan and the overage (500 past the included amount).
-    plan_cents = SPECS["enterprise"].prices["month"]
+    plan_cents = SPECS["enterprise"].prices[Interval.MONTH]
     overage_cents = int(500 * unit)
     upcoming = api.get("/api/v1/billing/invoices/upcoming", host=host, token=token)
     assert upcoming.status_code == 200, upcoming.body
