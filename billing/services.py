@@ -142,6 +142,18 @@ def _decide(account: BillingAccount, now: Any) -> None:
         account.tenant.plan = decided.plan
 
 
+def _anchor_follow(account: BillingAccount, sub: dict[str, Any]) -> None:
+    """Usage limits reset when the subscription's period starts: the tenant's periods follow
+    Stripe's ``billing_cycle_anchor`` while the subscription is live (a new anchor starts a new
+    count, ``tenants.periods``). An ended one leaves the last anchor in place."""
+    anchor = ts(sub.get("billing_cycle_anchor"))
+    if anchor is None or account.status not in ("trialing", "active", "past_due"):
+        return
+    if account.tenant.billing_cycle_anchor != anchor:
+        Tenant.objects.filter(id=account.tenant_id).update(billing_cycle_anchor=anchor)
+        account.tenant.billing_cycle_anchor = anchor
+
+
 @transaction.atomic
 def account_apply_subscription(*, tenant_id: Any, sub: dict[str, Any]) -> BillingAccount:
     """Store what Stripe says of ``sub`` (freshly retrieved) and decide the tenant's access."""
@@ -170,6 +182,7 @@ def account_apply_subscription(*, tenant_id: Any, sub: dict[str, Any]) -> Billin
         account.payment_failed_at = None
         account.dunning_email_day = None
     account.synced_at = now
+    _anchor_follow(account, sub)
     _decide(account, decided_at)
     account.save()
     _publish_after_commit(account)

@@ -18,6 +18,7 @@ from accounts.services import user_create
 from billing import revenue, services, tasks
 from billing.models import BillingAccount
 from billing.services import price_for
+from tenants.periods import billing_period
 
 
 @pytest.fixture
@@ -94,6 +95,14 @@ def test_subscribe_with_a_card_starts_paying_now(api, trial):
     assert body["payment_method"] == {"brand": "visa", "last4": "4242"}
     trial.tenant.refresh_from_db()
     assert trial.tenant.plan == "enterprise"
+    # Usage periods now start when the paid subscription's do (a new count from now).
+    anchor = stripe.Subscription.retrieve(
+        BillingAccount.objects.get(tenant=trial.tenant).stripe_subscription_id
+    ).billing_cycle_anchor
+    assert trial.tenant.billing_cycle_anchor is not None
+    assert int(trial.tenant.billing_cycle_anchor.timestamp()) == anchor
+    period = billing_period(trial.tenant)
+    assert period.anchored and int(period.start.timestamp()) == anchor
     invoices = api.get("/api/v1/billing/invoices", **ctx).body["results"]
     assert invoices and invoices[0]["status"] == "paid" and invoices[0]["amount_paid"] == 499_000
     assert set(invoices[0]) >= {"number", "amount_due", "period", "hosted_invoice_url", "invoice_pdf"}
