@@ -245,6 +245,8 @@ def _exempt_paths() -> tuple[tuple[str, ...], frozenset[str]]:
 #: A lease lives this long: the bound on how stale a lease's gate values (billing's payment
 #: guard) may be in another process, and on how long served calls wait in memory.
 LEASE_SECONDS = 0.1
+#: How often the flusher thread sends calls served on leases: the longest they wait in memory.
+FLUSH_SECONDS = 0.1
 #: A tenant far from its limit may count this many calls on one lease; near the limit a lease
 #: is 1/16 of what is left, so sixteen processes together cannot pass the limit. 0 disables.
 _ALLOWANCE_SHARE = 16
@@ -276,12 +278,21 @@ class _LocalMeter:
     """
 
     def __init__(self) -> None:
+        self._after_fork()
+
+    def _after_fork(self) -> None:
+        # A forked child starts empty: the parent's served calls are the parent's to send.
         self.lock = threading.Lock()
         self.leases: dict[str, _Lease] = {}
         self.flusher_pid = 0
 
     def take(
-        self, tenant: Tenant, gates: list[tuple[ApiGate, frozenset[str]]], window_start: int, clock: float
+        self,
+        tenant: Tenant,
+        gates: list[tuple[ApiGate, frozenset[str]]],
+        now: datetime,
+        window_start: int,
+        clock: float,
     ) -> bool:
         with self.lock:
             lease = self.leases.get(str(tenant.id))
@@ -290,6 +301,7 @@ class _LocalMeter:
                 or lease.allowance <= 0
                 or lease.expires < clock
                 or lease.window_start != window_start
+                or now >= lease.period.end
                 or lease.plan != tenant.plan
                 or any(lease.gate_values.get(gate.name, "") in closing for gate, closing in gates)
             ):
@@ -393,7 +405,7 @@ class _LocalMeter:
 
     def _flush_forever(self) -> None:
         while True:
-            time.sleep(LEASE_SECONDS)
+            time.sleep(FLUSH_SECONDS)
             try:
                 self.flush()
             except Exception:  # never let the thread die: the next round trip carries the calls
@@ -416,6 +428,7 @@ def _forced_count(tenant_id: str, lease: _Lease) -> None:
 
 
 _local_meter = _LocalMeter()
+os.register_at_fork(after_in_child=_local_meter._after_fork)
 
 
 def meter_lease_revoke(tenant_id: uuid.UUID | str) -> None:
@@ -454,7 +467,7 @@ def api_call_meter(*, tenant: Tenant, path: str, method: str = "GET") -> None:
     clock = time.monotonic()
     window_start = int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS
     leases = metering and settings.API_USAGE_METER_BATCH > 0
-    if leases and _local_meter.take(tenant, gates, window_start, clock):
+    if leases and _local_meter.take(tenant, gates, now, window_start, clock):
         return
     period = billing_period(tenant, now)
     held = _local_meter.drain(str(tenant.id)) if leases else None
