@@ -23,7 +23,7 @@ from billing import access_flags
 from billing.catalog import metered_lookup_key
 from billing.entitlement import Entitlement, entitlement
 from billing.models import Access, BillingAccount
-from billing.stripe_api import billing_enabled, test_clocks_enabled
+from billing.stripe_api import billing_enabled, clocks_on
 from billing.stripe_objects import (
     as_dict,
     current_period,
@@ -322,7 +322,7 @@ def customer_ensure(*, tenant: Tenant) -> BillingAccount:
     account = account_get_or_create(tenant=tenant)
     if account.stripe_customer_id:
         return account
-    clock = _test_clock_create(tenant) if test_clocks_enabled() else None
+    clock = _test_clock_create(tenant) if clocks_on() else None
     params: dict[str, Any] = {"test_clock": clock.id} if clock else {}
     customer = stripe.Customer.create(
         email=tenant.billing_email,
@@ -354,7 +354,7 @@ def _test_clock_create(tenant: Tenant) -> stripe.test_helpers.TestClock:
     )
 
 
-def test_clock_ready(*, clock_id: str) -> list[BillingAccount]:
+def clock_ready_apply(*, clock_id: str) -> list[BillingAccount]:
     """A test clock finished advancing: its tenants' billing time moves to the clock's (re-read
     from Stripe, so a late or repeated event never moves it back) and their access is decided
     again at that time; the dunning sweep runs after commit."""
@@ -376,7 +376,7 @@ def test_clock_ready(*, clock_id: str) -> list[BillingAccount]:
     return accounts
 
 
-def test_clock_advance(*, tenant: Tenant, to: Any, timeout: float = 120) -> BillingAccount:
+def clock_advance(*, tenant: Tenant, to: Any, timeout: float = 120) -> BillingAccount:
     """Advance the tenant's test clock to ``to`` and wait until Stripe has done everything due
     on the way (renewals, payment retries), then apply the clock's time and the subscription's
     state here too (the webhooks will say the same; applying twice changes nothing)."""
@@ -397,7 +397,7 @@ def test_clock_advance(*, tenant: Tenant, to: Any, timeout: float = 120) -> Bill
             time.sleep(0.5)
     except stripe.StripeError as exc:
         raise _stripe_failure(exc) from exc
-    test_clock_ready(clock_id=clock_id)
+    clock_ready_apply(clock_id=clock_id)
     if account.stripe_subscription_id:
         # What the advance did to the subscription, without waiting for its webhooks.
         subscription_sync(subscription_id=account.stripe_subscription_id)

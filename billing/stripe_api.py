@@ -25,7 +25,7 @@ def billing_enabled() -> bool:
     return bool(settings.STRIPE_SECRET_KEY)
 
 
-def test_clocks_enabled() -> bool:
+def clocks_on() -> bool:
     """``BILLING_TEST_CLOCKS`` holds only in test mode: never with a live key."""
     key = settings.STRIPE_SECRET_KEY or ""
     live = settings.STRIPE_LIVE_MODE or key.startswith(("sk_live_", "rk_live_"))

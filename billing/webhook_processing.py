@@ -111,7 +111,7 @@ def on_invoice_payment_failed(sender: Any, event: Event, **_: Any) -> None:
 
 
 def on_test_clock_ready(sender: Any, event: Event, **_: Any) -> None:
-    services.test_clock_ready(clock_id=object_id(_object(event).get("id")))
+    services.clock_ready_apply(clock_id=object_id(_object(event).get("id")))
 
 
 def on_checkout_completed(sender: Any, event: Event, **_: Any) -> None:

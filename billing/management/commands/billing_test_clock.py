@@ -65,7 +65,7 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"advancing {account.stripe_test_clock_id} to {to:%Y-%m-%d %H:%M} UTC ...")
         try:
-            account = services.test_clock_advance(tenant=tenant, to=to)
+            account = services.clock_advance(tenant=tenant, to=to)
         except DomainError as exc:
             raise CommandError(str(exc)) from exc
         period_end = f"{account.current_period_end:%Y-%m-%d}" if account.current_period_end else "-"
