@@ -46,6 +46,10 @@ What is not isolated
 * CPU is bounded per process too; many processes can use many cores until the wall clock.
 * Disk: RLIMIT_FSIZE bounds each file, not the number of files in ``run_dir``; ``/tmp`` is a
   tmpfs in RAM (bounded only by the per-file limit).
+* Files the run leaves in ``run_dir`` belong to the worker's uid on the host (root when the
+  worker is root: the user namespace maps uid 65534 back to it). Setuid/setgid bits are stripped
+  after every run; symlinks in ``run_dir`` may point anywhere, so whoever reads results must not
+  follow them, and ``run_dir`` should sit in a directory other host users cannot enter.
 * ``/usr`` and the Python prefixes are readable: anything installed there (including the
   virtualenv's packages) is visible to the code.
 * ``killed_reason`` for memory and file size is inferred (Python turns both into exceptions:
@@ -64,6 +68,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -122,6 +127,8 @@ class SandboxResult:
     stderr_truncated: bool = False
     # The pids cgroup used, or None when the run had no pids cap.
     pids_cgroup: str | None = None
+    # Paths in run_dir whose setuid/setgid bits were stripped after the run (see _clear_setid_bits).
+    setid_bits_cleared: int = 0
     argv: tuple[str, ...] = field(default=())
 
     @property
@@ -438,6 +445,31 @@ def _file_at_limit(run_dir: Path, limits: SandboxLimits) -> bool:
     return False
 
 
+def _clear_setid_bits(run_dir: Path) -> int:
+    """Strip setuid/setgid bits from everything the run left in run_dir; returns how many.
+
+    When the worker is root, the sandbox's uid 65534 is host root (the user namespace maps it to
+    the caller), so ``chmod 4755`` inside would leave a setuid-root program on the host. Called
+    after every process of the run is dead, so nothing can race it; symlinks are never followed.
+    """
+    cleared = 0
+    for dirpath, dirnames, filenames in os.walk(run_dir):
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                mode = os.lstat(path).st_mode
+                if stat.S_ISLNK(mode) or not mode & (stat.S_ISUID | stat.S_ISGID):
+                    continue
+                os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
+                cleared += 1
+    with contextlib.suppress(OSError):
+        mode = os.lstat(run_dir).st_mode
+        if mode & (stat.S_ISUID | stat.S_ISGID):
+            os.chmod(run_dir, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
+            cleared += 1
+    return cleared
+
+
 def _run(
     argv: list[str],
     *,
@@ -498,6 +530,9 @@ def _run(
             err.join(timeout=5)
             proc.stdout.close()
             proc.stderr.close()
+    setid_cleared = _clear_setid_bits(run_dir)
+    if setid_cleared:
+        logger.warning("sandbox: cleared setuid/setgid bits on %d paths in %s", setid_cleared, run_dir)
     exit_code = proc.returncode
     if exit_code < 0:  # prlimit/sh itself killed (our wall-clock SIGKILL)
         exit_code = 128 - exit_code
@@ -521,6 +556,7 @@ def _run(
         stdout_truncated=out.truncated,
         stderr_truncated=err.truncated,
         pids_cgroup=str(cgroup.path) if cgroup is not None else None,
+        setid_bits_cleared=setid_cleared,
         argv=tuple(argv),
     )
 

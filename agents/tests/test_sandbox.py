@@ -10,6 +10,7 @@ import ast
 import os
 import shutil
 import socket
+import stat
 import textwrap
 import uuid
 from pathlib import Path
@@ -212,6 +213,28 @@ def test_writes_outside_the_run_folder_fail_and_tmp_is_private(run_dir: Path) ->
     host_tmp = Path("/tmp")  # noqa: S108 - checking the host's /tmp is untouched
     assert not (host_tmp / name).exists(), "the sandbox's /tmp is the host's"
     assert (run_dir / name).read_text() == "kept"
+
+
+@needs_bwrap
+def test_setuid_files_made_inside_do_not_reach_the_host_setuid(run_dir: Path) -> None:
+    result = sandbox_run(
+        [
+            "sh",
+            "-c",
+            "cp /usr/bin/id ./myid && chmod 4755 ./myid && mkdir d && chmod 2777 d "
+            "&& touch d/f && chmod 6755 d/f && ln -s /usr/bin/passwd link",
+        ],
+        run_dir=run_dir,
+        limits=SandboxLimits(wall_seconds=10),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.setid_bits_cleared == 3
+    for path in (run_dir / "myid", run_dir / "d", run_dir / "d" / "f"):
+        assert not path.lstat().st_mode & (stat.S_ISUID | stat.S_ISGID), path
+    # the symlink's target (a real setuid program on the host) is left alone
+    passwd = Path("/usr/bin/passwd")
+    if passwd.exists():
+        assert passwd.stat().st_mode & stat.S_ISUID
 
 
 @needs_bwrap
