@@ -7,7 +7,9 @@
 #
 # bookworm is pinned on purpose: the mlx wheels need glibc >= 2.35 (bookworm has 2.36), and every
 # other binary dependency (psycopg, lxml, xmlsec, mlx-cpu) ships a manylinux wheel, so no
-# compiler or system library has to be installed.
+# compiler or system library has to be installed. The one system package is bubblewrap: the
+# worker runs agent-generated code under it (agents/sandbox.py) and refuses agent runs with
+# sandbox_unavailable when it is missing or cannot create its namespaces.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
@@ -17,6 +19,10 @@ ENV PYTHONUNBUFFERED=1 \
     DJANGO_SETTINGS_MODULE=leanvibe.settings \
     LEANVIBE_ENV=production \
     WEB_CONCURRENCY=2
+
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home app

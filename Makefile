@@ -6,7 +6,7 @@ PY := $(BIN)/python
 export DJANGO_SETTINGS_MODULE := leanvibe.settings
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench migrate fmt clean browser-deps
+.PHONY: run test lint bench migrate fmt clean browser-deps sandbox-deps
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/activate
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.installed-run
 
-run: $(VENV)/.installed-run
+run: $(VENV)/.installed-run sandbox-deps
 	$(PY) manage.py run_platform
 
 migrate: $(VENV)/.installed-run
@@ -44,6 +44,14 @@ bench: $(VENV)/.installed-dev
 # Debian's Chromium for the browser tests (skipped with a message when it is missing).
 browser-deps:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# bubblewrap for the agent sandbox (agents/sandbox.py), installed when missing and root. Without
+# it the worker refuses agent runs with sandbox_unavailable; it never runs them unsandboxed.
+sandbox-deps:
+	@command -v bwrap >/dev/null || [ "$$(id -u)" != 0 ] \
+		|| (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+		|| echo "bubblewrap could not be installed: agent runs will be refused (sandbox_unavailable)"
+	@command -v bwrap >/dev/null || echo "bubblewrap (bwrap) missing: agent runs will be refused (sandbox_unavailable)"
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

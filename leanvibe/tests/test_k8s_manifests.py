@@ -175,6 +175,13 @@ def test_dockerfile_builds_a_non_root_python_311_image_serving_gunicorn() -> Non
     assert "DATABASE_URL=" in collect[0] and "REDIS_URL=" in collect[0]
 
 
+def test_dockerfile_installs_bubblewrap_for_the_agent_sandbox() -> None:
+    installs = [
+        args for keyword, args in dockerfile_instructions() if keyword == "RUN" and "apt-get install" in args
+    ]
+    assert any("bubblewrap" in args.split() for args in installs), "agents/sandbox.py needs bwrap"
+
+
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_image() -> None:
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".env", ".data", ".venv", ".git"} <= ignored
