@@ -24,6 +24,14 @@ def tenant_get_by_subdomain(subdomain: str) -> Tenant | None:
     return Tenant.objects.filter(schema_name=subdomain).first()
 
 
+def tenant_get_by_ref(ref: str) -> Tenant | None:
+    """A tenant named the way operators name one on the command line: its id or its subdomain."""
+    try:
+        return tenant_get_by_id(uuid.UUID(ref))
+    except ValueError:
+        return tenant_get_by_subdomain(ref.lower())
+
+
 def tenant_list(*, status: str | None = None, plan: str | None = None) -> QuerySet[Tenant]:
     qs = Tenant.objects.all()
     if status:

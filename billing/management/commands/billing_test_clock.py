@@ -6,7 +6,6 @@ time here and prints where the tenant's billing stands."""
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,10 +38,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         ref = options["tenant"]
-        try:
-            tenant = selectors.tenant_get_by_id(uuid.UUID(ref))
-        except ValueError:
-            tenant = selectors.tenant_get_by_subdomain(ref.lower())
+        tenant = selectors.tenant_get_by_ref(ref)
         if tenant is None:
             raise CommandError(f"No organisation {ref!r}")
         account = BillingAccount.objects.filter(tenant=tenant).first()

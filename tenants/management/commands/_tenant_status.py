@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -20,10 +19,7 @@ class TenantStatusCommand(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         ref = options["tenant"]
-        try:
-            tenant = selectors.tenant_get_by_id(uuid.UUID(ref))
-        except ValueError:
-            tenant = selectors.tenant_get_by_subdomain(ref.lower())
+        tenant = selectors.tenant_get_by_ref(ref)
         if tenant is None:
             raise CommandError(f"No organisation {ref!r}")
         type(self).action(tenant=tenant)
