@@ -546,10 +546,12 @@ def _run(
     unique_rate = len(history) / elapsed
 
     latency = Samples("accepted -> processed (trigger created -> updated)")
+    batches: Counter[Any] = Counter()
     for created, updated in WebhookEventTrigger.objects.filter(pk__in=trigger_ids).values_list(
         "created", "updated"
     ):
         latency.add((updated - created).total_seconds())
+        batches[updated] += 1  # a batch's triggers are saved together, with one time
     problems = _check(deliveries, trigger_ids, made)
     print_table(f"webhooks ({time.perf_counter() - started:.0f} s)", [rejected, posted, latency])
     ratio = rate / rejected_rate
@@ -563,6 +565,12 @@ def _run(
         f"({len(deliveries) / ingress_seconds:,.1f}/s)"
     )
     print(f"  ratio end to end / baseline: {ratio:.2f} ({ratio:.0%} of the rejected-POST rate)")
+    sizes = sorted(batches.values())
+    print(
+        f"  processed in {len(sizes)} batches (a customer's waiting triggers together): "
+        f"mean {len(trigger_ids) / max(1, len(sizes)):.1f} triggers, median {sizes[len(sizes) // 2]}, "
+        f"largest {sizes[-1]}"
+    )
     print(
         f"  {Event.objects.filter(id__in=[e['id'] for e in history]).count()} Event rows for "
         f"{len(history)} unique events; checks: {'all passed' if not problems else problems[:5]}"

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -223,11 +226,39 @@ def _retrieve_subscription(subscription_id: str) -> stripe.Subscription:
     return stripe.Subscription.retrieve(subscription_id, expand=SUBSCRIPTION_EXPAND)
 
 
+#: Inside ``subscription_syncs_coalesced``: the subscriptions to sync when it ends (id -> mirror).
+_syncs_pending: ContextVar[dict[str, bool] | None] = ContextVar("billing_syncs_pending", default=None)
+
+
+@contextmanager
+def subscription_syncs_coalesced() -> Iterator[None]:
+    """Every ``subscription_sync`` asked for inside runs once, when the block ends without an
+    error: a burst of events of one subscription (webhook processing, ``billing.webhook_processing``)
+    re-reads and applies it once instead of once per event. A sync re-reads Stripe's current
+    object, so one sync at the end stores what each of the syncs would have stored last."""
+    if _syncs_pending.get() is not None:
+        yield  # nested: the outer block syncs
+        return
+    pending: dict[str, bool] = {}
+    token = _syncs_pending.set(pending)
+    try:
+        yield
+    finally:
+        _syncs_pending.reset(token)
+    for subscription_id, mirror in pending.items():
+        subscription_sync(subscription_id=subscription_id, mirror=mirror)
+
+
 def subscription_sync(*, subscription_id: str, mirror: bool = True) -> BillingAccount | None:
     """Re-read a subscription from Stripe, mirror it in dj-stripe's tables and apply it to its
     tenant. A subscription that is not the tenant's current one (replaced) only updates the
     account if it is newer and live. ``mirror=False`` skips dj-stripe's tables, for callers
-    whose dj-stripe handler has just re-read and mirrored this subscription itself."""
+    whose dj-stripe handler has just re-read and mirrored this subscription itself. Inside
+    ``subscription_syncs_coalesced`` it is only noted (and returns None)."""
+    pending = _syncs_pending.get()
+    if pending is not None:
+        pending[subscription_id] = pending.get(subscription_id, False) or mirror
+        return None
     raw = _retrieve_subscription(subscription_id)
     if mirror:
         # dj-stripe gets Stripe's object itself (its Decimal fields serialise only from there).
@@ -246,11 +277,18 @@ def subscription_sync(*, subscription_id: str, mirror: bool = True) -> BillingAc
     return account_apply_subscription(tenant_id=tenant_id, sub=sub)
 
 
-def invoice_payment_failed(*, invoice_id: str, failed_at: Any = None) -> BillingAccount | None:
+def _invoice_read(invoice_id: str, fresh: dict[str, Any] | None) -> dict[str, Any]:
+    return fresh if fresh is not None else as_dict(stripe.Invoice.retrieve(invoice_id))
+
+
+def invoice_payment_failed(
+    *, invoice_id: str, failed_at: Any = None, fresh: dict[str, Any] | None = None
+) -> BillingAccount | None:
     """Start dunning unless Stripe says the invoice has been paid since (events out of order).
     The grace period runs from ``failed_at``, when Stripe says the payment failed (its event's
-    time: a webhook delivered late does not lengthen it; on a test clock, the clock's time)."""
-    invoice = as_dict(stripe.Invoice.retrieve(invoice_id))
+    time: a webhook delivered late does not lengthen it; on a test clock, the clock's time).
+    ``fresh``: the invoice as just retrieved from Stripe by the caller (else it is re-read)."""
+    invoice = _invoice_read(invoice_id, fresh)
     subscription_id = invoice_subscription_id(invoice)
     if invoice.get("status") in ("paid", "void") or not subscription_id:
         return subscription_sync(subscription_id=subscription_id) if subscription_id else None
@@ -264,8 +302,8 @@ def invoice_payment_failed(*, invoice_id: str, failed_at: Any = None) -> Billing
         return subscription_sync(subscription_id=subscription_id)
 
 
-def invoice_paid(*, invoice_id: str) -> BillingAccount | None:
-    invoice = as_dict(stripe.Invoice.retrieve(invoice_id))
+def invoice_paid(*, invoice_id: str, fresh: dict[str, Any] | None = None) -> BillingAccount | None:
+    invoice = _invoice_read(invoice_id, fresh)
     subscription_id = invoice_subscription_id(invoice)
     if invoice.get("status") != "paid" or not subscription_id:
         return None

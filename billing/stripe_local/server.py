@@ -61,6 +61,8 @@ class StripeLocal:
         self.port = port
         self.webhook_tolerance = webhook_tolerance
         self.delivery = Delivery(retry_delays=retry_delays)
+        #: Every API request served, as ``(method, path)``, in order (tests count re-reads).
+        self.api_requests: list[tuple[str, str]] = []
         self.backend = Backend(
             api_key=api_key,
             state_path=Path(state_path) if state_path else None,
@@ -189,6 +191,7 @@ class StripeLocal:
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
         if path.startswith(("/v1/", "/v2/")):
+            self.api_requests.append((method, path))  # list.append is atomic across threads
             self._api(h, method, path, parts.query, raw)
             return
         page = self._page(method, path, raw)

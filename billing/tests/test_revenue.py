@@ -26,7 +26,7 @@ from djstripe.models import Subscription as DjstripeSubscription
 from accounts.models import User
 from accounts.services import tokens_issue
 from billing import revenue, services
-from billing.models import RevenueSnapshot
+from billing.models import InvoiceMirror, RevenueSnapshot
 
 DAY = 86400
 T0 = 1_780_000_000  # 2026-05-28 20:26:40 UTC: the clock's start
@@ -56,8 +56,8 @@ def _subscribe(clock_id: str, name: str, items: list[dict[str, Any]], **kwargs: 
 def _mirror() -> None:
     """Into dj-stripe's tables as the webhooks leave them: coupons (dj-stripe's coupon.*
     handler), subscriptions as ``billing.services`` re-reads them (discounts expanded), invoices
-    as dj-stripe's invoice.* handler retrieves them (``Invoice.expand_fields``: discounts
-    expanded, which makes dj-stripe's Discount rows)."""
+    as the invoice.* handler retrieves and stores them (``Invoice.expand_fields``: discounts
+    expanded, which makes dj-stripe's Discount rows; ``InvoiceMirror``, as processing does)."""
     for coupon in stripe.Coupon.list(limit=100).auto_paging_iter():
         DjstripeCoupon.sync_from_stripe_data(coupon)
     for sub in stripe.Subscription.list(status="all", limit=100).auto_paging_iter():
@@ -65,7 +65,7 @@ def _mirror() -> None:
             stripe.Subscription.retrieve(sub.id, expand=services.SUBSCRIPTION_EXPAND)
         )
     for invoice in stripe.Invoice.list(limit=100).auto_paging_iter():
-        DjstripeInvoice.sync_from_stripe_data(
+        InvoiceMirror.sync_from_stripe_data(
             stripe.Invoice.retrieve(invoice.id, expand=DjstripeInvoice.expand_fields)
         )
 
