@@ -7,6 +7,8 @@ it replays ``SCRIPTS[agent.name]``, so a task run by the real worker gets a reco
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from agents.inference.backends import ModelBackend
 from agents.inference.recorded import RecordedAnswer, RecordedBackend
 from agents.models import Agent
@@ -39,8 +41,17 @@ README = """```markdown path=README.md
 
 COMPLETES_FIRST_TIME: list[str | RecordedAnswer] = [PLAN, DESIGN, CODE_GOOD, TESTS, README]
 
-SCRIPTS: dict[str, list[str | RecordedAnswer]] = {"recorded-ok": COMPLETES_FIRST_TIME}
+SLOW_DESIGN = "The design, streamed slowly. " * 100
+
+#: Agent name -> the backend its tasks get from ``backend_for_agent``.
+SCRIPTS: dict[str, Callable[[], RecordedBackend]] = {
+    "recorded-ok": lambda: RecordedBackend(COMPLETES_FIRST_TIME),
+    # About 14 s of design at 8 characters every 0.05 s: time to cancel it mid-stream.
+    "recorded-slow": lambda: RecordedBackend(
+        [PLAN, SLOW_DESIGN, CODE_GOOD, TESTS, README], chunk_chars=8, chunk_delay=0.05
+    ),
+}
 
 
 def backend_for_agent(agent: Agent) -> ModelBackend:
-    return RecordedBackend(SCRIPTS[agent.name])
+    return SCRIPTS[agent.name]()
