@@ -24,6 +24,7 @@ from agents import pipeline
 from agents.events import task_stream_read
 from agents.inference.recorded import RecordedAnswer, RecordedBackend
 from agents.models import Agent, Artifact, DevelopmentTask, TaskEvent, TaskStep
+from agents.selectors import task_events_after, task_get
 from agents.services import agent_create, task_cancel, task_create
 from agents.tests import recorded_answers as rec
 from tenants.usage import period_usage
@@ -133,6 +134,8 @@ def test_fail_fail_pass_completes_on_the_third_attempt(
     assert types[0] == "status" and types[-1] == "done" and events[-1].data["status"] == "completed"
     assert types.count("step_started") == types.count("step_finished") == 10
     assert [e.data["progress"] for e in events if e.type == "progress"] == [15, 25, 50, 65, 80, 90]
+    assert list(task_events_after(task=task, seq=len(events) - 2)) == events[-2:]
+    assert task_get(str(task.id)) == task and task_get("not-a-uuid") is None
     streamed = task_stream_read(schema_name=tenant.schema_name, task_id=task.id)
     assert [(e["seq"], e["type"]) for e in streamed] == [(e.seq, e.type) for e in events]
 
