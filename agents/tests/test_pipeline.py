@@ -403,3 +403,32 @@ def test_tiny_model_task_fails_honestly_at_the_analysis(tenant, tiny_model):
     assert 2 <= tokens.count() < 2 * 48  # batched, not one event per token
     assert "".join(e.data["text"] for e in tokens) == recorded[0].output + recorded[1].output
     assert period_usage(tenant, "ai_requests") == 2
+
+
+@needs_bwrap
+@pytest.mark.django_db
+def test_used_up_ai_requests_fail_the_task_without_calling_the_model(tenant, agent):
+    """Recorded model answers (never asked: the starter plan's 100 AI requests are used up)."""
+    from tenants.usage import usage_record
+
+    usage_record(tenant=tenant, metric="ai_requests", quantity=100)
+    task, backend = run(tenant, agent, rec.COMPLETES_FIRST_TIME)
+    assert task.status == DevelopmentTask.Status.FAILED
+    assert task.error.startswith("quota_exceeded")
+    assert backend.calls == [] and period_usage(tenant, "ai_requests") == 100
+    assert steps(task) == [("analysis", 1, "failed")]
+
+
+@pytest.mark.django_db
+def test_a_backend_the_worker_cannot_build_fails_the_task(tenant, tmp_path):
+    """No backend passed: the default factory builds it from the profile (like the worker)."""
+    for agent in (
+        agent_create(name="Remote", model="qwen", backend="http", base_url="https://models.example"),
+        agent_create(name="Missing", model=str(tmp_path / "no-model")),
+    ):
+        task = task_new(tenant, agent)
+        claimed = pipeline.task_claim(tenant=tenant)
+        assert claimed is not None and claimed.id == task.id
+        pipeline.task_execute(tenant=tenant, task=claimed)
+        assert claimed.status == DevelopmentTask.Status.FAILED
+        assert claimed.error.startswith("backend_unavailable")
