@@ -27,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from leanvibe.celery import app as celery_app
 
     celery_app.conf.task_default_queue = TEST_CACHE_PREFIX
+    # Routes (the agents' own queue) would leave the private queue: every task stays on it.
+    celery_app.conf.task_routes = {}
     # Hashing at full strength costs ~0.3 s per password; tests only need a real hash.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

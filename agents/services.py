@@ -4,16 +4,22 @@ counting against the plan, so two concurrent creations cannot both take the last
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from agents.models import Project
+from agents import tasks
+from agents.events import task_event_append
+from agents.models import Agent, DevelopmentTask, Project
 from leanvibe.errors import DomainError
 from tenants.plans import Resource
 from tenants.usage import quota_reserve
 
 if TYPE_CHECKING:
+    from accounts.models import User
     from tenants.models import Tenant
 
 
@@ -73,3 +79,136 @@ def project_delete(*, project: Project) -> None:
     """Soft delete: the row stays, the name is free again."""
     project.status = Project.Status.DELETED
     project.save(update_fields=["status", "updated_at"])
+
+
+# --- agents and development tasks -----------------------------------------------------------
+
+DEFAULT_AGENT_NAME = "Coder"
+REQUIREMENTS_MAX = 50
+REQUIREMENT_CHARS = 500
+
+
+def agent_default_get() -> Agent:
+    """The tenant's default agent profile, made on first use from ``AGENTS_BACKEND`` and
+    ``AGENTS_MODEL_PATH``."""
+    agent, _ = Agent.objects.get_or_create(
+        name=DEFAULT_AGENT_NAME,
+        defaults={
+            "kind": Agent.Kind.L3_CODER,
+            "backend": settings.AGENTS_BACKEND,
+            "model": str(settings.AGENTS_MODEL_PATH),
+            "parameters": {"max_tokens": 1024, "temperature": 0.0},
+        },
+    )
+    return agent
+
+
+def agent_create(
+    *,
+    name: str,
+    model: str,
+    backend: str = Agent.Backend.MLX,
+    base_url: str = "",
+    parameters: dict[str, Any] | None = None,
+) -> Agent:
+    parameters = dict(parameters or {})
+    max_tokens = parameters.get("max_tokens", 1024)
+    temperature = parameters.get("temperature", 0.0)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 32_768:
+        raise DomainError("invalid_parameters", "max_tokens must be an integer from 1 to 32768.", status=400)
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+        raise DomainError("invalid_parameters", "temperature must be a number from 0 to 2.", status=400)
+    agent = Agent(
+        name=name.strip(),
+        backend=backend,
+        model=model,
+        base_url=base_url,
+        parameters={"max_tokens": max_tokens, "temperature": float(temperature)},
+    )
+    agent.full_clean()
+    agent.save()
+    return agent
+
+
+def _dispatch_after_commit(tenant: Tenant, task: DevelopmentTask) -> None:
+    transaction.on_commit(partial(tasks.agent_task_run.delay, str(tenant.id), str(task.id)))
+
+
+def task_create(
+    *,
+    tenant: Tenant,
+    title: str,
+    description: str,
+    requirements: list[str] | None = None,
+    priority: str = DevelopmentTask.Priority.MEDIUM,
+    project: Project | None = None,
+    created_by: User | None = None,
+    agent: Agent | None = None,
+    start: bool = True,
+) -> DevelopmentTask:
+    """A new development task, ``queued`` (its run is sent to the worker after commit) or, with
+    ``start=False``, ``pending`` until ``task_start``."""
+    requirements = list(requirements or [])
+    if len(requirements) > REQUIREMENTS_MAX or not all(
+        isinstance(r, str) and r.strip() and len(r) <= REQUIREMENT_CHARS for r in requirements
+    ):
+        raise DomainError(
+            "invalid_requirements",
+            f"requirements must be at most {REQUIREMENTS_MAX} non-empty texts "
+            f"of at most {REQUIREMENT_CHARS} characters.",
+            status=400,
+        )
+    if project is not None and project.status == Project.Status.DELETED:
+        raise DomainError("project_not_found", "The project does not exist.", status=404)
+    task = DevelopmentTask(
+        title=title.strip(),
+        description=description.strip(),
+        requirements=[r.strip() for r in requirements],
+        priority=priority,
+        project=project,
+        created_by=created_by,
+        agent=agent or agent_default_get(),
+        status=DevelopmentTask.Status.QUEUED if start else DevelopmentTask.Status.PENDING,
+    )
+    try:
+        task.full_clean()
+    except ValidationError as exc:
+        raise DomainError("invalid_task", "; ".join(exc.messages), status=400) from exc
+    with transaction.atomic():
+        task.save()
+        task_event_append(task=task, type="status", data={"status": task.status})
+        if start:
+            _dispatch_after_commit(tenant, task)
+    return task
+
+
+def task_start(*, tenant: Tenant, task: DevelopmentTask) -> DevelopmentTask:
+    """Queue a pending task."""
+    with transaction.atomic():
+        updated = DevelopmentTask.objects.filter(id=task.id, status=DevelopmentTask.Status.PENDING).update(
+            status=DevelopmentTask.Status.QUEUED
+        )
+        task.refresh_from_db()
+        if not updated:
+            raise DomainError("task_not_pending", "Only a pending task can be started.", status=409)
+        task_event_append(task=task, type="status", data={"status": task.status})
+        _dispatch_after_commit(tenant, task)
+    return task
+
+
+def task_cancel(*, task: DevelopmentTask) -> DevelopmentTask:
+    """Cancel a task: one not started yet at once; one in progress by asking its worker, which
+    stops within seconds (``cancel_requested``). A finished task is left as it is."""
+    with transaction.atomic():
+        locked = DevelopmentTask.objects.select_for_update().get(id=task.id)
+        if locked.status in (DevelopmentTask.Status.PENDING, DevelopmentTask.Status.QUEUED):
+            locked.status = DevelopmentTask.Status.CANCELLED
+            locked.cancel_requested = True
+            locked.save(update_fields=["status", "cancel_requested"])
+            task_event_append(task=locked, type="done", data={"status": locked.status, "error": ""})
+        elif locked.status == DevelopmentTask.Status.IN_PROGRESS and not locked.cancel_requested:
+            locked.cancel_requested = True
+            locked.save(update_fields=["cancel_requested"])
+            task_event_append(task=locked, type="cancel_requested", data={})
+    task.refresh_from_db()
+    return task

@@ -372,6 +372,12 @@ CELERY_BEAT_SCHEDULE["billing-revenue-snapshot"] = {
     "schedule": crontab(hour=0, minute=15),
 }
 FOLLOWUP_EMAIL_DELAY = env.int("FOLLOWUP_EMAIL_DELAY", default=3 * 24 * 3600)
+# The coding-agent pipeline runs on its own queue (slow, model-bound work on dedicated workers).
+AGENTS_CELERY_QUEUE = env("AGENTS_CELERY_QUEUE", default="agents")
+CELERY_TASK_ROUTES = {"agents.tasks.agent_task_run": {"queue": AGENTS_CELERY_QUEUE}}
+# A task in progress whose heartbeat is older than this is a lost worker's: requeued once, then failed.
+AGENTS_HEARTBEAT_TIMEOUT = env.int("AGENTS_HEARTBEAT_TIMEOUT", default=10 * 60)
+CELERY_BEAT_SCHEDULE["agents-tasks-sweep"] = {"task": "agents.tasks.agent_tasks_sweep", "schedule": 60.0}
 
 # --- billing (Stripe through dj-stripe; billing/stripe_api.py configures the client) ----------
 # Billing is on when STRIPE_SECRET_KEY is set; without it no Stripe call is made, new tenants get
@@ -407,6 +413,18 @@ BILLING_GRACE_DAYS = env.int("BILLING_GRACE_DAYS", default=14)
 BILLING_TEST_CLOCKS = env.bool("BILLING_TEST_CLOCKS", default=False)
 # Days after the first failed payment on which the billing email gets a reminder.
 BILLING_DUNNING_EMAIL_DAYS = (0, 3, 7)
+
+# --- coding agents (agents/) ------------------------------------------------------------------
+_data_dir = Path(env("LEANVIBE_DATA_DIR", default=str(BASE_DIR / ".data")))
+# Defaults of a new Agent profile: backend "mlx" (in-process mlx-lm) or "http" (OpenAI-compatible).
+AGENTS_BACKEND = env("AGENTS_BACKEND", default="mlx")
+AGENTS_MODEL_PATH = env("AGENTS_MODEL_PATH", default=str(_data_dir / "models" / "tiny-qwen2"))
+# Generated files: <root>/<schema>/<task id>/ (the workspace) and <root>/.runs/ (sandbox run folders).
+AGENTS_WORKSPACE_ROOT = Path(env("AGENTS_WORKSPACE_ROOT", default=str(_data_dir / "agents")))
+# Builds the ModelBackend of an Agent profile (agents.inference.factory.backend_for_agent).
+AGENTS_BACKEND_FACTORY = env("AGENTS_BACKEND_FACTORY", default="agents.inference.factory.backend_for_agent")
+# Entries kept in each task's Redis event stream (XADD MAXLEN ~); the TaskEvent rows keep all.
+AGENTS_STREAM_MAXLEN = env.int("AGENTS_STREAM_MAXLEN", default=2000)
 
 # --- email ----------------------------------------------------------------------------------
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -58,6 +58,8 @@ class PlanLimits:
     api_calls: int | None
     ai_requests: int | None
     storage_bytes: int | None
+    #: Development tasks of the coding agents running at once (more wait, queued, in order).
+    agent_tasks_concurrent: int = 1
 
     def limit_for(self, resource: Resource | str) -> int | None:
         value: int | None = getattr(self, str(resource), None)  # unknown to the catalogue: no limit
@@ -112,7 +114,14 @@ SPECS: dict[str, PlanSpec] = {
         plan=Plan.STARTER,
         tagline="For a small team getting started with agents.",
         prices={Interval.MONTH: 2_900, Interval.YEAR: 29_000},
-        limits=PlanLimits(projects=5, users=3, api_calls=10_000, ai_requests=100, storage_bytes=1 * GB),
+        limits=PlanLimits(
+            projects=5,
+            users=3,
+            api_calls=10_000,
+            ai_requests=100,
+            storage_bytes=1 * GB,
+            agent_tasks_concurrent=1,
+        ),
         overage=Overage(policy=OveragePolicy.BLOCK),
         features=("AI coding agents", "Two-factor sign-in", "Email support"),
     ),
@@ -120,7 +129,14 @@ SPECS: dict[str, PlanSpec] = {
         plan=Plan.PROFESSIONAL,
         tagline="For teams that ship with agents every day.",
         prices={Interval.MONTH: 9_900, Interval.YEAR: 99_000},
-        limits=PlanLimits(projects=50, users=25, api_calls=100_000, ai_requests=2_000, storage_bytes=10 * GB),
+        limits=PlanLimits(
+            projects=50,
+            users=25,
+            api_calls=100_000,
+            ai_requests=2_000,
+            storage_bytes=10 * GB,
+            agent_tasks_concurrent=3,
+        ),
         overage=Overage(policy=OveragePolicy.GRACE, grace_percent=10),
         features=("Everything in Starter", "Single sign-on (OIDC, SAML)", "10 % grace over limits"),
     ),
@@ -129,7 +145,12 @@ SPECS: dict[str, PlanSpec] = {
         tagline="For organisations without limits.",
         prices={Interval.MONTH: 49_900, Interval.YEAR: 499_000},
         limits=PlanLimits(
-            projects=None, users=None, api_calls=1_000_000, ai_requests=10_000, storage_bytes=None
+            projects=None,
+            users=None,
+            api_calls=1_000_000,
+            ai_requests=10_000,
+            storage_bytes=None,
+            agent_tasks_concurrent=10,
         ),
         overage=Overage(
             policy=OveragePolicy.CHARGE,

@@ -194,6 +194,9 @@ class Command(BaseCommand):
                 "INFO",
                 "--concurrency",
                 "2",
+                # The default queue and the coding agents' own (CELERY_TASK_ROUTES).
+                "--queues",
+                f"celery,{settings.AGENTS_CELERY_QUEUE}",
             ],
             "beat": [
                 python,
