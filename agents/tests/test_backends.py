@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -47,6 +49,7 @@ from agents.inference.install import (
 )
 from agents.inference.openai_backend import OpenAIBackend
 from agents.inference.tiny_model import CHAT_TEMPLATE, IM_END, SPECIAL_TOKENS, byte_alphabet, tiny_model_build
+from agents.sandbox import SandboxLimits, sandbox_run
 from leanvibe.tests.outbound_helpers import HttpTestServer, loopback_listener
 
 MESSAGES: list[Message] = [
@@ -554,10 +557,6 @@ def test_the_default_folder_is_the_setting(settings: Any) -> None:
 
 # --- SmolLM2 (slow: the 93 MB wheel from PyPI, cached in AGENTS_MODELS_DIR/downloads) ----------
 
-ADD_PROMPT: list[Message] = [
-    {"role": "user", "content": "Write a Python function add(a, b) that returns the sum of a and b."}
-]
-
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -591,11 +590,44 @@ def test_smollm2_is_converted_with_its_4_bit_weights_and_chat_template(smollm2: 
     assert tokenizer.eos_token == "<|im_end|>"
 
 
+def python_block(text: str) -> str:
+    """The first fenced code block of a model's answer (the whole answer if there is none)."""
+    match = re.search(r"```(?:python)?\n(.*?)```", text, re.DOTALL)
+    return match.group(1) if match else text
+
+
+CODING_TASKS = [
+    pytest.param(
+        "Write a Python function add(a, b) that returns the sum of a and b.",
+        "def add(",
+        "assert add(2, 3) == 5\nassert add(-1, 1) == 0\nassert add(0.5, 0.25) == 0.75\nprint('ok')\n",
+        id="add",
+    ),
+    pytest.param(
+        "Write a Python function is_palindrome(s) that checks whether the string s is a palindrome.",
+        "def is_palindrome(",
+        "assert is_palindrome('racecar')\nassert is_palindrome('abba')\nassert not is_palindrome('abc')\n"
+        "print('ok')\n",
+        id="is_palindrome",
+    ),
+]
+
+
 @pytest.mark.slow
-def test_smollm2_writes_add(smollm2: Path) -> None:
+@pytest.mark.parametrize(("request_text", "definition", "checks"), CODING_TASKS)
+def test_smollm2_writes_code_whose_tests_pass(
+    smollm2: Path, tmp_path: Path, request_text: str, definition: str, checks: str
+) -> None:
     started = time.perf_counter()
-    completion = MlxBackend(smollm2).complete(ADD_PROMPT, max_tokens=64)
-    assert "def add(" in completion.text, completion.text
-    assert "return a + b" in completion.text
-    assert completion.finish_reason == "stop"
+    completion = MlxBackend(smollm2).complete([{"role": "user", "content": request_text}], max_tokens=96)
     assert time.perf_counter() - started < 60
+    assert definition in completion.text, completion.text
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed: the generated code is not run")
+    # Model output is untrusted code: it runs in the agents' sandbox, never in this process.
+    result = sandbox_run(
+        ["python", "-c", python_block(completion.text) + "\n" + checks],
+        run_dir=tmp_path,
+        limits=SandboxLimits(wall_seconds=30),
+    )
+    assert (result.exit_code, result.stdout.strip()) == (0, b"ok"), (completion.text, result.stderr)
