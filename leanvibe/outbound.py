@@ -25,6 +25,9 @@ services. Every such request goes through ``outbound_request``:
   failed fetch is logged, never answered. A refusal is ``OutboundRefused`` (400
   ``outbound_url_refused`` naming the rule) and sends the ``outbound_refused`` signal, which the
   accounts app records as an ``outbound.refused`` audit event (this kernel module imports no app).
+- **Streamed answers** (a model server's server-sent events) use ``outbound_stream``: the same
+  target rules and pinned connection, no redirects, a timeout up to the headers and then an idle
+  timeout per read, the body cut at ``max_bytes``.
 """
 
 from __future__ import annotations
