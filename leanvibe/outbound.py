@@ -473,6 +473,47 @@ def _connect(target: OutboundTarget, deadline: _Deadline, *, purpose: str) -> HT
     ) from failure
 
 
+def _send(
+    connection: HTTPConnection,
+    target: OutboundTarget,
+    *,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    deadline: _Deadline,
+) -> BaseHTTPResponse:
+    """The request sent and the answer's status and headers read, all before the deadline (the
+    caller disarms it)."""
+    deadline.arm(connection, target.host)
+    connection.request(
+        method,
+        target.request_uri,
+        body=body,
+        headers={**headers, "Host": target.host_header},
+        preload_content=False,
+        decode_content=False,
+    )
+    connection.timeout = deadline.remaining(target.host)
+    return connection.getresponse()
+
+
+def _refuse_compressed(raw: BaseHTTPResponse, host: str) -> None:
+    encoding = raw.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise OutboundError("it answered with a compressed body", host=host, code="outbound_bad_response")
+
+
+def _exchange_failure(exc: Exception, *, host: str, expired: bool, purpose: str) -> OutboundError:
+    """Our error for a failed send or read (the exception's own text is only logged)."""
+    if isinstance(exc, ReadTimeoutError | TimeoutError):
+        logger.warning("outbound (%s): %s timed out: %s", purpose or "-", host, exc)
+        return OutboundTimeout(host=host)
+    logger.warning("outbound (%s): exchange with %s failed: %s", purpose or "-", host, exc)
+    if expired:
+        return OutboundTimeout(host=host)
+    return OutboundError("the server's answer could not be read", host=host, code="outbound_bad_response")
+
+
 def _exchange(
     target: OutboundTarget,
     *,
@@ -487,25 +528,11 @@ def _exchange(
     connection = _connect(target, deadline, purpose=purpose)
     raw: BaseHTTPResponse | None = None
     try:
-        deadline.arm(connection, target.host)
-        connection.request(
-            method,
-            target.request_uri,
-            body=body,
-            headers={**headers, "Host": target.host_header},
-            preload_content=False,
-            decode_content=False,
-        )
-        connection.timeout = deadline.remaining(target.host)
-        raw = connection.getresponse()
+        raw = _send(connection, target, method=method, headers=headers, body=body, deadline=deadline)
         redirect = raw.status in REDIRECT_STATUSES and bool(raw.headers.get("Location"))
         if method == "HEAD" or (follow_redirects and redirect):
             return OutboundResponse(raw.status, raw.headers, b"", target.url)
-        encoding = raw.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise OutboundError(
-                "it answered with a compressed body", host=target.host, code="outbound_bad_response"
-            )
+        _refuse_compressed(raw, target.host)
         declared = raw.headers.get("Content-Length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
             raise OutboundTooLarge(host=target.host, max_bytes=max_bytes)
@@ -524,16 +551,8 @@ def _exchange(
         return OutboundResponse(raw.status, raw.headers, b"".join(chunks), target.url)
     except OutboundError:
         raise
-    except (ReadTimeoutError, TimeoutError) as exc:
-        logger.warning("outbound (%s): %s timed out: %s", purpose or "-", target.host, exc)
-        raise OutboundTimeout(host=target.host) from exc
-    except (HTTPError, OSError, ValueError) as exc:
-        logger.warning("outbound (%s): exchange with %s failed: %s", purpose or "-", target.host, exc)
-        if deadline.expired:
-            raise OutboundTimeout(host=target.host) from exc
-        raise OutboundError(
-            "the server's answer could not be read", host=target.host, code="outbound_bad_response"
-        ) from exc
+    except (ReadTimeoutError, TimeoutError, HTTPError, OSError, ValueError) as exc:
+        raise _exchange_failure(exc, host=target.host, expired=deadline.expired, purpose=purpose) from exc
     finally:
         deadline.disarm()
         # The response holds its own reference to the socket: both must go for it to close now
@@ -635,16 +654,8 @@ class OutboundStream:
                 self._connection.sock.settimeout(self._idle_timeout)
             try:
                 piece = self._raw.read1(_READ_SIZE)
-            except (ReadTimeoutError, TimeoutError) as exc:
-                logger.warning("outbound (%s): %s went silent: %s", self._purpose or "-", self._host, exc)
-                raise OutboundTimeout(host=self._host) from exc
-            except (HTTPError, OSError, ValueError) as exc:
-                logger.warning(
-                    "outbound (%s): reading from %s failed: %s", self._purpose or "-", self._host, exc
-                )
-                raise OutboundError(
-                    "the server's answer could not be read", host=self._host, code="outbound_bad_response"
-                ) from exc
+            except (ReadTimeoutError, TimeoutError, HTTPError, OSError, ValueError) as exc:
+                raise _exchange_failure(exc, host=self._host, expired=False, purpose=self._purpose) from exc
             if not piece:
                 return
             self._size += len(piece)
@@ -694,35 +705,12 @@ def outbound_stream(
     raw: BaseHTTPResponse | None = None
     try:
         try:
-            deadline.arm(connection, target.host)
-            connection.request(
-                method,
-                target.request_uri,
-                body=body,
-                headers={**send_headers, "Host": target.host_header},
-                preload_content=False,
-                decode_content=False,
-            )
-            connection.timeout = deadline.remaining(target.host)
-            raw = connection.getresponse()
-        except OutboundError:
-            raise
-        except (ReadTimeoutError, TimeoutError) as exc:
-            raise OutboundTimeout(host=target.host) from exc
-        except (HTTPError, OSError, ValueError) as exc:
-            logger.warning("outbound (%s): exchange with %s failed: %s", purpose or "-", target.host, exc)
-            if deadline.expired:
-                raise OutboundTimeout(host=target.host) from exc
-            raise OutboundError(
-                "the server's answer could not be read", host=target.host, code="outbound_bad_response"
-            ) from exc
+            raw = _send(connection, target, method=method, headers=send_headers, body=body, deadline=deadline)
+        except (ReadTimeoutError, TimeoutError, HTTPError, OSError, ValueError) as exc:
+            raise _exchange_failure(exc, host=target.host, expired=deadline.expired, purpose=purpose) from exc
         finally:
             deadline.disarm()
-        encoding = raw.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise OutboundError(
-                "it answered with a compressed body", host=target.host, code="outbound_bad_response"
-            )
+        _refuse_compressed(raw, target.host)
         yield OutboundStream(
             raw=raw,
             connection=connection,
