@@ -212,7 +212,7 @@ def _deliveries(events: list[dict[str, Any]], duplicate_share: float) -> tuple[l
 
 # --- the processes: gunicorn (bench.__init__) and a Celery worker ------------------------------
 @contextmanager
-def _celery_worker(env: dict[str, str], queue: str) -> Iterator[None]:
+def _celery_worker(env: dict[str, str], queue: str) -> Iterator[int]:
     log = tempfile.NamedTemporaryFile("w+", prefix="bench-celery-", suffix=".log", delete=False)  # noqa: SIM115
     command = [
         sys.executable,
@@ -244,7 +244,7 @@ def _celery_worker(env: dict[str, str], queue: str) -> Iterator[None]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the Celery worker was not ready within 90 s; see {log.name}")
             time.sleep(0.1)
-        yield
+        yield process.pid  # also its session id (start_new_session)
     finally:
         process.terminate()  # warm shutdown: the tasks in hand finish
         try:
@@ -273,6 +273,52 @@ def _clean_queue(queue: str) -> None:
             text = member.decode(errors="replace") if isinstance(member, bytes) else str(member)
             if queue in text:
                 client.srem(binding, member)
+
+
+# --- CPU accounting (Linux /proc) ---------------------------------------------------------------
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _procs() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, command name, fields after it) of every process readable in /proc."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        yield int(entry.name), name, stat[stat.rindex(")") + 2 :].split()
+
+
+def _session_of(needle: str) -> int:
+    """Session id of the process whose command line contains ``needle`` (gunicorn's master)."""
+    for pid, _, fields in _procs():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmdline:
+            return int(fields[3])  # session id
+    return -1
+
+
+def _cpu_now(web_session: int, worker_session: int) -> dict[str, float]:
+    """CPU seconds used so far by gunicorn's processes, the worker's, this process (its client
+    threads and the local Stripe) and PostgreSQL's backends."""
+    totals = {"web": 0.0, "worker": 0.0, "postgres": 0.0}
+    for _, name, fields in _procs():
+        used = (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+        session = int(fields[3])
+        if session == web_session:
+            totals["web"] += used
+        elif session == worker_session:
+            totals["worker"] += used
+        elif name == "postgres" or name.startswith("postgres:"):
+            totals["postgres"] += used
+    totals["bench"] = time.process_time()
+    return totals
 
 
 # --- delivering ----------------------------------------------------------------------------------
@@ -522,7 +568,7 @@ def _run(
             env=env,
             app="bench.webhooks_wsgi:application",
         ) as port,
-        _celery_worker(env, private_queue),
+        _celery_worker(env, private_queue) as worker_session,
     ):
         call_command("billing_webhook_setup", url=f"http://127.0.0.1:{port}/stripe/webhook/", verbosity=0)
         endpoint = webhook_endpoint_current()
@@ -539,9 +585,12 @@ def _run(
 
         posted = Samples("POST answered 200 (stored, verified, queued)")
         progress(f"{len(deliveries)} signed deliveries, processed by the worker as they arrive")
+        web_session = _session_of(f"127.0.0.1:{port}")
+        cpu_before = _cpu_now(web_session, worker_session)
         began = time.perf_counter()
         ingress_seconds, trigger_ids = _deliver(port, host, deliveries, str(endpoint.secret), 200, posted)
         elapsed = _wait_processed(trigger_ids, began, timeout=120 + len(deliveries) / 5)
+        cpu = {k: v - cpu_before[k] for k, v in _cpu_now(web_session, worker_session).items()}
     rate = len(deliveries) / elapsed
     unique_rate = len(history) / elapsed
 
@@ -565,6 +614,13 @@ def _run(
         f"({len(deliveries) / ingress_seconds:,.1f}/s)"
     )
     print(f"  ratio end to end / baseline: {ratio:.2f} ({ratio:.0%} of the rejected-POST rate)")
+    per = {name: seconds * 1000 / len(deliveries) for name, seconds in cpu.items()}
+    print(
+        f"  CPU per delivery: {sum(per.values()):.1f} ms = web {per['web']:.1f} + worker {per['worker']:.1f} "
+        f"+ bench process (clients, local Stripe) {per['bench']:.1f} + PostgreSQL {per['postgres']:.1f} "
+        f"(every backend on the server, other clients' too); 100/s on {os.cpu_count()} cores "
+        f"leaves {1000 * (os.cpu_count() or 1) / RATE_TARGET:.0f} ms"
+    )
     sizes = sorted(batches.values())
     print(
         f"  processed in {len(sizes)} batches (a customer's waiting triggers together): "

@@ -430,6 +430,9 @@ _data_dir = Path(env("LEANVIBE_DATA_DIR", default=str(BASE_DIR / ".data")))
 # Defaults of a new Agent profile: backend "mlx" (in-process mlx-lm) or "http" (OpenAI-compatible).
 AGENTS_BACKEND = env("AGENTS_BACKEND", default="mlx")
 AGENTS_MODEL_PATH = env("AGENTS_MODEL_PATH", default=str(_data_dir / "models" / "tiny-qwen2"))
+# Root URL of the OpenAI-compatible inference server of "http" profiles without a base URL of their
+# own (mlx_lm.server, llama.cpp's server, vLLM), e.g. https://inference.internal:8080.
+AGENTS_INFERENCE_URL = env("AGENTS_INFERENCE_URL", default="")
 # Generated files: <root>/<schema>/<task id>/ (the workspace) and <root>/.runs/ (sandbox run folders).
 AGENTS_WORKSPACE_ROOT = Path(env("AGENTS_WORKSPACE_ROOT", default=str(_data_dir / "agents")))
 # Builds the ModelBackend of an Agent profile (agents.inference.factory.backend_for_agent).

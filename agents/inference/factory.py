@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.conf import settings
+
 from agents.inference.backends import MlxBackend, ModelBackend
+from agents.inference.openai_backend import OpenAIBackend
 
 if TYPE_CHECKING:
     from agents.models import Agent
@@ -21,5 +24,12 @@ def backend_for_agent(agent: Agent) -> ModelBackend:
             return MlxBackend(agent.model)
         except FileNotFoundError as exc:
             raise BackendUnavailable(str(exc)) from exc
-    # The OpenAI-compatible HTTP backend (through leanvibe.outbound) is not written yet.
-    raise BackendUnavailable(f"backend {agent.backend!r} is not available yet")
+    if agent.backend == "http":
+        # Through leanvibe.outbound's guard (OpenAIBackend), whoever configured the URL.
+        base_url = agent.base_url or settings.AGENTS_INFERENCE_URL
+        if not base_url:
+            raise BackendUnavailable(
+                "no inference server URL (the profile's base URL or AGENTS_INFERENCE_URL)"
+            )
+        return OpenAIBackend(base_url, model=agent.model or None)
+    raise BackendUnavailable(f"backend {agent.backend!r} is not available")

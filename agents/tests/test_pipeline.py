@@ -420,10 +420,12 @@ def test_used_up_ai_requests_fail_the_task_without_calling_the_model(tenant, age
 
 
 @pytest.mark.django_db
-def test_a_backend_the_worker_cannot_build_fails_the_task(tenant, tmp_path):
-    """No backend passed: the default factory builds it from the profile (like the worker)."""
+def test_a_backend_the_worker_cannot_build_fails_the_task(tenant, tmp_path, settings):
+    """No backend passed: the default factory builds it from the profile (like the worker): an
+    HTTP profile with no server URL (its own or AGENTS_INFERENCE_URL), a missing model folder."""
+    settings.AGENTS_INFERENCE_URL = ""
     for agent in (
-        agent_create(name="Remote", model="qwen", backend="http", base_url="https://models.example"),
+        agent_create(name="Remote", model="qwen", backend="http", base_url=""),
         agent_create(name="Missing", model=str(tmp_path / "no-model")),
     ):
         task = task_new(tenant, agent)
