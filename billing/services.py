@@ -257,7 +257,9 @@ def subscription_sync(*, subscription_id: str, mirror: bool = True) -> BillingAc
     ``subscription_syncs_coalesced`` it is only noted (and returns None)."""
     pending = _syncs_pending.get()
     if pending is not None:
-        pending[subscription_id] = pending.get(subscription_id, False) or mirror
+        # A subscription mirrored by dj-stripe's handler in this block (``mirror=False`` asked)
+        # needs no second mirror for an invoice event of the same burst.
+        pending[subscription_id] = pending.get(subscription_id, mirror) and mirror
         return None
     raw = _retrieve_subscription(subscription_id)
     if mirror:

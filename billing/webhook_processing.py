@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 from djstripe.event_handlers import _handle_crud_like_event
 from djstripe.event_handlers import handle_other_event as djstripe_handle_other_event
@@ -147,11 +148,13 @@ def _batch_process(batch: list[WebhookEventTrigger]) -> None:
     with services.subscription_syncs_coalesced(), batch_owner(owner):
         for event in newest.values():
             event.invoke_webhook_handlers()
-    now = timezone.now()
-    for trigger in batch:
-        trigger.updated = now  # bulk_update does not touch auto_now fields
-    WebhookEventTrigger.objects.bulk_update(
-        batch, ["event", "processed", "exception", "traceback", "updated"]
+    # One UPDATE: the same values for all but the event (``bulk_update`` made a CASE of each field).
+    WebhookEventTrigger.objects.filter(pk__in=[trigger.pk for trigger in batch]).update(
+        processed=True,
+        exception="",
+        traceback="",
+        updated=timezone.now(),
+        event_id=Case(*(When(pk=trigger.pk, then=Value(trigger.event_id)) for trigger in batch)),
     )
 
 
