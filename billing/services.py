@@ -274,9 +274,30 @@ def subscription_sync(*, subscription_id: str, mirror: bool = True) -> BillingAc
         "stripe_subscription_id", flat=True
     )
     current_id = current.first() or ""
-    if current_id and current_id != subscription_id and sub.get("status") not in LIVE_STATUSES - {"paused"}:
-        return None  # an old, replaced subscription ending: it changes nothing
+    if current_id and current_id != subscription_id and not _replaces(sub, current_id):
+        return None  # an old, replaced subscription: it changes nothing
     return account_apply_subscription(tenant_id=tenant_id, sub=sub)
+
+
+def _replaces(sub: dict[str, Any], current_id: str) -> bool:
+    """Whether ``sub``, not the tenant's current subscription, becomes it: when it is live (not
+    paused) and the current one is not, or is older (``_age_key``). Events come in any order: a Checkout
+    subscription's own event may come before the session's (it is adopted then), and a late
+    event of the trial it replaced must not take the tenant back."""
+    live = LIVE_STATUSES - {"paused"}
+    if sub.get("status") not in live:
+        return False
+    try:
+        current = as_dict(stripe.Subscription.retrieve(current_id))
+    except stripe.InvalidRequestError:
+        return True  # the current one is gone at Stripe
+    return current.get("status") not in live or _age_key(current) < _age_key(sub)
+
+
+def _age_key(sub: dict[str, Any]) -> tuple[int, int]:
+    """Newer first by Stripe's ``created`` (whole seconds); in the same second, a paying one
+    before a trial."""
+    return int(sub.get("created") or 0), 0 if sub.get("status") == "trialing" else 1
 
 
 def _invoice_read(invoice_id: str, fresh: dict[str, Any] | None) -> dict[str, Any]:

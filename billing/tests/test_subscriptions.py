@@ -248,3 +248,29 @@ def test_a_coupon_is_in_the_stored_subscription_right_after_the_re_read(trial):
     assert not DjstripeDiscount.objects.exists()  # no invoice synced: nothing to resolve an id with
     # The trial (trialing) counts 0; this one 9900 less 20 %.
     assert revenue.revenue_analytics(now=timezone.now())["mrr"] == 7920
+
+
+def test_an_older_live_subscription_never_takes_the_tenant_back(trial, stripe_local):
+    """Two live subscriptions of one customer (a Checkout one and the trial it is about to
+    replace): the newer one's event is adopted, a late event of the older one changes nothing."""
+    account = BillingAccount.objects.get(tenant=trial.tenant)
+    trial_id = account.stripe_subscription_id
+    card = stripe.PaymentMethod.attach("pm_card_visa", customer=account.stripe_customer_id)
+    newer = stripe.Subscription.create(
+        customer=account.stripe_customer_id,
+        items=[{"price": price_for("leanvibe_enterprise_month")["id"]}],
+        default_payment_method=card.id,
+        metadata={"tenant_id": str(trial.id)},
+    )
+    assert services.subscription_sync(subscription_id=newer.id) is not None
+    account.refresh_from_db()
+    assert (account.stripe_subscription_id, account.plan) == (newer.id, "enterprise")
+
+    assert stripe.Subscription.retrieve(trial_id).status == "trialing"  # still live at Stripe
+    assert services.subscription_sync(subscription_id=trial_id) is None
+    account.refresh_from_db()
+    assert (account.stripe_subscription_id, account.plan, account.status) == (
+        newer.id,
+        "enterprise",
+        "active",
+    )
