@@ -25,7 +25,10 @@ def test_owner_manages_from_the_billing_page(trial):  # noqa: F811
     page = owner.get("/billing/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "Professional plan" in html and "Cancel at period end" in html and "Change plan" in html
+    assert "Professional plan" in html and "Cancel at period end" in html
+    # A trial: paying (Checkout) and changing the trial's plan are told apart.
+    assert "Continue to checkout" in html and "Change the trial's plan" in html
+    assert "nothing is charged until it ends" in html
 
     assert owner.post("/billing/cancel/").status_code == 302
     assert BillingAccount.objects.get(tenant=trial.tenant).cancel_at_period_end is True
