@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from agents.models import Project
 from agents.services import project_create
+from leanvibe.platform.checks import PlatformCheck, platform_check_register
 from tenants.models import Tenant
 from tenants.plans import Resource
 from tenants.registry import (
@@ -28,7 +29,41 @@ def welcome_project_create(new: NewTenant) -> None:
     )
 
 
+def sandbox_platform_check() -> str:
+    """``check_platform``: bubblewrap runs a trivial program in the sandbox (agent runs refuse to
+    start without it)."""
+    from agents.sandbox import SandboxUnavailable, default_bwrap_path, sandbox_check
+
+    try:
+        sandbox_check()
+    except SandboxUnavailable as exc:
+        raise RuntimeError(exc.reason) from exc
+    return f"bubblewrap works ({default_bwrap_path()})"
+
+
+def inference_platform_check() -> str:
+    """``check_platform``: the default agent profile's backend answers a one-token completion
+    (the model folder loads, or the inference server is reachable and has its model)."""
+    from django.conf import settings
+
+    from agents.inference.factory import BackendUnavailable, backend_for_agent
+    from agents.models import Agent
+
+    profile = Agent(
+        name="check", backend=settings.AGENTS_BACKEND, model=settings.AGENTS_MODEL_PATH, base_url=""
+    )
+    try:
+        backend = backend_for_agent(profile)
+    except BackendUnavailable as exc:
+        raise RuntimeError(str(exc)) from exc
+    completion = backend.complete([{"role": "user", "content": "Say OK."}], max_tokens=1)
+    where = settings.AGENTS_INFERENCE_URL if profile.backend == "http" else profile.model
+    return f"{profile.backend} backend ({where}) answered in {completion.duration_s * 1000:.0f} ms"
+
+
 def register() -> None:
+    platform_check_register(PlatformCheck(name="agent sandbox", run=sandbox_platform_check, order=80))
+    platform_check_register(PlatformCheck(name="inference backend", run=inference_platform_check, order=85))
     quota_resource_register(
         QuotaResource(
             name=Resource.PROJECTS,

@@ -378,6 +378,13 @@ CELERY_TASK_ROUTES = {"agents.tasks.agent_task_run": {"queue": AGENTS_CELERY_QUE
 # A task in progress whose heartbeat is older than this is a lost worker's: requeued once, then failed.
 AGENTS_HEARTBEAT_TIMEOUT = env.int("AGENTS_HEARTBEAT_TIMEOUT", default=10 * 60)
 CELERY_BEAT_SCHEDULE["agents-tasks-sweep"] = {"task": "agents.tasks.agent_tasks_sweep", "schedule": 60.0}
+# check_platform's proof that beat (and a worker of the default queue) is alive.
+CELERY_BEAT_SCHEDULE["platform-heartbeat"] = {
+    "task": "leanvibe.platform.tasks.platform_heartbeat",
+    "schedule": 60.0,
+}
+# check_platform fails when a data folder's file system has less free space than this.
+PLATFORM_CHECK_MIN_FREE_BYTES = env.int("PLATFORM_CHECK_MIN_FREE_BYTES", default=2**30)
 
 # --- agents (models for the coding agents: agents/inference/) ---------------------------------
 # Folder of the installed models (manage.py agents_install_model) and of their downloaded wheels.

@@ -2,7 +2,13 @@ from django.apps import AppConfig
 
 
 class PlatformConfig(AppConfig):
-    """No models: installed so that Django finds the project's management commands."""
+    """No models: the project's commands (run_platform, check_platform) and the self-check's
+    kernel checks (``leanvibe.platform.checks``)."""
 
     name = "leanvibe.platform"
     label = "leanvibe_platform"
+
+    def ready(self) -> None:
+        from leanvibe.platform import checks
+
+        checks.register_kernel_checks()

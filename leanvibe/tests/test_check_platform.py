@@ -1,0 +1,170 @@
+"""``manage.py check_platform``: each check passes, fails and (where it applies) is skipped
+against the real test database, Redis, sandbox, local Stripe and a real Celery worker."""
+
+from __future__ import annotations
+
+import json
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from leanvibe import redis as lv_redis
+from leanvibe.platform import checks
+from leanvibe.platform.checks import Status
+from leanvibe.platform.tasks import platform_heartbeat
+from tenants.tests.test_tasks import celery_worker  # noqa: F401 - the fixture
+
+
+def _run(name: str) -> checks.CheckResult:
+    (check,) = [c for c in checks.platform_checks() if c.name == name]
+    return checks.platform_check_run(check)
+
+
+def _command(*args: str) -> tuple[int, str]:
+    out = StringIO()
+    try:
+        call_command("check_platform", *args, stdout=out)
+    except SystemExit as exc:
+        return int(exc.code or 0), out.getvalue()
+    return 0, out.getvalue()
+
+
+def test_every_app_registers_its_checks():
+    names = [check.name for check in checks.platform_checks()]
+    assert names == [
+        "database",
+        "redis",
+        "migrations",
+        "celery workers",
+        "celery beat",
+        "disk space",
+        "stripe",
+        "agent sandbox",
+        "inference backend",
+    ]
+
+
+@pytest.mark.django_db
+def test_database_redis_and_migrations_pass_on_a_migrated_database(tenant_a):
+    assert _run("database").status == Status.OK
+    redis = _run("redis")
+    assert redis.status == Status.OK and "PING" in redis.detail
+    migrations = _run("migrations")
+    assert migrations.status == Status.OK, migrations.detail
+    assert "tenant schema(s)" in migrations.detail
+
+
+@pytest.mark.django_db
+def test_a_tenant_schema_missing_a_migration_fails_and_is_named(tenant_a):
+    schema = tenant_a.tenant.schema_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'DELETE FROM "{schema}".django_migrations WHERE id = '  # noqa: S608 - our schema name
+            f'(SELECT max(id) FROM "{schema}".django_migrations WHERE app = %s)',
+            ["agents"],
+        )
+    result = _run("migrations")
+    assert result.status == Status.FAILED
+    assert schema in result.detail
+
+
+def test_beat_needs_a_fresh_heartbeat(settings):
+    lv_redis.client().delete(checks.heartbeat_key())
+    assert _run("celery beat").status == Status.FAILED
+    platform_heartbeat.apply()  # what a worker does when beat sends it
+    fresh = _run("celery beat")
+    assert fresh.status == Status.OK and "s ago" in fresh.detail
+    lv_redis.client().set(checks.heartbeat_key(), repr(time.time() - checks.HEARTBEAT_MAX_AGE - 5))
+    stale = _run("celery beat")
+    assert stale.status == Status.FAILED and "more than" in stale.detail
+
+
+def test_no_worker_on_a_queue_fails(settings):
+    result = _run("celery workers")
+    assert result.status == Status.FAILED
+    assert "no worker consumes" in result.detail
+
+
+@pytest.mark.integration
+def test_a_worker_on_every_expected_queue_passes(celery_worker):  # noqa: F811
+    result = _run("celery workers")
+    assert result.status == Status.OK, result.detail
+    assert "1 worker(s)" in result.detail
+
+
+def test_disk_space_below_the_minimum_fails(settings):
+    assert _run("disk space").status == Status.OK
+    settings.PLATFORM_CHECK_MIN_FREE_BYTES = 2**62
+    result = _run("disk space")
+    assert result.status == Status.FAILED and "GiB free" in result.detail
+
+
+@pytest.mark.django_db
+def test_stripe_skipped_when_billing_is_off_failed_without_endpoint_ok_with_one(settings, stripe_local):
+    from djstripe.models import WebhookEndpoint
+
+    from billing.tests.fixtures import WEBHOOK_SECRET
+
+    settings.STRIPE_SECRET_KEY = ""
+    assert _run("stripe").status == Status.SKIPPED
+    settings.STRIPE_SECRET_KEY = "sk_test_LeanVibeLocal0123456789abcdef"
+    no_endpoint = _run("stripe")
+    assert no_endpoint.status == Status.FAILED and "billing_webhook_setup" in no_endpoint.detail
+    WebhookEndpoint.objects.create(
+        id="we_check",
+        livemode=False,
+        secret=WEBHOOK_SECRET,
+        url="http://localhost/stripe/webhook/",
+        enabled_events=["*"],
+        status="enabled",
+        api_version="2026-08-26.dahlia",
+    )
+    ok = _run("stripe")
+    assert ok.status == Status.OK and "we_check" in ok.detail
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens: Stripe unreachable
+    assert _run("stripe").status == Status.FAILED
+
+
+def test_sandbox_check_fails_without_bubblewrap(settings, tmp_path):
+    assert _run("agent sandbox").status == Status.OK
+    settings.SANDBOX_BWRAP = str(tmp_path / "no-bwrap")
+    result = _run("agent sandbox")
+    assert result.status == Status.FAILED and "bwrap" in result.detail
+
+
+def test_inference_backend_loads_the_model_and_answers(settings, tmp_path):
+    from agents.inference.tiny_model import tiny_model_build
+
+    settings.AGENTS_BACKEND = "mlx"
+    settings.AGENTS_MODEL_PATH = str(tmp_path / "missing")
+    missing = _run("inference backend")
+    assert missing.status == Status.FAILED and "missing" in missing.detail
+    settings.AGENTS_MODEL_PATH = str(tiny_model_build(tmp_path / "tiny"))
+    result = _run("inference backend")
+    assert result.status == Status.OK, result.detail
+    settings.AGENTS_BACKEND = "http"
+    settings.AGENTS_INFERENCE_URL = ""
+    assert _run("inference backend").status == Status.FAILED
+
+
+@pytest.mark.django_db
+def test_the_command_prints_a_line_per_check_and_exits_non_zero_on_a_failure(settings):
+    lv_redis.client().delete(checks.heartbeat_key())
+    code, out = _command("--only", "database", "celery beat")
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("✓ database") and lines[1].startswith("✗ celery beat")
+    assert "1 check(s) failed: celery beat" in lines[-1]
+
+    platform_heartbeat.apply()
+    code, out = _command("--only", "database", "celery beat", "--json")
+    assert code == 0
+    body = json.loads(out)
+    assert body["ok"] is True
+    assert [(c["name"], c["status"]) for c in body["checks"]] == [("database", "ok"), ("celery beat", "ok")]
+
+    with pytest.raises(CommandError, match="unknown check"):
+        call_command("check_platform", "--only", "gremlins", stdout=StringIO())
