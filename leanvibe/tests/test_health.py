@@ -143,7 +143,7 @@ def test_a_clone_of_the_template_carries_every_migration(db):
 
     router = TenantSyncRouter()
     tenant_leaves = {(app, name) for app, name in leaves if router.app_in_list(app, settings.TENANT_APPS)}
-    assert ("agents", "0001_initial") in tenant_leaves
+    assert "agents" in {app for app, _ in tenant_leaves}  # a tenant app's latest migration
     assert tenant_leaves <= applied
     assert plan == []
 
