@@ -139,9 +139,9 @@ def test_platform_migrate_reports_progress_and_leaves_nothing_pending(tenant_a, 
     lines = output.splitlines()
     assert lines[0] == "[1/4] public schema"
     assert "[2/4] tenant template schema" in lines
-    assert "[3/4] 2 tenant schema(s)" in lines
-    assert any(line.strip() == "1/2 acme-corporation" for line in lines)
-    assert any(line.strip() == "2/2 globex-industries" for line in lines)
+    # Both current (cloned from the migrated template): found in one query, not migrated again.
+    assert "[3/4] 2 tenant schema(s): 2 current, 0 to migrate" in lines
+    assert not any("acme-corporation" in line for line in lines)
     assert "[4/4] schema pool: 0 new clone(s)" in lines  # TENANT_POOL_SIZE is 0 in tests
     assert lines[-1] == "All schemas are migrated."
     assert pending_migrations() == []
@@ -160,9 +160,64 @@ def test_platform_migrate_repairs_a_schema_with_a_missing_migration(tenant_a):
         cursor.execute(f'DROP TABLE "{schema}".usersessions_usersession')
     assert pending_migrations() == [schema]
 
-    run("platform_migrate", "--no-pool")
+    output = run("platform_migrate", "--no-pool")
 
+    assert "[3/4] 1 tenant schema(s): 0 current, 1 to migrate" in output
+    assert re.search(rf"\[#+\] 1/1 {schema} ok \(", output), output
+    assert "1 migrated, 0 failed" in output
     assert pending_migrations() == []
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s)", [f'"{schema}".usersessions_usersession'])
         assert cursor.fetchone()[0] is not None
+
+
+def _lose_migration(schema: str, *, drop_table: bool) -> None:
+    """Forget ``usersessions.0001_initial`` in ``schema``; with its table dropped it can be
+    applied again, with the table kept applying it fails (the table exists)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'DELETE FROM "{schema}".django_migrations WHERE app = %s AND name = %s',  # noqa: S608
+            ["usersessions", "0001_initial"],
+        )
+        if drop_table:
+            cursor.execute(f'DROP TABLE "{schema}".usersessions_usersession')
+
+
+def test_platform_migrate_reports_a_failing_schema_migrates_the_others_and_exits_1(tenant_a, tenant_b):
+    broken, repairable = tenant_a.tenant.schema_name, tenant_b.tenant.schema_name
+    _lose_migration(broken, drop_table=False)
+    _lose_migration(repairable, drop_table=True)
+    out, err = StringIO(), StringIO()
+    with pytest.raises(SystemExit) as exit_:
+        call_command("platform_migrate", "--no-pool", stdout=out, stderr=err)
+    assert exit_.value.code == 1
+    assert f"{broken} FAILED" in out.getvalue() and f"{repairable} ok" in out.getvalue()
+    assert "1 migrated, 1 failed" in out.getvalue()
+    assert f"1 tenant schema(s) failed: {broken}" in err.getvalue()
+    assert "already exists" in err.getvalue()
+    assert pending_migrations() == [broken]
+
+
+@pytest.fixture
+def committed_tenants(transactional_db, make_tenant):
+    """Tenants whose rows and schemas are committed (worker processes see them); dropped after."""
+    handles = [make_tenant(f"Parallel {n}") for n in range(3)]
+    yield handles
+    for tenant in Tenant.objects.all():
+        tenant.delete(force_drop=True)
+
+
+def test_platform_migrate_migrates_pending_schemas_in_parallel_processes(committed_tenants):
+    current, *lost = (handle.tenant.schema_name for handle in committed_tenants)
+    for schema in lost:
+        _lose_migration(schema, drop_table=True)
+    assert pending_migrations() == sorted(lost)
+
+    output = run("platform_migrate", "--no-pool", "--jobs", "2")
+
+    assert "[3/4] 3 tenant schema(s): 1 current, 2 to migrate (2 processes)" in output
+    assert all(f"{schema} ok" in output for schema in lost) and current not in output
+    assert "2 migrated, 0 failed" in output
+    assert pending_migrations() == []
