@@ -13,6 +13,7 @@ class TenantConnection(Protocol):
     schema_name: str
     tenant: Any  # the tenant of set_tenant(), or django-tenants' FakeTenant (schema name only)
     ops: BaseDatabaseOperations
+    in_atomic_block: bool
 
     def set_schema_to_public(self) -> None: ...
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import connection, connections
+from django.db import connections
 
+from leanvibe.db import connection
 from leanvibe.health import pending_migrations
 from tenants import schemas
 from tenants.models import Tenant
