@@ -7,13 +7,16 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -110,9 +113,19 @@ def _children_alive(data_dir: Path) -> list[str]:
     return [line for line in out.splitlines() if str(data_dir) in line and "ps -eo" not in line]
 
 
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Outside pytest's temporary root: run as root, the embedded PostgreSQL runs as the user
+    ``pgserver``, which needs to traverse the folder's parents (pgserver opens them up), and
+    another pytest session starting meanwhile closes ``/tmp/pytest-of-root`` again (0700)."""
+    path = Path(tempfile.mkdtemp(prefix="leanvibe-make-run-"))
+    path.chmod(0o755)
+    yield path / "data"
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.timeout(1800)  # a fresh data folder migrates dj-stripe too: minutes on a loaded machine
-def test_make_run_serves_the_platform_and_keeps_data(tmp_path):
-    data_dir = tmp_path / "data"
+def test_make_run_serves_the_platform_and_keeps_data(data_dir):
     port, stripe_port = _free_port(), _free_port()
     first = Platform(data_dir, port, stripe_port)
     try:
