@@ -111,7 +111,7 @@ EXAMPLE: list[Message] = [
 
 #: The most tokens a step's answer may take, below the profile's ``max_tokens``: a plan, a design
 #: or a README that runs on is cut short instead of costing minutes on a slow model.
-STEP_MAX_TOKENS = {"analysis": 160, "analysis_repair": 160, "architecture": 96, "documentation": 256}
+STEP_MAX_TOKENS = {"analysis": 160, "analysis_repair": 160, "architecture": 96, "documentation": 192}
 
 
 class TaskCancelled(Exception):
@@ -135,6 +135,7 @@ _FENCED_JSON = re.compile(r"```(?:json)?[ \t]*\n(?P<body>.*?)\n```", re.S)
 _FENCED_FILE = re.compile(
     r"^```[A-Za-z0-9_+.-]*[ \t]+path=(?P<path>[^\s`]+)[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S
 )
+_FENCED_BLOCK_END = re.compile(r"^```[^\n`]*\n.*?^```[ \t]*$", re.M | re.S)
 _PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 PATH_MAX = 200
 PATH_DEPTH = 6
@@ -309,16 +310,26 @@ class _Run:
             duration_ms=step.duration_ms,
         )
 
-    def ask(self, name: str, request: str, *, attempt: int = 1) -> str:
+    def ask(
+        self, name: str, request: str, *, attempt: int = 1, until: Callable[[str], bool] | None = None
+    ) -> str:
         """Append ``request`` to the task's conversation, the model's answer to it, and return the
         answer: the next step's prompt extends this one, which a prompt cache reads no more."""
         self.conversation.append({"role": "user", "content": request})
-        answer = self.model_call(name, list(self.conversation), attempt=attempt)
+        answer = self.model_call(name, list(self.conversation), attempt=attempt, until=until)
         self.conversation.append({"role": "assistant", "content": answer})
         return answer
 
-    def model_call(self, name: str, messages: list[Message], *, attempt: int = 1) -> str:
-        """One model call as one recorded step, counted as one ``ai_requests``."""
+    def model_call(
+        self,
+        name: str,
+        messages: list[Message],
+        *,
+        attempt: int = 1,
+        until: Callable[[str], bool] | None = None,
+    ) -> str:
+        """One model call as one recorded step, counted as one ``ai_requests``. With ``until``,
+        the answer ends (the stream is closed) as soon as ``until(answer so far)`` holds."""
         started = time.perf_counter()
         step = self.step_start(name, attempt=attempt, prompt=_prompt_text(messages))
         try:
@@ -341,7 +352,8 @@ class _Run:
 
         try:
             max_tokens = min(self.max_tokens, STEP_MAX_TOKENS.get(name, self.max_tokens))
-            for chunk in self.backend.stream(messages, max_tokens=max_tokens, temperature=self.temperature):
+            stream = self.backend.stream(messages, max_tokens=max_tokens, temperature=self.temperature)
+            for chunk in stream:
                 parts.append(chunk.text)
                 pending.append(chunk.text)
                 step.tokens_in, step.tokens_out = chunk.tokens_in, chunk.tokens_out
@@ -351,6 +363,11 @@ class _Run:
                 ):
                     flush()
                 self.cancel_check()
+                if until is not None and until("".join(parts)):
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()
+                    break
             flush()
         except TaskCancelled:
             step.output = "".join(parts)
@@ -574,7 +591,12 @@ def _quality(validation: Validation, attempts: int, plan: dict[str, Any]) -> dic
 
 
 def _documentation(run: _Run) -> None:
-    answer = run.ask("documentation", "Write README.md: what the code does and how to run the tests.")
+    # Ends at the first whole fenced block: a small model tends to repeat it until max_tokens.
+    answer = run.ask(
+        "documentation",
+        "Write README.md: what the code does and how to run the tests.",
+        until=lambda text: bool(_FENCED_BLOCK_END.search(text)),
+    )
     fenced = files_parse(answer).files
     readme = fenced.get("README.md") or answer
     run.artifact_save("README.md", readme if readme.endswith("\n") else readme + "\n", kind=Artifact.Kind.DOC)

@@ -64,6 +64,8 @@ class Platform:
                 "PYTHONUNBUFFERED": "1",
                 "TENANT_POOL_SIZE": "1",
                 "STRIPE_LOCAL_PORT": str(stripe_port),
+                # No 93 MB model download here: the agents keep the tiny test model.
+                "AGENTS_INSTALL_MODEL": "0",
             }
         )
         self.log = data_dir.parent / f"run-{time.monotonic_ns()}.log"
