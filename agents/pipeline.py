@@ -260,7 +260,11 @@ class _Run:
     files: dict[str, str] = field(default_factory=dict)
     plan: dict[str, list[Any]] = field(default_factory=dict)
     design: str = ""
-    conversation: list[Message] = field(default_factory=list)
+    #: The task's one conversation: the system prompt, the worked example, then each step's
+    #: request and answer (``ask``).
+    conversation: list[Message] = field(
+        default_factory=lambda: [{"role": "system", "content": SYSTEM_PROMPT}, *EXAMPLE]
+    )
     last_cancel_check: float = 0.0
     last_heartbeat: float = 0.0
 
@@ -423,7 +427,6 @@ def _task_brief(task: DevelopmentTask) -> str:
 
 
 def _analysis(run: _Run) -> None:
-    run.conversation = [{"role": "system", "content": SYSTEM_PROMPT}, *EXAMPLE]
     answer = run.ask("analysis", f"{_task_brief(run.task)}\n\n{PLAN_REQUEST}")
     try:
         run.plan = plan_parse(answer)
