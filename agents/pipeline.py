@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-FEEDBACK_CHARS = 2000
+FEEDBACK_CHARS = 1200  # the end of pytest's output sent back (prefill is slow on CPU)
 CANCEL_CHECK_SECONDS = 0.2
 HEARTBEAT_SECONDS = 5.0
 TOKEN_EVENT_CHARS = 256
@@ -75,21 +75,43 @@ PROGRESS = {
     "documentation": 90,
 }
 
-SYSTEM_PROMPT = """You are a senior Python engineer working as an autonomous coding agent.
-Write small, correct, standard-library-only Python 3 code with pytest tests.
-When you write files, write each one as a fenced code block whose info string names its path,
-relative to the project folder, and nothing else after the path:
+# Small models (SmolLM2-135M) follow a worked example far better than instructions: the
+# conversation starts with the system prompt and ``EXAMPLE``, one whole task done the expected
+# way (a different function, so what the model writes for the real task is its own). Every step
+# then appends its short request and the model's answer to the same conversation, so a backend
+# with a prompt cache (``MlxBackend.session()``) reads only the new messages at each step.
+SYSTEM_PROMPT = "You are a Python coding agent. You write each file as a fenced code block with its path."
 
-```python path=solution.py
-<the whole file>
-```
-
-Use only relative paths made of letters, digits, '_', '-' and '.', separated by '/'."""
-
+PLAN_REQUEST = "Plan it as JSON."
 PLAN_FORMAT = (
     'Answer with one JSON object only: {"files": [<paths>], "functions": [<signatures>], '
     '"test_cases": [<one sentence each>]}.'
 )
+
+EXAMPLE: list[Message] = [
+    {
+        "role": "user",
+        "content": "Task: a function mul(a, b) that returns the product, with pytest tests\n\n"
+        + PLAN_REQUEST,
+    },
+    {
+        "role": "assistant",
+        "content": '{"files": ["mul.py", "test_mul.py"], "functions": ["mul(a, b)"], '
+        '"test_cases": ["mul(2, 3) == 6"]}',
+    },
+    {"role": "user", "content": "Write the code."},
+    {"role": "assistant", "content": "```python path=mul.py\ndef mul(a, b):\n    return a * b\n```"},
+    {"role": "user", "content": "Write the pytest tests, checking: mul(2, 3) == 6"},
+    {
+        "role": "assistant",
+        "content": "```python path=test_mul.py\nfrom mul import mul\n\ndef test_mul():\n"
+        "    assert mul(2, 3) == 6\n```",
+    },
+]
+
+#: The most tokens a step's answer may take, below the profile's ``max_tokens``: a plan, a design
+#: or a README that runs on is cut short instead of costing minutes on a slow model.
+STEP_MAX_TOKENS = {"analysis": 160, "analysis_repair": 160, "architecture": 96, "documentation": 192}
 
 
 class TaskCancelled(Exception):
@@ -113,6 +135,7 @@ _FENCED_JSON = re.compile(r"```(?:json)?[ \t]*\n(?P<body>.*?)\n```", re.S)
 _FENCED_FILE = re.compile(
     r"^```[A-Za-z0-9_+.-]*[ \t]+path=(?P<path>[^\s`]+)[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S
 )
+_FENCED_BLOCK_END = re.compile(r"^```[^\n`]*\n.*?^```[ \t]*$", re.M | re.S)
 _PATH_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 PATH_MAX = 200
 PATH_DEPTH = 6
@@ -237,6 +260,11 @@ class _Run:
     files: dict[str, str] = field(default_factory=dict)
     plan: dict[str, list[Any]] = field(default_factory=dict)
     design: str = ""
+    #: The task's one conversation: the system prompt, the worked example, then each step's
+    #: request and answer (``ask``).
+    conversation: list[Message] = field(
+        default_factory=lambda: [{"role": "system", "content": SYSTEM_PROMPT}, *EXAMPLE]
+    )
     last_cancel_check: float = 0.0
     last_heartbeat: float = 0.0
 
@@ -286,8 +314,26 @@ class _Run:
             duration_ms=step.duration_ms,
         )
 
-    def model_call(self, name: str, messages: list[Message], *, attempt: int = 1) -> str:
-        """One model call as one recorded step, counted as one ``ai_requests``."""
+    def ask(
+        self, name: str, request: str, *, attempt: int = 1, until: Callable[[str], bool] | None = None
+    ) -> str:
+        """Append ``request`` to the task's conversation, the model's answer to it, and return the
+        answer: the next step's prompt extends this one, which a prompt cache reads no more."""
+        self.conversation.append({"role": "user", "content": request})
+        answer = self.model_call(name, list(self.conversation), attempt=attempt, until=until)
+        self.conversation.append({"role": "assistant", "content": answer})
+        return answer
+
+    def model_call(
+        self,
+        name: str,
+        messages: list[Message],
+        *,
+        attempt: int = 1,
+        until: Callable[[str], bool] | None = None,
+    ) -> str:
+        """One model call as one recorded step, counted as one ``ai_requests``. With ``until``,
+        the answer ends (the stream is closed) as soon as ``until(answer so far)`` holds."""
         started = time.perf_counter()
         step = self.step_start(name, attempt=attempt, prompt=_prompt_text(messages))
         try:
@@ -309,9 +355,9 @@ class _Run:
             last_flush = time.monotonic()
 
         try:
-            for chunk in self.backend.stream(
-                messages, max_tokens=self.max_tokens, temperature=self.temperature
-            ):
+            max_tokens = min(self.max_tokens, STEP_MAX_TOKENS.get(name, self.max_tokens))
+            stream = self.backend.stream(messages, max_tokens=max_tokens, temperature=self.temperature)
+            for chunk in stream:
                 parts.append(chunk.text)
                 pending.append(chunk.text)
                 step.tokens_in, step.tokens_out = chunk.tokens_in, chunk.tokens_out
@@ -321,6 +367,11 @@ class _Run:
                 ):
                     flush()
                 self.cancel_check()
+                if until is not None and until("".join(parts)):
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()
+                    break
             flush()
         except TaskCancelled:
             step.output = "".join(parts)
@@ -366,32 +417,21 @@ def _prompt_text(messages: list[Message]) -> str:
 
 
 def _task_brief(task: DevelopmentTask) -> str:
-    requirements = "\n".join(f"- {r}" for r in task.requirements) or "- (none given)"
-    return f"Task: {task.title}\n\n{task.description}\n\nRequirements:\n{requirements}"
-
-
-def _files_listing(files: dict[str, str]) -> str:
-    return "\n\n".join(
-        f"```python path={path}\n{content.rstrip()}\n```" for path, content in sorted(files.items())
-    )
-
-
-def _messages(user: str) -> list[Message]:
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    """The task in the shape of ``EXAMPLE``'s: ``Task: <title>``, then what else the user wrote."""
+    parts = [f"Task: {task.title}"]
+    if task.description and task.description != task.title:
+        parts.append(task.description)
+    if task.requirements:
+        parts.append("Requirements:\n" + "\n".join(f"- {r}" for r in task.requirements))
+    return "\n\n".join(parts)
 
 
 def _analysis(run: _Run) -> None:
-    messages = _messages(f"{_task_brief(run.task)}\n\nPlan the work. {PLAN_FORMAT}")
-    answer = run.model_call("analysis", messages)
+    answer = run.ask("analysis", f"{_task_brief(run.task)}\n\n{PLAN_REQUEST}")
     try:
         run.plan = plan_parse(answer)
     except ValueError as first:
-        repair: list[Message] = [
-            *messages,
-            {"role": "assistant", "content": answer},
-            {"role": "user", "content": f"That was not a valid plan ({first}). {PLAN_FORMAT}"},
-        ]
-        answer = run.model_call("analysis_repair", repair, attempt=2)
+        answer = run.ask("analysis_repair", f"That was not a valid plan ({first}). {PLAN_FORMAT}", attempt=2)
         try:
             run.plan = plan_parse(answer)
         except ValueError as second:
@@ -403,38 +443,21 @@ def _analysis(run: _Run) -> None:
 
 
 def _architecture(run: _Run) -> None:
-    run.design = run.model_call(
-        "architecture",
-        _messages(
-            f"{_task_brief(run.task)}\n\nPlan:\n{json.dumps(run.plan)}\n\n"
-            "Describe the design in a few sentences: modules, functions and how they fit. No code."
-        ),
-    )
+    run.design = run.ask("architecture", "Describe the design in one sentence.")
     run.progress(PROGRESS["architecture"])
 
 
 def _implementation(run: _Run) -> None:
-    answer = run.model_call(
-        "implementation",
-        _messages(
-            f"{_task_brief(run.task)}\n\nPlan:\n{json.dumps(run.plan)}\n\nDesign:\n{run.design}\n\n"
-            "Write the code files (no tests yet), each as a fenced block with its path."
-        ),
-    )
+    answer = run.ask("implementation", "Write the code.")
     if not run.files_take(answer, step_name="implementation"):
         raise TaskFailed("implementation_no_files", "the model's answer held no acceptable file")
     run.progress(PROGRESS["implementation"])
 
 
 def _tests(run: _Run) -> None:
-    answer = run.model_call(
-        "tests",
-        _messages(
-            f"{_task_brief(run.task)}\n\nTest cases:\n{json.dumps(run.plan.get('test_cases', []))}\n\n"
-            f"The code:\n{_files_listing(run.files)}\n\n"
-            "Write pytest test files (named test_*.py), each as a fenced block with its path."
-        ),
-    )
+    cases = "; ".join(str(case) for case in run.plan.get("test_cases", []))
+    request = f"Write the pytest tests, checking: {cases}" if cases else "Write the pytest tests."
+    answer = run.ask("tests", request)
     written = run.files_take(answer, step_name="tests")
     if not any(artifact_kind(p) == Artifact.Kind.TEST for p in written):
         raise TaskFailed("tests_no_files", "the model's answer held no acceptable test file")
@@ -514,14 +537,11 @@ def _validation_and_fixes(run: _Run) -> Validation:
     validation: Validation | None = None
     for attempt in range(1, MAX_ATTEMPTS + 1):
         if validation is not None:
-            answer = run.model_call(
+            answer = run.ask(
                 "fix",
-                _messages(
-                    f"{_task_brief(run.task)}\n\nThe files:\n{_files_listing(run.files)}\n\n"
-                    f"`pytest -q --tb=short` exited with code {validation.exit_code}. "
-                    f"The end of its output:\n{validation.output[-FEEDBACK_CHARS:]}\n\n"
-                    "Return every file that must change, corrected, each as a fenced block with its path."
-                ),
+                f"`pytest -q --tb=short` exited with code {validation.exit_code}. "
+                f"The end of its output:\n{validation.output[-FEEDBACK_CHARS:]}\n\n"
+                "Write every file that must change, corrected.",
                 attempt=attempt,
             )
             run.files_take(answer, step_name="fix", attempt=attempt)
@@ -574,12 +594,11 @@ def _quality(validation: Validation, attempts: int, plan: dict[str, Any]) -> dic
 
 
 def _documentation(run: _Run) -> None:
-    answer = run.model_call(
+    # Ends at the first whole fenced block: a small model tends to repeat it until max_tokens.
+    answer = run.ask(
         "documentation",
-        _messages(
-            f"{_task_brief(run.task)}\n\nThe files:\n{_files_listing(run.files)}\n\n"
-            "Write the project's README.md in Markdown: what it does, how to use it, how to run the tests."
-        ),
+        "Write README.md: what the code does and how to run the tests.",
+        until=lambda text: bool(_FENCED_BLOCK_END.search(text)),
     )
     fenced = files_parse(answer).files
     readme = fenced.get("README.md") or answer
@@ -623,7 +642,7 @@ def task_execute(
     run = _Run(
         tenant=tenant,
         task=task,
-        backend=backend,
+        backend=backend.session(),  # one conversation per task: its prompt cache, if any
         schema_name=schema_name,
         max_tokens=int(parameters.get("max_tokens", DEFAULT_MAX_TOKENS)),
         temperature=float(parameters.get("temperature", 0.0)),

@@ -436,7 +436,16 @@ BILLING_DUNNING_EMAIL_DAYS = (0, 3, 7)
 _data_dir = Path(env("LEANVIBE_DATA_DIR", default=str(BASE_DIR / ".data")))
 # Defaults of a new Agent profile: backend "mlx" (in-process mlx-lm) or "http" (OpenAI-compatible).
 AGENTS_BACKEND = env("AGENTS_BACKEND", default="mlx")
-AGENTS_MODEL_PATH = env("AGENTS_MODEL_PATH", default=str(_data_dir / "models" / "tiny-qwen2"))
+# The model folder of new profiles: SmolLM2-135M once installed in AGENTS_MODELS_DIR (`manage.py
+# agents_install_model smollm2`, which `make run` does on its first start; "INSTALLED" is the
+# installer's completion marker, agents.inference.install.MARKER_FILE), else the tiny test model.
+# `make run` installs SmolLM2 unless AGENTS_INSTALL_MODEL is false (or run_platform --no-model).
+AGENTS_INSTALL_MODEL = env.bool("AGENTS_INSTALL_MODEL", default=True)
+_smollm2 = AGENTS_MODELS_DIR / "smollm2"
+AGENTS_MODEL_PATH = env(
+    "AGENTS_MODEL_PATH",
+    default=str(_smollm2 if (_smollm2 / "INSTALLED").is_file() else _data_dir / "models" / "tiny-qwen2"),
+)
 # Root URL of the OpenAI-compatible inference server of "http" profiles without a base URL of their
 # own (mlx_lm.server, llama.cpp's server, vLLM), e.g. https://inference.internal:8080.
 AGENTS_INFERENCE_URL = env("AGENTS_INFERENCE_URL", default="")

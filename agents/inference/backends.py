@@ -61,6 +61,11 @@ class ModelBackend(abc.ABC):
     ) -> Iterator[Chunk]:
         """The answer to ``messages`` as it is generated; the last chunk has ``finish_reason``."""
 
+    def session(self) -> ModelBackend:
+        """A backend for one conversation (one task's steps, each prompt extending the last):
+        this backend itself, unless it can keep state between the calls (``MlxBackend``)."""
+        return self
+
     def complete(
         self, messages: Sequence[Message], *, max_tokens: int, temperature: float = 0.0
     ) -> Completion:

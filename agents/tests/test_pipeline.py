@@ -434,3 +434,25 @@ def test_a_backend_the_worker_cannot_build_fails_the_task(tenant, tmp_path, sett
         pipeline.task_execute(tenant=tenant, task=claimed)
         assert claimed.status == DevelopmentTask.Status.FAILED
         assert claimed.error.startswith("backend_unavailable")
+
+
+@needs_bwrap
+@pytest.mark.django_db
+def test_every_prompt_extends_the_last_one_by_its_answer_and_one_request(tenant, agent):
+    """Recorded model answers. One conversation per task, opened by the worked example: a
+    backend's prompt cache (``session()``) then reads only the new messages at each step."""
+    task, backend = run(tenant, agent, rec.COMPLETES_FIRST_TIME)
+    assert task.status == DevelopmentTask.Status.COMPLETED, task.error
+    first = backend.calls[0]
+    assert first[: len(pipeline.EXAMPLE) + 1] == [
+        {"role": "system", "content": pipeline.SYSTEM_PROMPT},
+        *pipeline.EXAMPLE,
+    ]
+    assert first[-1]["content"].startswith("Task: Add two numbers\n\n")
+    model_steps = list(TaskStep.objects.filter(task=task).exclude(name="validation").order_by("id"))
+    assert len(model_steps) == len(backend.calls) == 5
+    for before, after, step in zip(backend.calls, backend.calls[1:], model_steps, strict=False):
+        assert after[: len(before)] == before
+        assert after[len(before) : -1] == [{"role": "assistant", "content": step.output}]
+        assert after[-1]["role"] == "user"
+    assert all(s.prompt.startswith("[system]\n" + pipeline.SYSTEM_PROMPT) for s in model_steps)

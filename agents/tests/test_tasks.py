@@ -24,6 +24,7 @@ from agents.services import agent_create, task_cancel, task_create
 from tenants.models import Tenant
 from tenants.services import tenant_provision
 from tenants.tests.test_tasks import celery_worker, wait_for  # noqa: F401 - the fixture
+from tenants.usage import period_usage
 
 pytestmark = [
     pytest.mark.integration,
@@ -80,6 +81,44 @@ def test_worker_runs_the_tiny_model_and_the_task_fails_at_the_analysis(tenant, t
         assert task.status == DevelopmentTask.Status.FAILED
         assert task.error.startswith("analysis_invalid_json")
         assert [s.tokens_out for s in TaskStep.objects.filter(task=task)] == [32, 32]
+
+
+def test_worker_runs_the_tiny_model_over_http_and_the_task_fails_at_the_analysis(tenant, tmp_path, settings):
+    """The real tiny model served by a real ``mlx_lm.server`` on a loopback port; the worker
+    builds ``OpenAIBackend`` from an "http" Agent profile with that base URL. The model's output
+    is random, so the analysis and its repair hold no JSON plan and the task fails honestly."""
+    pytest.importorskip("mlx_lm")
+    from agents.inference.tiny_model import tiny_model_build
+    from agents.tests.test_backends import server_start, server_stop
+
+    settings.OUTBOUND_ALLOW_PRIVATE = True  # loopback (the default outside production)
+    process, base_url = server_start(tiny_model_build(tmp_path / "tiny-qwen2"), tmp_path / "server.log")
+    try:
+        with tenant_context(tenant):
+            agent = agent_create(
+                name="tiny-http",
+                backend=Agent.Backend.HTTP,
+                base_url=base_url,
+                model="default_model",  # mlx_lm.server's name for the model it serves (--model)
+                parameters={"max_tokens": 32},
+            )
+            task = new_task(tenant, agent)
+            wait_for(lambda: finished(task), "the task to finish")
+            steps = list(TaskStep.objects.filter(task=task).order_by("id"))
+            usage = period_usage(tenant, "ai_requests")
+    finally:
+        server_stop(process)
+    assert task.status == DevelopmentTask.Status.FAILED
+    assert task.error.startswith("analysis_invalid_json: no valid JSON plan after one repair request")
+    assert [(s.name, s.attempt, s.status) for s in steps] == [
+        ("analysis", 1, "completed"),
+        ("analysis_repair", 2, "completed"),
+    ]
+    # Token counts are the server's own (its usage event): the whole answer, the whole prompt.
+    assert [s.tokens_out for s in steps] == [32, 32]
+    assert 0 < steps[0].tokens_in < steps[1].tokens_in  # the repair carries the first answer
+    assert all(s.output for s in steps)
+    assert usage == 2
 
 
 def test_cancel_through_the_worker_stops_within_two_seconds(tenant, settings):

