@@ -450,6 +450,9 @@ class Validation:
     tests_failed: int
     lint_findings: int | None
     compile_errors: list[str]
+    #: Seconds spent inside ``sandbox_run`` (ruff and pytest, sandbox start-up included): what
+    #: the validation step costs beyond the pipeline's own work (``bench/agents.py`` reads it).
+    sandbox_seconds: float = 0.0
 
 
 def _compile_errors(files: dict[str, str]) -> list[str]:
@@ -477,6 +480,7 @@ def files_validate(files: dict[str, str], *, label: str) -> Validation:
         for path, content in files.items():
             _file_write(run_dir, path, content)
         compile_errors = _compile_errors(files)
+        sandbox_started = time.perf_counter()
         lint = sandbox_run(
             ["ruff", "check", "--isolated", "--no-cache", "--output-format", "json", "."],
             run_dir=run_dir,
@@ -491,6 +495,7 @@ def files_validate(files: dict[str, str], *, label: str) -> Validation:
             run_dir=run_dir,
             limits=VALIDATION_LIMITS,
         )
+        sandbox_seconds = time.perf_counter() - sandbox_started
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     output = (result.stdout + result.stderr).decode(errors="replace")
@@ -507,6 +512,7 @@ def files_validate(files: dict[str, str], *, label: str) -> Validation:
         tests_failed=failed,
         lint_findings=lint_findings,
         compile_errors=compile_errors,
+        sandbox_seconds=sandbox_seconds,
     )
 
 
@@ -554,6 +560,7 @@ def _validation_and_fixes(run: _Run) -> Validation:
             tests_passed=validation.tests_passed,
             tests_failed=validation.tests_failed,
             lint_findings=validation.lint_findings,
+            sandbox_ms=round(validation.sandbox_seconds * 1000, 1),
         )
         if validation.passed:
             break

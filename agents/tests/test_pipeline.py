@@ -133,6 +133,11 @@ def test_fail_fail_pass_completes_on_the_third_attempt(
     types = [e.type for e in events]
     assert types[0] == "status" and types[-1] == "done" and events[-1].data["status"] == "completed"
     assert types.count("step_started") == types.count("step_finished") == 10
+    # Each validation says how long it spent in the sandbox, within the step's own duration.
+    validations = [e.data for e in events if e.type == "validation"]
+    durations = TaskStep.objects.filter(task=task, name="validation").order_by("attempt")
+    for data, step in zip(validations, durations, strict=True):
+        assert 0 < data["sandbox_ms"] <= step.duration_ms + 1
     assert [e.data["progress"] for e in events if e.type == "progress"] == [15, 25, 50, 65, 80, 90]
     assert list(task_events_after(task=task, seq=len(events) - 2)) == events[-2:]
     assert task_get(str(task.id)) == task and task_get("not-a-uuid") is None
