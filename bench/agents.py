@@ -415,7 +415,7 @@ def _cache_gain(model: Path) -> tuple[float, float, int, int]:
 # --- the run ------------------------------------------------------------------------------------
 
 
-def run(*, tasks: int = 5, runs: int = 1, max_tokens: int = 32) -> list[Verdict]:
+def run(*, tasks: int = 8, runs: int = 2, max_tokens: int = 32) -> list[Verdict]:
     print(
         f"\n== agents: pipeline orchestration ({tasks} tasks, tiny model), backend speeds and the "
         f"prompt cache (SmolLM2, {max_tokens} tokens, {runs} run(s) each) ==",
