@@ -72,13 +72,13 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--agent-tasks",
         type=int,
-        default=5,
+        default=8,
         help="Timed development tasks through the pipeline (tiny model).",
     )
     parser.add_argument(
         "--agent-runs",
         type=int,
-        default=1,
+        default=2,
         help="Generations per backend in the tokens/s comparison (SmolLM2).",
     )
     parser.add_argument(
