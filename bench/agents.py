@@ -46,7 +46,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -321,66 +321,61 @@ def _gguf(folder: Path) -> Path | None:
 def _speeds(
     model: Path, *, runs: int, max_tokens: int
 ) -> tuple[list[tuple[str, list[StreamTiming]]], list[str]]:
+    """Every backend ready (servers started, one untimed warm-up each), then the runs interleaved,
+    the order reversed every other round (ABBA), so each backend sees the same shared machine."""
     from django.conf import settings
 
-    from agents.inference.backends import MlxBackend
+    from agents.inference.backends import MlxBackend, ModelBackend
     from agents.inference.openai_backend import OpenAIBackend
 
     def prompt(run: int) -> list[dict[str, str]]:
         return [{"role": "user", "content": f"Request {run + 1}. {SPEED_PROMPT}"}]
 
-    results: list[tuple[str, list[StreamTiming]]] = []
     notes: list[str] = []
-    in_process = MlxBackend(model)
-    _stream_timed(in_process, [{"role": "user", "content": "Hi."}], 1)  # warm-up, as the servers get
-    timings = []
-    for run in range(runs):
-        timings.append(_stream_timed(in_process, prompt(run), max_tokens))
-        progress(f"MlxBackend (in process), run {run + 1}/{runs}: {_describe(timings[-1])}")
-    results.append(("MlxBackend, in process", timings))
-
     allow_private = settings.OUTBOUND_ALLOW_PRIVATE
     settings.OUTBOUND_ALLOW_PRIVATE = True  # the servers listen on 127.0.0.1
+    scratch: list[Path] = []
     try:
-        command = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model)]
-        command += ["--host", "127.0.0.1", "--port", "{port}"]
-        with _server(command, name="mlx_lm.server", health="/health") as url:
-            backend = OpenAIBackend(url)
-            _stream_timed(backend, [{"role": "user", "content": "Hi."}], 1)  # warm-up, not counted
-            timings = []
-            for run in range(runs):
-                timings.append(_stream_timed(backend, prompt(run), max_tokens))
-                progress(f"mlx_lm.server via OpenAIBackend, run {run + 1}/{runs}: {_describe(timings[-1])}")
-            results.append(("mlx_lm.server via OpenAIBackend", timings))
-        if importlib.util.find_spec("llama_cpp") is None:
-            notes.append("llama.cpp server: not installed (python -m llama_cpp.server is not importable)")
-        else:
-            gguf = _gguf(model)
-            if gguf is None:
+        with ExitStack() as servers:
+            backends: list[tuple[str, ModelBackend]] = [("MlxBackend, in process", MlxBackend(model))]
+            command = [sys.executable, "-m", "mlx_lm", "server", "--model", str(model)]
+            command += ["--host", "127.0.0.1", "--port", "{port}"]
+            url = servers.enter_context(_server(command, name="mlx_lm.server", health="/health"))
+            backends.append(("mlx_lm.server via OpenAIBackend", OpenAIBackend(url)))
+            if importlib.util.find_spec("llama_cpp") is None:
+                notes.append("llama.cpp server: not installed (python -m llama_cpp.server is not importable)")
+            elif (gguf := _gguf(model)) is None:
                 notes.append("llama.cpp server: no SmolLM2 GGUF (the install's wheel is not kept)")
             else:
+                scratch.append(gguf.parent)
                 command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf)]
                 command += ["--host", "127.0.0.1", "--port", "{port}", "--n_ctx", "2048"]
-                try:
-                    with _server(command, name="llama_cpp.server", health="/v1/models") as url:
-                        backend = OpenAIBackend(url)
-                        _stream_timed(backend, [{"role": "user", "content": "Hi."}], 1)
-                        timings = []
-                        for run in range(runs):
-                            timings.append(_stream_timed(backend, prompt(run), max_tokens))
-                            progress(f"llama.cpp server, run {run + 1}/{runs}: {_describe(timings[-1])}")
-                        results.append(("llama.cpp server via OpenAIBackend", timings))
-                finally:
-                    shutil.rmtree(gguf.parent, ignore_errors=True)
+                url = servers.enter_context(_server(command, name="llama_cpp.server", health="/v1/models"))
+                backends.append(("llama.cpp server via OpenAIBackend", OpenAIBackend(url)))
+            for _, backend in backends:
+                _stream_timed(backend, [{"role": "user", "content": "Hi."}], 1)  # warm-up, not counted
+            timings: dict[str, list[StreamTiming]] = {name: [] for name, _ in backends}
+            for run in range(runs):
+                for name, backend in backends if run % 2 == 0 else list(reversed(backends)):
+                    timings[name].append(_stream_timed(backend, prompt(run), max_tokens))
+                    progress(f"{name}, run {run + 1}/{runs}: {_describe(timings[name][-1])}")
     finally:
         settings.OUTBOUND_ALLOW_PRIVATE = allow_private
-    texts = {name: timings[0].text for name, timings in results}
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+    results = [(name, timings[name]) for name, _ in backends]
+    texts = {name: found[0].text for name, found in results}
     if len(set(texts.values())) > 1:
         notes.append(
             "the backends' greedy answers differ: " + "; ".join(f"{k}: {v[:40]!r}" for k, v in texts.items())
         )
     else:
         notes.append("every backend wrote the same greedy answer")
+    notes.append(
+        "first token: a server keeps a prompt cache across requests, so the chat template's opening "
+        "(SmolLM2's default system prompt), read once for the warm-up, is not read again; "
+        "MlxBackend without a session reads every prompt whole (section (c) is the session's gain)"
+    )
     return results, notes
 
 
