@@ -145,6 +145,28 @@ def test_fail_fail_pass_completes_on_the_third_attempt(
     assert [(e["seq"], e["type"]) for e in streamed] == [(e.seq, e.type) for e in events]
 
 
+def _synchronous_commit() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()[0])
+
+
+@needs_bwrap
+@pytest.mark.django_db
+def test_the_runs_writes_skip_the_wal_flush_and_the_setting_is_put_back(tenant, agent):
+    """Recorded model answers. Progress commits are asynchronous during the run only."""
+    before = _synchronous_commit()
+    seen: list[str] = []
+    design = RecordedAnswer(rec.DESIGN, on_chunk=lambda index: seen.append(_synchronous_commit()))
+    task, _ = run(tenant, agent, [rec.PLAN, design, rec.CODE_GOOD, rec.TESTS, rec.README])
+
+    assert task.status == DevelopmentTask.Status.COMPLETED, task.error
+    assert seen and set(seen) == {"off"}
+    assert _synchronous_commit() == before
+
+
 @needs_bwrap
 @pytest.mark.django_db
 def test_three_failures_fail_the_task_with_three_attempt_records(tenant, agent):
