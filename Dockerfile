@@ -4,12 +4,14 @@
 #   worker:         celery -A leanvibe worker --loglevel INFO
 #   beat:           celery -A leanvibe beat --loglevel INFO --schedule /tmp/celerybeat-schedule
 #   migrate:        python manage.py platform_migrate
+#   inference:      mlx_lm.server --model /models/smollm2 --host 0.0.0.0 --port 8080 (mlx-lm's own)
 #
 # bookworm is pinned on purpose: the mlx wheels need glibc >= 2.35 (bookworm has 2.36), and every
 # other binary dependency (psycopg, lxml, xmlsec, mlx-cpu) ships a manylinux wheel, so no
 # compiler or system library has to be installed. The one system package is bubblewrap: the
 # worker runs agent-generated code under it (agents/sandbox.py) and refuses agent runs with
-# sandbox_unavailable when it is missing or cannot create its namespaces.
+# sandbox_unavailable when it is missing or cannot create its namespaces (in Kubernetes: the pod
+# settings of k8s/deployment-agents-worker.yaml, docs/architecture.md "Agent sandbox").
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \

@@ -1,4 +1,4 @@
-"""``python -m bench``: provisioning, sign-ins, routing, metering and webhooks, in databases of their own.
+"""``python -m bench``: provisioning, sign-ins, routing, metering, webhooks, agents; own databases.
 
 The databases (``BENCH_DATABASE``, default ``leanvibe_bench``, and ``<that>_*`` for the routing
 runs) live on the same PostgreSQL server as the project's (``DATABASE_URL``, or in development
@@ -26,8 +26,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["provisioning", "signins", "routing", "metering", "webhooks"],
-        help="Run only these benchmarks (default: all five).",
+        choices=["provisioning", "signins", "routing", "metering", "webhooks", "agents"],
+        help="Run only these benchmarks (default: all six).",
     )
     parser.add_argument("--strict", action="store_true", help="Exit non-zero when a target fails.")
     parser.add_argument("--migrations", type=int, default=3, help="Tenants made by running migrations.")
@@ -69,6 +69,24 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         default=0.25,
         help="Share of the deliveries that are exact duplicates of earlier events (0 to 0.9).",
     )
+    parser.add_argument(
+        "--agent-tasks",
+        type=int,
+        default=8,
+        help="Timed development tasks through the pipeline (tiny model).",
+    )
+    parser.add_argument(
+        "--agent-runs",
+        type=int,
+        default=2,
+        help="Generations per backend in the tokens/s comparison (SmolLM2).",
+    )
+    parser.add_argument(
+        "--agent-max-tokens",
+        type=int,
+        default=32,
+        help="Tokens each generation of the tokens/s comparison writes.",
+    )
     parser.add_argument("--keep-databases", action="store_true", help="Leave the bench databases behind.")
     return parser.parse_args(argv)
 
@@ -95,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.base_tenants < 1 or args.tenants <= args.base_tenants:
         raise SystemExit("--tenants must be larger than --base-tenants (>= 1)")
+    if args.agent_tasks < 1 or args.agent_runs < 1 or args.agent_max_tokens < 2:
+        raise SystemExit("--agent-tasks and --agent-runs must be >= 1, --agent-max-tokens >= 2")
     if args.webhook_events < 1 or args.webhook_tenants < 1 or not 0 <= args.webhook_duplicates <= 0.9:
         raise SystemExit("--webhook-events and --webhook-tenants must be >= 1, --webhook-duplicates 0 to 0.9")
     name = os.environ.get("BENCH_DATABASE", DEFAULT_BENCH_DATABASE)
@@ -128,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     # Tasks queued by provisioning (emails, pool refill) go to a queue no worker reads.
     queue = f"leanvibe-bench-{name}"
     celery_app.conf.task_default_queue = queue
+    # Routed tasks too (the agents' runs go to AGENTS_CELERY_QUEUE, which real workers read).
+    celery_app.conf.task_routes = {name: {"queue": queue} for name in settings.CELERY_TASK_ROUTES}
 
     verdicts: list[Verdict] = []
     try:
@@ -170,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
                 events=args.webhook_events,
                 tenants=args.webhook_tenants,
                 duplicate_share=args.webhook_duplicates,
+            )
+        if args.only is None or "agents" in args.only:
+            from bench import agents
+
+            verdicts += agents.run(
+                tasks=args.agent_tasks, runs=args.agent_runs, max_tokens=args.agent_max_tokens
             )
     finally:
         connections.close_all()

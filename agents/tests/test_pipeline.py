@@ -133,11 +133,38 @@ def test_fail_fail_pass_completes_on_the_third_attempt(
     types = [e.type for e in events]
     assert types[0] == "status" and types[-1] == "done" and events[-1].data["status"] == "completed"
     assert types.count("step_started") == types.count("step_finished") == 10
+    # Each validation says how long it spent in the sandbox, within the step's own duration.
+    validations = [e.data for e in events if e.type == "validation"]
+    durations = TaskStep.objects.filter(task=task, name="validation").order_by("attempt")
+    for data, step in zip(validations, durations, strict=True):
+        assert 0 < data["sandbox_ms"] <= step.duration_ms + 1
     assert [e.data["progress"] for e in events if e.type == "progress"] == [15, 25, 50, 65, 80, 90]
     assert list(task_events_after(task=task, seq=len(events) - 2)) == events[-2:]
     assert task_get(str(task.id)) == task and task_get("not-a-uuid") is None
     streamed = task_stream_read(schema_name=tenant.schema_name, task_id=task.id)
     assert [(e["seq"], e["type"]) for e in streamed] == [(e.seq, e.type) for e in events]
+
+
+def _synchronous_commit() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()[0])
+
+
+@needs_bwrap
+@pytest.mark.django_db
+def test_the_runs_writes_skip_the_wal_flush_and_the_setting_is_put_back(tenant, agent):
+    """Recorded model answers. Progress commits are asynchronous during the run only."""
+    before = _synchronous_commit()
+    seen: list[str] = []
+    design = RecordedAnswer(rec.DESIGN, on_chunk=lambda index: seen.append(_synchronous_commit()))
+    task, _ = run(tenant, agent, [rec.PLAN, design, rec.CODE_GOOD, rec.TESTS, rec.README])
+
+    assert task.status == DevelopmentTask.Status.COMPLETED, task.error
+    assert seen and set(seen) == {"off"}
+    assert _synchronous_commit() == before
 
 
 @needs_bwrap

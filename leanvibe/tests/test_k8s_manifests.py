@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -35,6 +36,7 @@ KUBERNETES_VERSION = "1.30"  # the oldest release still in common support; newer
 RUNTIME_VARIABLES = {
     "WEB_CONCURRENCY": "gunicorn",  # worker count
     "FORWARDED_ALLOW_IPS": "gunicorn",  # whose X-Forwarded-Proto to trust
+    "HF_HUB_OFFLINE": "huggingface_hub",  # the inference server: never the model hub
 }
 
 # Reads of the environment: env("X"), env.int("X", ...), os.environ["X"], os.environ.get("X"),
@@ -83,6 +85,10 @@ def container(doc: dict[str, Any]) -> dict[str, Any]:
     containers = doc["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1, doc["metadata"]["name"]
     return dict(containers[0])
+
+
+INFERENCE = "leanvibe-inference"
+AGENTS_WORKER = "leanvibe-agents-worker"
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -141,8 +147,15 @@ def test_manifests_cover_the_platform() -> None:
             ("Deployment", "leanvibe-web"),
             ("Deployment", "leanvibe-worker"),
             ("Deployment", "leanvibe-beat"),
+            ("Deployment", "leanvibe-agents-worker"),
+            ("Deployment", "leanvibe-inference"),
+            ("PersistentVolumeClaim", "leanvibe-models"),
             ("Job", "leanvibe-migrate"),
+            ("Job", "leanvibe-model-install"),
             ("Service", "leanvibe-web"),
+            ("Service", "leanvibe-inference"),
+            ("NetworkPolicy", "leanvibe-inference"),
+            ("NetworkPolicy", "leanvibe-agents-worker-egress"),
             ("Ingress", "leanvibe"),
             ("HorizontalPodAutoscaler", "leanvibe-web"),
             ("HorizontalPodAutoscaler", "leanvibe-worker"),
@@ -361,6 +374,10 @@ def test_runtime_variables_are_read_by_the_programs_named() -> None:
     for name, program in RUNTIME_VARIABLES.items():
         if program == "gunicorn":
             assert f'"{name}"' in source, name
+        elif program == "huggingface_hub":
+            import huggingface_hub.constants
+
+            assert f'"{name}"' in inspect.getsource(huggingface_hub.constants), name
 
 
 def test_every_variable_the_manifests_set_is_read_by_the_code() -> None:
@@ -410,6 +427,10 @@ def test_every_workload_gets_the_real_database_and_redis() -> None:
     assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} <= set(secret_data())
     assert "DEBUG" in provided and config_data()["DEBUG"].lower() == "false"
     for doc, _ in workloads():
+        if doc["metadata"]["name"] == INFERENCE:
+            # mlx_lm.server is no Django process: it gets neither the settings nor the secrets.
+            assert "envFrom" not in container(doc)
+            continue
         sources = container(doc)["envFrom"]
         assert {"configMapRef": {"name": "leanvibe-config"}} in sources, doc["metadata"]["name"]
         assert {"secretRef": {"name": "leanvibe-secrets"}} in sources, doc["metadata"]["name"]
@@ -435,3 +456,195 @@ def test_env_example_documents_every_variable_with_a_comment() -> None:
         is_comment = above.startswith("#") and not _ENV_LINE.match(above)
         assert is_comment, f"{match.group(1)} needs a comment line above it"
     assert documented == settings_variables() | set(RUNTIME_VARIABLES)
+
+
+# --- the coding agents: inference server and agents worker -------------------------------------
+
+
+def _argument(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def _environment(doc: dict[str, Any]) -> dict[str, str]:
+    """What the container's environment holds: the ConfigMap, then its own ``env`` on top."""
+    spec = container(doc)
+    values: dict[str, str] = {}
+    if {"configMapRef": {"name": "leanvibe-config"}} in spec.get("envFrom", []):
+        values.update(config_data())
+    values.update({item["name"]: item["value"] for item in spec.get("env", [])})
+    return values
+
+
+def test_inference_server_runs_mlx_lm_server_installed_in_the_image() -> None:
+    inference = container(one("Deployment", INFERENCE))
+    command = inference["command"]
+    # A console script of mlx-lm (requirements.txt), in the same environment as python.
+    assert command[0] == "mlx_lm.server"
+    assert (Path(sys.executable).parent / "mlx_lm.server").is_file()
+    assert importlib.util.find_spec("mlx_lm.server") is not None
+    assert _argument(command, "--host") == "0.0.0.0"  # noqa: S104 - inside the pod
+    port = int(_argument(command, "--port"))
+    assert {p["name"]: p["containerPort"] for p in inference["ports"]} == {"http": port}
+    service = one("Service", INFERENCE)
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(port, "http")]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert inference[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
+    assert _environment(one("Deployment", INFERENCE))["HF_HUB_OFFLINE"] == "1"
+
+
+def test_inference_server_serves_the_folder_the_install_job_writes() -> None:
+    from agents.inference.install import model_path
+
+    inference = one("Deployment", INFERENCE)
+    job = one("Job", "leanvibe-model-install")
+    assert container(job)["command"] == ["python", "manage.py", "agents_install_model", "smollm2"]
+    assert get_commands()["agents_install_model"] == "agents"
+    models_dir = _environment(job)["AGENTS_MODELS_DIR"]
+
+    def claim_mount(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+        for mount in container(doc)["volumeMounts"]:
+            claim = volumes[mount["name"]].get("persistentVolumeClaim")
+            if claim:
+                return claim["claimName"], mount
+        raise AssertionError(f"{doc['metadata']['name']} mounts no claim")
+
+    job_claim, job_mount = claim_mount(job)
+    served_claim, served_mount = claim_mount(inference)
+    assert job_claim == served_claim == one("PersistentVolumeClaim", job_claim)["metadata"]["name"]
+    assert job_mount["mountPath"] == models_dir and not job_mount.get("readOnly")
+    assert served_mount["readOnly"] is True
+    served = _argument(container(inference)["command"], "--model")
+    assert served == str(model_path("smollm2", directory=Path(served_mount["mountPath"])))
+    # One pod on a ReadWriteOnce volume: replaced, never two at once.
+    assert inference["spec"]["replicas"] == 1 and inference["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_inference_probe_path_answers_on_a_real_mlx_lm_server(tmp_path: Path) -> None:
+    """The manifest's own command, on the tiny model and a loopback port, answers the probe."""
+    import socket
+    import time
+    import urllib.request
+
+    from agents.inference.tiny_model import tiny_model_build
+
+    inference = container(one("Deployment", INFERENCE))
+    command = list(inference["command"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    command[command.index("--model") + 1] = str(tiny_model_build(tmp_path / "model"))
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    command[0] = str(Path(sys.executable).parent / command[0])
+    env = {**os.environ, **_environment(one("Deployment", INFERENCE)), "HOME": str(tmp_path / "missing")}
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        path = inference["readinessProbe"]["httpGet"]["path"]
+        until = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                    assert answer.status == 200
+                    assert json.loads(answer.read()) == {"status": "ok"}
+                    break
+            except OSError:
+                assert time.monotonic() < until, "mlx_lm.server did not answer within 60 s"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
+def test_agents_worker_takes_the_agents_queue_and_calls_the_inference_service() -> None:
+    from django.conf import settings
+
+    worker = container(one("Deployment", "leanvibe-worker"))["command"]
+    agents_worker = one("Deployment", AGENTS_WORKER)
+    command = container(agents_worker)["command"]
+    assert command[:4] == ["celery", "-A", "leanvibe", "worker"]
+    general = set(_argument(worker, "--queues").split(","))
+    agents = set(_argument(command, "--queues").split(","))
+    assert agents == {settings.AGENTS_CELERY_QUEUE} and general == {"celery"}
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed <= general | agents, "a routed task would wait for a worker forever"
+
+    environment = _environment(agents_worker)
+    assert environment["AGENTS_BACKEND"] == config_data()["AGENTS_BACKEND"] == "http"
+    url = urlsplit(environment["AGENTS_INFERENCE_URL"])
+    service = one("Service", INFERENCE)
+    assert url.scheme == "http" and url.hostname == service["metadata"]["name"]
+    assert url.port in {p["port"] for p in service["spec"]["ports"]}
+    # http profiles send the profile's model as the request's model: the served folder's path,
+    # which mlx_lm.server answers with the model it loaded (any other name it would look up).
+    served = _argument(container(one("Deployment", INFERENCE))["command"], "--model")
+    assert config_data()["AGENTS_MODEL_PATH"] == served
+    # The outbound guard lets plain http to a private address through only with this on.
+    assert environment["OUTBOUND_ALLOW_PRIVATE"] == "true"
+    assert config_data()["OUTBOUND_ALLOW_PRIVATE"] == "false"
+    # Generated files go to a writable volume, not the read-only root.
+    volumes = {v["name"]: v for v in agents_worker["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container(agents_worker)["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts[environment["AGENTS_WORKSPACE_ROOT"]]]
+
+
+def test_only_the_agents_worker_may_create_the_sandboxs_namespaces() -> None:
+    for doc, pod in workloads():
+        spec = container(doc)
+        name = doc["metadata"]["name"]
+        # Never privileged, never a capability, never root, in every pod.
+        assert not spec["securityContext"].get("privileged"), name
+        assert spec["securityContext"]["capabilities"]["drop"] == ["ALL"], name
+        assert "add" not in spec["securityContext"]["capabilities"], name
+        if name == AGENTS_WORKER:
+            assert pod["hostUsers"] is False
+            assert pod["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
+            assert pod["securityContext"]["appArmorProfile"] == {"type": "Unconfined"}
+            assert spec["securityContext"]["procMount"] == "Unmasked"
+        else:
+            assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            assert "procMount" not in spec["securityContext"], name
+
+
+def test_network_policies_let_only_the_agents_worker_reach_the_inference_server() -> None:
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d, _ in workloads()}
+    inference = one("NetworkPolicy", INFERENCE)["spec"]
+    assert {n for n, labels in pods.items() if _matches(inference["podSelector"]["matchLabels"], labels)} == {
+        INFERENCE
+    }
+    assert inference["policyTypes"] == ["Ingress", "Egress"] and inference["egress"] == []
+    [rule] = inference["ingress"]
+    [source] = rule["from"]
+    assert {n for n, labels in pods.items() if _matches(source["podSelector"]["matchLabels"], labels)} == {
+        AGENTS_WORKER
+    }
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    service = one("Service", INFERENCE)
+    assert {n for n, labels in pods.items() if _matches(service["spec"]["selector"], labels)} == {INFERENCE}
+
+    egress = one("NetworkPolicy", "leanvibe-agents-worker-egress")["spec"]
+    assert {n for n, labels in pods.items() if _matches(egress["podSelector"]["matchLabels"], labels)} == {
+        AGENTS_WORKER
+    }
+    port = int(_argument(container(one("Deployment", INFERENCE))["command"], "--port"))
+    to_inference = [
+        r
+        for r in egress["egress"]
+        if any(
+            _matches(t.get("podSelector", {}).get("matchLabels", {}), pods[INFERENCE])
+            and t.get("podSelector")
+            for t in r.get("to", [])
+        )
+    ]
+    assert to_inference and to_inference[0]["ports"] == [{"protocol": "TCP", "port": port}]
+    # Cloud metadata (link-local) and private networks stay out of reach on every other rule.
+    for rule in egress["egress"]:
+        for target in rule.get("to", []):
+            block = target.get("ipBlock")
+            if block and any(p["port"] not in (5432, 6379) for p in rule["ports"]):
+                assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
+                    block["except"]
+                )
