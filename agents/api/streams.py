@@ -40,13 +40,16 @@ def sse_message(*, seq: int, type: str, data: Any) -> str:
     return f"id: {seq}\nevent: {type}\ndata: {body}\n\n"
 
 
-def _rows_after(schema_name: str, task_id: uuid.UUID, after: int) -> list[tuple[int, str, Any]]:
+def _rows_after(schema_name: str, task_id: uuid.UUID, after: int) -> tuple[list[tuple[int, str, Any]], bool]:
+    """The next rows after ``after``, and whether ``done`` is at or before ``after`` (a client
+    resuming after the end)."""
     with schema_context(schema_name):
-        return list(
-            TaskEvent.objects.filter(task_id=task_id, seq__gt=after)
-            .order_by("seq")
-            .values_list("seq", "type", "data")[:REPLAY_BATCH]
+        events = TaskEvent.objects.filter(task_id=task_id)
+        rows = list(
+            events.filter(seq__gt=after).order_by("seq").values_list("seq", "type", "data")[:REPLAY_BATCH]
         )
+        ended = not rows and events.filter(type="done", seq__lte=after).exists()
+        return rows, ended
 
 
 rows_after = sync_to_async(_rows_after, thread_sensitive=True)
@@ -70,7 +73,10 @@ class _Follower:
     async def replay(self) -> AsyncIterator[str]:
         """Rows after ``last`` until none are left (or the task is done)."""
         while not self.done:
-            rows = await rows_after(self.schema_name, self.task_id, self.last)
+            rows, ended = await rows_after(self.schema_name, self.task_id, self.last)
+            if ended:
+                self.done = True
+                return
             for seq, type, data in rows:
                 message = self.emit(seq, type, data)
                 if message:
@@ -89,7 +95,9 @@ async def event_stream(
     if follower.done:
         return
     key = task_stream_key(schema_name=schema_name, task_id=task_id)
-    client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+    client = aioredis.Redis.from_url(
+        settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=keepalive + 10
+    )
     stream_id = "0-0"
     try:
         while not follower.done:
