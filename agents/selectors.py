@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, F, Q, QuerySet, Sum
+from django.db.models import Avg, Count, F, Max, Q, QuerySet, Sum
 
 from agents.models import Artifact, DevelopmentTask, Project, TaskEvent, TaskStep
 from leanvibe.parsing import parse_uuid
@@ -113,3 +113,7 @@ def ai_productivity() -> dict[str, Any]:
         "first_attempt_pass_rate": first_attempt_pass_rate,
         "average_attempts": round(float(counts["attempts_avg"] or 0), 2),
     }
+
+
+def task_last_seq(*, task: DevelopmentTask) -> int:
+    return TaskEvent.objects.filter(task=task).aggregate(m=Max("seq"))["m"] or 0

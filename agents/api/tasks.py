@@ -9,8 +9,6 @@ worker no thread is held while the stream waits on Redis. Access rules stay thos
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +23,7 @@ from rest_framework.response import Response
 
 from agents import selectors, services
 from agents.api.streams import event_stream
+from agents.artifacts import artifacts_zip
 from agents.models import DevelopmentTask, TaskEvent, TaskStep
 from leanvibe.api.base import StrictSerializer, TenantAPIView
 from leanvibe.errors import DomainError
@@ -196,11 +195,7 @@ class TaskDownloadApi(TenantAPIView):
         task = task_or_404(task_id)
         if task.status != DevelopmentTask.Status.COMPLETED:
             raise _not_completed(task)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for artifact in selectors.task_artifacts(task=task):
-                archive.writestr(f"task-{task.id}/{artifact.path}", artifact.content)
-        response = HttpResponse(buffer.getvalue(), content_type="application/zip")
+        response = HttpResponse(artifacts_zip(task), content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="task-{task.id}.zip"'
         return response
 
