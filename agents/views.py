@@ -137,7 +137,7 @@ def task_detail_view(request: HttpRequest, task_id: uuid.UUID) -> HttpResponse:
         {"path": a.path, "kind": a.kind, "html": highlight_html(a.path, a.content)}
         for a in selectors.task_artifacts(task=task)
     ]
-    output = "".join(s.output for s in steps if s.output)
+    output = "\n".join(f"── {s.name} ──\n{s.output}" for s in steps if s.output)
     context = {
         "task": task,
         "steps": steps,
