@@ -97,7 +97,8 @@ def ai_productivity() -> dict[str, Any]:
             filter=Q(status=Status.COMPLETED, started_at__isnull=False, completed_at__isnull=False),
         ),
     )
-    tokens = TaskStep.objects.aggregate(out=Sum("tokens_out"), ms=Sum("duration_ms"))
+    # Model time only: validation steps take time without producing tokens.
+    tokens = TaskStep.objects.filter(tokens_out__gt=0).aggregate(out=Sum("tokens_out"), ms=Sum("duration_ms"))
     duration: timedelta | None = counts["duration_avg"]
     completion_rate = _rate(counts["completed"], counts["total"])
     first_attempt_pass_rate = _rate(counts["first_attempt"], counts["validated"])
