@@ -6,7 +6,7 @@ thread waits), skipping entries already sent; an entry further ahead than the ne
 stream is trimmed, or Redis missed a publish) sends the rows in between first. Every
 ``KEEPALIVE_SECONDS`` without news a comment line keeps proxies from closing the connection, and
 the rows are read again (Redis may be down: the stream then degrades to polling). The stream ends
-after the ``done`` event.
+after the ``done`` event, or after ``STREAM_MAX_SECONDS``.
 
 Each message: ``id: <seq>``, ``event: <type>``, ``data: <json of the event's data>``.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +33,9 @@ from agents.models import TaskEvent
 logger = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 15.0
+#: A stream ends after this long even without ``done`` (a task deleted meanwhile, a stuck run):
+#: the client reconnects with ``Last-Event-ID`` and loses nothing.
+STREAM_MAX_SECONDS = 3600.0
 REPLAY_BATCH = 500
 
 
@@ -99,8 +103,9 @@ async def event_stream(
         settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=keepalive + 10
     )
     stream_id = "0-0"
+    deadline = time.monotonic() + STREAM_MAX_SECONDS
     try:
-        while not follower.done:
+        while not follower.done and time.monotonic() < deadline:
             try:
                 answer: list[Any] = await client.xread(  # type: ignore[assignment]
                     {key: stream_id}, count=REPLAY_BATCH, block=int(keepalive * 1000)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from agents.api import streams
 from agents.models import TaskEvent
 from agents.services import agent_create
 from agents.tests.test_tasks_api import create, run_queued
@@ -313,3 +315,25 @@ def test_the_asgi_server_streams_a_running_task_live(celery_worker, settings, as
         asgi_server, "GET", path, host, Authorization="Bearer nonsense", Accept="text/event-stream"
     )
     assert status == 401
+
+
+@pytest.mark.django_db
+def test_a_quiet_stream_sends_keep_alives_and_ends_at_its_time_limit(api, owner, tenant_a, monkeypatch):
+    """No event for a while: comments keep the connection open; the stream ends after
+    ``STREAM_MAX_SECONDS`` and the client would resume with ``Last-Event-ID``."""
+    monkeypatch.setattr(streams, "STREAM_MAX_SECONDS", 1.0)
+    task = create(api, owner).body
+
+    async def collect() -> str:
+        parts = []
+        iterator = streams.event_stream(
+            schema_name=tenant_a.tenant.schema_name, task_id=uuid.UUID(task["id"]), keepalive=0.2
+        )
+        async for part in iterator:
+            parts.append(part)
+        return "".join(parts)
+
+    text = async_to_sync(collect)()
+    assert [(m["seq"], m["type"]) for m in sse_parse(text)] == [(1, "status")]
+    assert text.startswith("retry: 2000\n")
+    assert text.count(": keep-alive\n\n") >= 2
