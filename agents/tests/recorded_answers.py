@@ -47,6 +47,9 @@ SLOW_DESIGN = "The design, streamed slowly. " * 100
 SCRIPTS: dict[str, Callable[[], RecordedBackend]] = {
     "recorded-ok": lambda: RecordedBackend(COMPLETES_FIRST_TIME),
     # About 14 s of design at 8 characters every 0.05 s: time to cancel it mid-stream.
+    # The tenant's default profile ("Coder", made by ``agent_default_get`` or a test): streamed
+    # over about three seconds, so a client can watch it (the SSE and browser tests).
+    "Coder": lambda: RecordedBackend(COMPLETES_FIRST_TIME, chunk_chars=8, chunk_delay=0.02),
     "recorded-slow": lambda: RecordedBackend(
         [PLAN, SLOW_DESIGN, CODE_GOOD, TESTS, README], chunk_chars=8, chunk_delay=0.05
     ),

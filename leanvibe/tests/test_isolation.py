@@ -17,6 +17,14 @@ TENANT_SCOPED_ROUTES = {
     "api-projects": "test_list_and_create_never_cross_tenants",
     "api-project": "test_project_detail_of_another_tenant_is_404",
     "api-usage": "test_usage_is_per_tenant",
+    "api-tasks": "test_tasks_never_cross_tenants",
+    "api-task": "test_tasks_of_another_tenant_are_404",
+    "api-task-status": "test_tasks_of_another_tenant_are_404",
+    "api-task-code": "test_tasks_of_another_tenant_are_404",
+    "api-task-download": "test_tasks_of_another_tenant_are_404",
+    "api-task-cancel": "test_tasks_of_another_tenant_are_404",
+    "api-task-events": "test_tasks_of_another_tenant_are_404",
+    "api-ai-productivity": "test_tasks_never_cross_tenants",
     "api-billing-usage": "test_billing_usage_is_per_tenant",
     "api-billing-usage-analytics": "test_billing_usage_is_per_tenant",
     "api-tenant": "test_tenant_detail_of_another_tenant_is_404",
@@ -224,6 +232,62 @@ def test_billing_usage_is_per_tenant(api, world):
     assert UsageRecord.objects.filter(tenant=a.tenant).count() == 1
     a_view = api.get("/api/v1/billing/usage/analytics", **a_ctx).body
     assert a_view["metrics"]["ai_requests"]["total_usage"] == 9
+
+
+def _secret_task(api, world):
+    a_ctx = {"host": world["a"].host, "token": world["token_a"]}
+    task = api.post("/api/v1/tasks", {"title": "Secret task", "description": "A only"}, **a_ctx).body
+    api.requested_routes.clear()
+    return task, a_ctx
+
+
+@pytest.mark.django_db
+def test_tasks_of_another_tenant_are_404(api, world):
+    task, a_ctx = _secret_task(api, world)
+    base = f"/api/v1/tasks/{task['id']}"
+    gets = [
+        base,
+        f"{base}/status",
+        f"{base}/code",
+        f"{base}/download",
+        f"{base}/events",
+        f"{base}/events?after=0",
+    ]
+    for ctx in _as_b(world):
+        for path in gets:
+            response = api.get(path, **ctx)
+            assert response.status_code == 404, path
+            assert response.body == {"error": "not_found", "detail": "Task not found."}
+        sse = api.get(f"{base}/events", headers={"Accept": "text/event-stream", "Last-Event-ID": "0"}, **ctx)
+        assert sse.status_code == 404
+        assert api.post(f"{base}/cancel", **ctx).status_code == 404
+    for ctx in _b_token_in_a_context(world):
+        for path in gets:
+            assert api.get(path, **ctx).status_code == 401
+        assert api.post(f"{base}/cancel", **ctx).status_code == 401
+    intact = api.get(base, **a_ctx)
+    assert intact.body == task and intact.body["status"] == "queued"
+
+
+@pytest.mark.django_db
+def test_tasks_never_cross_tenants(api, world):
+    task, a_ctx = _secret_task(api, world)
+    for ctx in _as_b(world):
+        assert api.get("/api/v1/tasks", **ctx).body["results"] == []
+        assert api.get("/api/v1/analytics/ai-productivity", **ctx).body["total_tasks"] == 0
+        # A's project is unknown in B.
+        foreign = api.post(
+            "/api/v1/tasks", {"title": "x", "description": "y", "project_id": world["secret"]["id"]}, **ctx
+        )
+        assert foreign.status_code == 404 and foreign.body["error"] == "project_not_found"
+    created = api.post("/api/v1/tasks", {"title": "B's own", "description": "B"}, **_as_b(world)[0])
+    assert created.status_code == 201
+    for ctx in _b_token_in_a_context(world):
+        assert api.get("/api/v1/tasks", **ctx).status_code == 401
+        assert api.post("/api/v1/tasks", {"title": "x", "description": "y"}, **ctx).status_code == 401
+        assert api.get("/api/v1/analytics/ai-productivity", **ctx).status_code == 401
+    assert [t["id"] for t in api.get("/api/v1/tasks", **a_ctx).body["results"]] == [task["id"]]
+    assert api.get("/api/v1/analytics/ai-productivity", **a_ctx).body["total_tasks"] == 1
 
 
 @pytest.mark.django_db

@@ -199,7 +199,11 @@ class Command(BaseCommand):
         commands = {
             "web": [
                 str(bin_dir / "gunicorn"),
-                "leanvibe.wsgi:application",
+                # The ASGI worker: a task's server-sent events wait on Redis without holding a
+                # thread, and every other page is served by Django's ASGI handler as before.
+                "leanvibe.asgi:application",
+                "--worker-class",
+                "asgi",
                 "--bind",
                 f"0.0.0.0:{port}",
                 "--workers",
