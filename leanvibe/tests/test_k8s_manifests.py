@@ -145,6 +145,7 @@ def test_manifests_cover_the_platform() -> None:
             ("ConfigMap", "leanvibe-config"),
             ("Secret", "leanvibe-secrets"),
             ("Deployment", "leanvibe-web"),
+            ("Deployment", "leanvibe-streams"),
             ("Deployment", "leanvibe-worker"),
             ("Deployment", "leanvibe-beat"),
             ("Deployment", "leanvibe-agents-worker"),
@@ -153,10 +154,12 @@ def test_manifests_cover_the_platform() -> None:
             ("Job", "leanvibe-migrate"),
             ("Job", "leanvibe-model-install"),
             ("Service", "leanvibe-web"),
+            ("Service", "leanvibe-streams"),
             ("Service", "leanvibe-inference"),
             ("NetworkPolicy", "leanvibe-inference"),
             ("NetworkPolicy", "leanvibe-agents-worker-egress"),
             ("Ingress", "leanvibe"),
+            ("Ingress", "leanvibe-streams"),
             ("HorizontalPodAutoscaler", "leanvibe-web"),
             ("HorizontalPodAutoscaler", "leanvibe-worker"),
             ("PodDisruptionBudget", "leanvibe-web"),
@@ -348,6 +351,42 @@ def test_ingress_serves_the_base_domain_and_every_tenant_subdomain() -> None:
         for path in rule["http"]["paths"]:
             assert path["backend"]["service"]["name"] == service["metadata"]["name"]
             assert path["backend"]["service"]["port"]["name"] in port_names
+
+
+def test_the_task_api_and_its_event_streams_go_to_the_asgi_worker() -> None:
+    """Server-sent events must not hold a sync worker: the task API is served by gunicorn's
+    ASGI worker (as make run serves the whole site), through its own Ingress that neither
+    buffers nor cuts a stream."""
+    from gunicorn.util import load_class
+
+    streams = container(one("Deployment", "leanvibe-streams"))
+    command = streams["command"]
+    assert command[0] == "gunicorn"
+    module, attribute = command[1].split(":")
+    assert module == "leanvibe.asgi" and hasattr(importlib.import_module(module), attribute)
+    worker_class = _argument(command, "--worker-class")
+    assert load_class(worker_class, default="gunicorn.workers.sync.SyncWorker", section="gunicorn.workers")
+    assert worker_class == "asgi"
+    assert _argument(command, "--bind") == f"0.0.0.0:{dockerfile()['EXPOSE']}"
+    assert streams["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    service = one("Service", "leanvibe-streams")
+    assert (
+        service["spec"]["selector"]
+        == one("Deployment", "leanvibe-streams")["spec"]["selector"]["matchLabels"]
+    )
+
+    ingress = one("Ingress", "leanvibe-streams")
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) > 3600  # a stream's hour
+    [rule] = ingress["spec"]["rules"]
+    assert rule["host"] == f"*.{config_data()['BASE_DOMAIN']}"  # the task API is on tenant hosts
+    [path] = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/api/v1/tasks", "Prefix")
+    assert path["backend"]["service"]["name"] == "leanvibe-streams"
+    from django.urls import resolve
+
+    assert resolve("/api/v1/tasks/00000000-0000-0000-0000-000000000000/events").url_name
 
 
 def test_ingress_lets_oversized_api_bodies_reach_the_apps_json_413() -> None:
