@@ -7,6 +7,7 @@ template, created inside the test's transaction and so gone when the test ends.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -53,7 +54,10 @@ def _clean_redis() -> Iterator[None]:
 
     meter_local_reset()  # calls counted in memory belong to the last test's Redis state
     client = lv_redis.client()
-    keys = list(client.scan_iter(f"*{TEST_CACHE_PREFIX}*", count=1000))
+    # This run's keys only: the prefix not followed by more of a name ("lvtest-test_main" must
+    # not take "lvtest-test_main2"'s keys, another test run on the same Redis).
+    own = re.compile(re.escape(TEST_CACHE_PREFIX).encode() + rb"(?![\w-])")
+    keys = [key for key in client.scan_iter(f"*{TEST_CACHE_PREFIX}*", count=1000) if own.search(key)]
     if keys:
         client.delete(*keys)
     yield
