@@ -3,6 +3,8 @@ the projects quota and the Welcome project of a new tenant."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from agents.models import Project
 from agents.services import project_create
 from leanvibe.platform.checks import PlatformCheck, platform_check_register
@@ -15,6 +17,7 @@ from tenants.registry import (
     QuotaResource,
     provisioning_step_register,
     quota_resource_register,
+    storage_measure_register,
 )
 
 
@@ -61,7 +64,23 @@ def inference_platform_check() -> str:
     return f"{profile.backend} backend ({where}) answered in {completion.duration_s * 1000:.0f} ms"
 
 
+def workspace_bytes(tenant: Tenant) -> int:
+    """The tenant's agent workspaces on disk (generated files; ``AGENTS_WORKSPACE_ROOT/<schema>``),
+    counted in its storage quota beside the schema's tables."""
+    from django.conf import settings
+
+    root = Path(settings.AGENTS_WORKSPACE_ROOT) / tenant.schema_name
+    if not root.is_dir():
+        return 0
+    total = 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+    return total
+
+
 def register() -> None:
+    storage_measure_register("agents.workspaces", workspace_bytes)
     platform_check_register(PlatformCheck(name="agent sandbox", run=sandbox_platform_check, order=80))
     platform_check_register(PlatformCheck(name="inference backend", run=inference_platform_check, order=85))
     quota_resource_register(

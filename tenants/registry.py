@@ -225,3 +225,18 @@ def api_gate_register(gate: ApiGate) -> None:
 
 def api_gates() -> list[ApiGate]:
     return [gate for _, gate in sorted(_api_gates.items())]
+
+
+# --- storage kept outside the tenant's schema -------------------------------------------------
+#: Bytes a tenant stores outside its schema (files on disk: the agents' workspaces), counted in
+#: its ``storage`` quota beside the schema's tables (``tenants.usage.storage_bytes``).
+StorageMeasure = Callable[["Tenant"], int]
+_storage_measures: dict[str, StorageMeasure] = {}
+
+
+def storage_measure_register(name: str, measure: StorageMeasure) -> None:
+    _storage_measures[name] = measure
+
+
+def storage_measures() -> list[StorageMeasure]:
+    return [_storage_measures[name] for name in sorted(_storage_measures)]

@@ -30,6 +30,7 @@ from tenants.registry import (
     quota_resource,
     quota_resource_register,
     quota_resources,
+    storage_measures,
 )
 
 logger = logging.getLogger(__name__)
@@ -547,7 +548,9 @@ def quota_reserve(*, tenant: Tenant, resource: str, amount: int = 1) -> None:
 
 
 def storage_bytes(tenant: Tenant) -> int:
-    """Size of every table of the tenant's schema (indexes and TOAST included)."""
+    """Size of every table of the tenant's schema (indexes and TOAST included), plus what the
+    apps store for it outside the schema (``tenants.registry.storage_measure_register``: the
+    agents' workspace files)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
@@ -555,7 +558,8 @@ def storage_bytes(tenant: Tenant) -> int:
             "WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
             [tenant.schema_name],
         )
-        return int(cursor.fetchone()[0])
+        in_schema = int(cursor.fetchone()[0])
+    return in_schema + sum(measure(tenant) for measure in storage_measures())
 
 
 def register_platform_resources() -> None:

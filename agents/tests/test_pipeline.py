@@ -483,3 +483,22 @@ def test_every_prompt_extends_the_last_one_by_its_answer_and_one_request(tenant,
         assert after[len(before) : -1] == [{"role": "assistant", "content": step.output}]
         assert after[-1]["role"] == "user"
     assert all(s.prompt.startswith("[system]\n" + pipeline.SYSTEM_PROMPT) for s in model_steps)
+
+
+@needs_bwrap
+@pytest.mark.django_db
+def test_the_workspace_files_count_in_the_tenants_storage(tenant, agent, workspace):
+    """Recorded model answers: a completed task's files on disk are in the storage quota."""
+    from agents.registrations import workspace_bytes
+    from tenants.usage import storage_bytes
+
+    assert workspace_bytes(tenant) == 0
+    before = storage_bytes(tenant)
+    task, _ = run(tenant, agent, rec.COMPLETES_FIRST_TIME)
+    assert task.status == DevelopmentTask.Status.COMPLETED, task.error
+
+    on_disk = pipeline.workspace_dir(schema_name=tenant.schema_name, task_id=task.id)
+    files = sum(path.stat().st_size for path in on_disk.rglob("*") if path.is_file())
+    assert files > 0 and workspace_bytes(tenant) == files
+    assert files == sum(Artifact.objects.filter(task=task).values_list("size", flat=True))
+    assert storage_bytes(tenant) >= before + files  # the rows grew too
