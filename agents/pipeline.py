@@ -295,7 +295,7 @@ class _Run:
     def step_start(self, name: str, *, attempt: int = 1, prompt: str = "") -> TaskStep:
         self.cancel_check(force=True)
         step = TaskStep.objects.create(task=self.task, name=name, attempt=attempt, prompt=prompt)
-        self.event("step_started", step=name, attempt=attempt, step_id=step.id)
+        self.event("step", step=name, attempt=attempt, step_id=step.id, status=TaskStep.Status.RUNNING)
         return step
 
     def step_finish(self, step: TaskStep, status: str, *, error: str = "", started: float) -> None:
@@ -305,7 +305,7 @@ class _Run:
         step.finished_at = timezone.now()
         step.save()
         self.event(
-            "step_finished",
+            "step",
             step=step.name,
             attempt=step.attempt,
             status=status,

@@ -105,7 +105,7 @@ def test_json_pages_follow_after(api, owner, completed, settings):
     rows, path = completed["rows"], completed["path"]
     assert rows[0] == (1, "status") and rows[-1][1] == "done"
     types = {t for _, t in rows}
-    assert {"step_started", "step_finished", "progress", "tokens", "artifact", "done"} <= types
+    assert {"step", "progress", "tokens", "artifact", "done"} <= types
     page = api.get(path, **owner).body
     assert [(e["seq"], e["type"]) for e in page["events"]] == rows
     assert page["next"] == rows[-1][0] and page["done"] is True

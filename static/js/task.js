@@ -55,13 +55,13 @@
     var d = event.data || {};
     if (event.type === "progress") { setProgress(d.progress); }
     else if (event.type === "status") { setStatus(d.status); }
-    else if (event.type === "step_started") {
+    else if (event.type === "step" && d.status === "running") {
       var li = stepItem(d);
       li.className = "timeline-step step-running";
       li.querySelector(".step-status").textContent = "running";
       if (output.textContent) { output.textContent += "\n"; }
       output.textContent += "── " + d.step + " ──\n";
-    } else if (event.type === "step_finished") {
+    } else if (event.type === "step") {
       var done = stepItem(d);
       done.className = "timeline-step step-" + d.status;
       done.querySelector(".step-status").textContent = d.status;

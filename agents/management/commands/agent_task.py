@@ -87,7 +87,7 @@ class Command(BaseCommand):
                 if event.type == "progress":
                     progress = int(event.data.get("progress", progress))
                     self.stdout.write(progress_bar(progress))
-                elif event.type == "step_started":
+                elif event.type == "step" and event.data.get("status") == "running":
                     self.stdout.write(
                         f"  > {event.data.get('step', '')} (attempt {event.data.get('attempt', 1)})"
                     )
