@@ -196,9 +196,27 @@ def task_start(*, tenant: Tenant, task: DevelopmentTask) -> DevelopmentTask:
     return task
 
 
-def task_cancel(*, task: DevelopmentTask) -> DevelopmentTask:
+def task_cancel_allowed(*, task: DevelopmentTask, user: Any) -> bool:
+    """Who may cancel a task: the member who asked for it, and admins and owners; another member
+    may not stop a colleague's work."""
+    from accounts.models import Role
+    from accounts.permissions import has_role
+
+    return (task.created_by_id is not None and task.created_by_id == getattr(user, "pk", None)) or has_role(
+        user, Role.ADMIN
+    )
+
+
+def task_cancel(*, task: DevelopmentTask, by: Any = None) -> DevelopmentTask:
     """Cancel a task: one not started yet at once; one in progress by asking its worker, which
-    stops within seconds (``cancel_requested``). A finished task is left as it is."""
+    stops within seconds (``cancel_requested``). A finished task is left as it is. With ``by``
+    (the member asking), only its creator or an admin may: 403 ``cancel_not_allowed``."""
+    if by is not None and not task_cancel_allowed(task=task, user=by):
+        raise DomainError(
+            "cancel_not_allowed",
+            "Only the member who created the task or an admin can cancel it.",
+            status=403,
+        )
     with transaction.atomic():
         locked = DevelopmentTask.objects.select_for_update().get(id=task.id)
         if locked.status in (DevelopmentTask.Status.PENDING, DevelopmentTask.Status.QUEUED):

@@ -145,6 +145,7 @@ def task_detail_view(request: HttpRequest, task_id: uuid.UUID) -> HttpResponse:
         "output": output,
         "quality": task.quality if task.status == DevelopmentTask.Status.COMPLETED else None,
         "last_seq": selectors.task_last_seq(task=task),
+        "can_cancel": services.task_cancel_allowed(task=task, user=request.user),
     }
     return render(request, "agents/task_detail.html", context)
 
@@ -178,8 +179,10 @@ def task_cancel_view(request: HttpRequest, task_id: uuid.UUID) -> HttpResponse:
     task = _task_or_404(task_id)
     if task.is_finished:
         messages.error(request, f"The task is already {task.get_status_display().lower()}.")
+    elif not services.task_cancel_allowed(task=task, user=request.user):
+        messages.error(request, "Only the member who created the task or an admin can cancel it.")
     else:
-        services.task_cancel(task=task)
+        services.task_cancel(task=task, by=request.user)
         messages.success(request, "Cancellation requested." if not task.is_finished else "Task cancelled.")
     return redirect("task-detail", task_id=task.id)
 

@@ -205,7 +205,7 @@ class TaskCancelApi(TenantAPIView):
         task = task_or_404(task_id)
         if task.is_finished:
             raise DomainError("task_finished", f"The task is already {task.status}.", status=409)
-        task = services.task_cancel(task=task)
+        task = services.task_cancel(task=task, by=request.user)
         if task.is_finished:
             return Response(TaskOutput(task).data, status=status.HTTP_200_OK)
         # In progress: its worker stops within seconds.

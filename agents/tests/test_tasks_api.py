@@ -281,3 +281,27 @@ def test_cancel_a_running_task_is_202(api, owner, tenant_a):
     assert response.body["status"] == "in_progress"
     events = api.get(f"/api/v1/tasks/{task['id']}/events", **owner).body["events"]
     assert [e["type"] for e in events] == ["status", "cancel_requested"]
+
+
+@pytest.mark.django_db
+def test_only_the_creator_or_an_admin_cancels_a_task(api, owner, tenant_a):
+    """A hostile colleague: another member may read a task but not stop it (403, the task goes
+    on); its creator may, and so may an admin."""
+    from accounts.models import Role
+    from accounts.services import user_create
+
+    with tenant_context(tenant_a.tenant):
+        for email, role in (("ann@example.com", Role.MEMBER), ("bob@example.com", Role.MEMBER)):
+            user_create(email=email, password=tenant_a.password, role=role)
+        user_create(email="ada@example.com", password=tenant_a.password, role=Role.ADMIN)
+    ann, bob, ada = (
+        {"host": tenant_a.host, "token": tenant_a.login(api, email)}
+        for email in ("ann@example.com", "bob@example.com", "ada@example.com")
+    )
+    first, second = create(api, ann).body, create(api, ann).body
+
+    refused = api.post(f"/api/v1/tasks/{first['id']}/cancel", **bob)
+    assert refused.status_code == 403 and refused.body["error"] == "cancel_not_allowed"
+    assert api.get(f"/api/v1/tasks/{first['id']}", **bob).body["status"] != "cancelled"
+    assert api.post(f"/api/v1/tasks/{first['id']}/cancel", **ann).body["status"] == "cancelled"
+    assert api.post(f"/api/v1/tasks/{second['id']}/cancel", **ada).body["status"] == "cancelled"
