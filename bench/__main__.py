@@ -1,4 +1,4 @@
-"""``python -m bench``: provisioning, sign-ins, routing, metering, webhooks, agents; own databases.
+"""``python -m bench``: provisioning, sign-ins, routing, metering, webhooks, migrations, agents.
 
 The databases (``BENCH_DATABASE``, default ``leanvibe_bench``, and ``<that>_*`` for the routing
 runs) live on the same PostgreSQL server as the project's (``DATABASE_URL``, or in development
@@ -26,8 +26,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["provisioning", "signins", "routing", "metering", "webhooks", "agents"],
-        help="Run only these benchmarks (default: all six).",
+        choices=["provisioning", "signins", "routing", "metering", "webhooks", "migrations", "agents"],
+        help="Run only these benchmarks (default: all seven).",
     )
     parser.add_argument("--strict", action="store_true", help="Exit non-zero when a target fails.")
     parser.add_argument("--migrations", type=int, default=3, help="Tenants made by running migrations.")
@@ -86,6 +86,18 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=32,
         help="Tokens each generation of the tokens/s comparison writes.",
+    )
+    parser.add_argument(
+        "--migrate-schemas",
+        type=int,
+        default=1000,
+        help="Tenant schemas (clones of the template) the no-op migrate runs over.",
+    )
+    parser.add_argument(
+        "--migrate-sample",
+        type=int,
+        default=50,
+        help="Schemas the stock migrate_schemas is timed on (scaled to all of them).",
     )
     parser.add_argument("--keep-databases", action="store_true", help="Leave the bench databases behind.")
     return parser.parse_args(argv)
@@ -193,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
                 tenants=args.webhook_tenants,
                 duplicate_share=args.webhook_duplicates,
             )
+        if args.only is None or "migrations" in args.only:
+            from bench import migrations
+
+            verdicts += migrations.run(schemas=args.migrate_schemas, sample=args.migrate_sample)
         if args.only is None or "agents" in args.only:
             from bench import agents
 
