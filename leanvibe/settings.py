@@ -383,6 +383,10 @@ CELERY_BEAT_SCHEDULE["platform-heartbeat"] = {
     "task": "leanvibe.platform.tasks.platform_heartbeat",
     "schedule": 60.0,
 }
+# manage.py backup --encrypt / restore: a Fernet key (32 url-safe base64 bytes).
+BACKUP_ENCRYPTION_KEY = env("BACKUP_ENCRYPTION_KEY", default="")
+# Folder of pg_dump / pg_restore; empty: pgserver's (16.x), else PATH.
+PG_BIN_DIR = env("PG_BIN_DIR", default="")
 # check_platform fails when a data folder's file system has less free space than this.
 PLATFORM_CHECK_MIN_FREE_BYTES = env.int("PLATFORM_CHECK_MIN_FREE_BYTES", default=2**30)
 

@@ -1,0 +1,50 @@
+"""``manage.py restore FILE [--database-url URL | --force]``: a backup back into a database."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from leanvibe.platform.backups import BackupError, backup_restore
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore a backup made by manage.py backup (encrypted ones with BACKUP_ENCRYPTION_KEY) into "
+        "another database (--database-url), or into this one with --force."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", help="The backup file.")
+        parser.add_argument("--database-url", help="The database to restore into (it must exist).")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Restore into the project's own database, replacing what it holds.",
+        )
+        parser.add_argument("--jobs", type=int, default=2, help="pg_restore processes.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path = Path(options["file"])
+        if not path.is_file():
+            raise CommandError(f"no backup file at {path}")
+        if options["database_url"]:
+            database = environ.Env.db_url_config(options["database_url"])
+        elif options["force"]:
+            database = settings.DATABASES["default"]
+        else:
+            raise CommandError(
+                "Say where: --database-url URL (a new database), or --force to replace this project's own."
+            )
+        started = time.perf_counter()
+        self.stdout.write(f"restoring {path} into {database['NAME']} (pg_restore) ...")
+        try:
+            backup_restore(path, database=database, jobs=options["jobs"])
+        except BackupError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"restored in {time.perf_counter() - started:.1f} s"))
