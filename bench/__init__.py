@@ -6,13 +6,8 @@ dropped by ``bench.__main__``), so the development data is never touched.
 
 from __future__ import annotations
 
-import http.client
-import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
+
+from leanvibe.serving import server_process
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -223,54 +220,9 @@ def gunicorn(
 ) -> Iterator[int]:
     """gunicorn (sync workers, as ``make run`` serves) on a free localhost port, for the database
     at ``database_url``; yields the port, and stops the server by its pid afterwards."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    log = tempfile.NamedTemporaryFile("w+", prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
-    command = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        app,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--chdir",
-        str(BASE_DIR),
-        "--error-logfile",
-        log.name,
-        "--log-level",
-        "warning",
-    ]
-    process_env = {**os.environ, **(env or {}), "DATABASE_URL": database_url}
-    process = subprocess.Popen(command, env=process_env, stdout=log, stderr=log, start_new_session=True)
-    try:
-        _wait_until_up(process, port, log.name)
+    command = [str(Path(sys.executable).parent / "gunicorn"), app, "--bind", "127.0.0.1:{port}"]
+    command += ["--workers", str(workers), "--chdir", str(BASE_DIR), "--log-level", "warning"]
+    with server_process(
+        command, name="bench-gunicorn", env={**(env or {}), "DATABASE_URL": database_url}
+    ) as port:
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        os.unlink(log.name)
-
-
-def _wait_until_up(process: subprocess.Popen[bytes], port: int, log_name: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}; see {log_name}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health", headers={"Host": "localhost"})
-            ok = conn.getresponse().status == 200
-            conn.close()
-            if ok:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gunicorn did not answer within 60 s; see {log_name}")
-        time.sleep(0.1)

@@ -34,13 +34,10 @@ model backend generates, and what the prompt cache saves.
 from __future__ import annotations
 
 import codecs
-import http.client
 import importlib.util
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +47,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import BASE_DIR, Samples, Verdict, fmt_seconds, print_table, progress, to_public
+from bench import Samples, Verdict, fmt_seconds, print_table, progress, to_public
+from leanvibe.serving import server_process
 
 ORCHESTRATION_TARGET = 0.05  # share of a task's wall time spent outside the model and the sandbox
 
@@ -241,54 +239,13 @@ def _orchestration(tasks: int, tiny: Path) -> tuple[list[Samples], float, list[s
 # --- (b) tokens per second of each backend ------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def _server(command: list[str], *, name: str, health: str) -> Iterator[str]:
     """``command`` (with ``{port}`` filled in) on a free 127.0.0.1 port; yields its base URL once
-    ``health`` answers 200, and stops it by its pid afterwards."""
-    port = _free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
-    process = subprocess.Popen(
-        [part.format(port=port) for part in command],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=BASE_DIR,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}; see {log.name}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", health)
-                ok = conn.getresponse().status == 200
-                conn.close()
-                if ok:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not answer within 120 s; see {log.name}")
-            time.sleep(0.2)
+    ``health`` answers 200, and stops it afterwards."""
+    offline = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    with server_process(command, name=f"bench-{name}", env=offline, health=health, timeout=120) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        os.unlink(log.name)
 
 
 def _smollm2() -> Path | None:

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +32,7 @@ from agents.services import agent_create
 from agents.tests.test_tasks_api import create, run_queued
 from conftest import TenantHandle
 from leanvibe.celery import app as celery_app
+from leanvibe.serving import server_process
 from tenants.services import tenant_provision
 from tenants.tests.test_tasks import celery_worker, wait_for  # noqa: F401 - the fixture
 
@@ -166,12 +163,6 @@ def test_event_stream_replays_and_honours_last_event_id(client, owner, completed
 # --- the live stream, through gunicorn's ASGI worker ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def asgi_server() -> Iterator[int]:
     """gunicorn ``-k asgi`` serving ``leanvibe.asgi:application`` on a loopback port, against the
@@ -180,10 +171,7 @@ def asgi_server() -> Iterator[int]:
     database_url = (
         urlsplit(django_settings.DATABASE_URL)._replace(path="/" + connection.settings_dict["NAME"]).geturl()
     )
-    port = _free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="asgi-", suffix=".log", delete=False)  # noqa: SIM115
     env = {
-        **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": django_settings.REDIS_URL,
         "CACHE_KEY_PREFIX": django_settings.CACHE_KEY_PREFIX,
@@ -193,41 +181,10 @@ def asgi_server() -> Iterator[int]:
         # test's worker consumes them, never to a real deployment's queue.
         "AGENTS_CELERY_QUEUE": celery_app.conf.task_default_queue,
     }
-    command = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "leanvibe.asgi:application",
-        "-k",
-        "asgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "--chdir",
-        str(BASE_DIR),
-        "--error-logfile",
-        log.name,
-    ]
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, Path(log.name).read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, Path(log.name).read_text()
-                time.sleep(0.1)
+    command = [str(Path(sys.executable).parent / "gunicorn"), "leanvibe.asgi:application", "-k", "asgi"]
+    command += ["--bind", "127.0.0.1:{port}", "--workers", "1", "--chdir", str(BASE_DIR)]
+    with server_process(command, name="asgi", env=env) as port:
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        os.unlink(log.name)
 
 
 def _call(port: int, method: str, path: str, host: str, body: Any = None, **headers: str) -> tuple[int, Any]:

@@ -7,10 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -27,6 +24,7 @@ from django.db import connection, connections
 
 from leanvibe.platform import backups
 from leanvibe.platform.backups import BackupError, decrypt_stream, encrypt_stream
+from leanvibe.serving import server_process
 from tenants.models import Tenant
 
 KEY = Fernet.generate_key().decode()
@@ -141,35 +139,15 @@ def _url(database: dict[str, Any]) -> str:
 
 def _serves_ready(database: dict[str, Any]) -> dict[str, Any]:
     """gunicorn on the restored database: what /health/ready answers (every schema migrated)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": _url(database), "METRICS_TOKEN": "backup-test-token"}
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    process = subprocess.Popen(
-        [str(gunicorn), "leanvibe.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/health/ready", headers={"Authorization": "Bearer backup-test-token"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
-                    return {**json.loads(response.read()), "http_status": response.status}
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.3)
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+    env = {"DATABASE_URL": _url(database), "METRICS_TOKEN": "backup-test-token"}
+    command = [str(Path(sys.executable).parent / "gunicorn"), "leanvibe.wsgi:application"]
+    command += ["--bind", "127.0.0.1:{port}", "--workers", "1"]
+    with server_process(command, name="restored", env=env, timeout=90) as port:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/health/ready", headers={"Authorization": "Bearer backup-test-token"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            return {**json.loads(response.read()), "http_status": response.status}
 
 
 @pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
