@@ -1086,6 +1086,7 @@ def test_outside_the_namespace_only_public_addresses_and_named_namespaces(build:
         for rule in spec.get("ingress", []):
             assert rule.get("from"), f"{policy['metadata']['name']}: an ingress rule open to everyone"
             for peer in rule["from"]:
+                assert "ipBlock" not in peer, f"{policy['metadata']['name']}: ingress by address"
                 namespace = _peer_namespace(peer)
                 if namespace is None:
                     continue
