@@ -3,7 +3,8 @@
 Setup (not timed): ``tenants`` real tenants through ``tenant_provision`` (professional plan, an
 owner hashed by the configured first hasher, the Welcome project), each with ``MEMBERS`` more
 members whose stored hash is made once by the same hasher (one ``make_password`` for all of
-them: a sign-in checks it at full cost, the setup does not pay it 150 times). Every member is a
+them: a sign-in checks it at full cost, the setup does not pay it 150 times), and
+``SEED_PROJECTS`` projects per person (one ``bulk_create`` per tenant). Every member is a
 virtual user bound to its tenant; before the clock starts each signs in twice, through the API
 (``POST /api/v1/auth/login``: its tokens) and through allauth's form (``/accounts/login/``: its
 session cookie for the pages).
@@ -46,6 +47,7 @@ from bench import Samples, Verdict, fmt_seconds, gunicorn, progress, progress_co
 WORKERS = 2
 MEMBERS = 3  # besides the owner: 4 users per tenant (the professional plan allows 25)
 PASSWORD = "bench-Correct-Horse-42"  # noqa: S105 - throwaway bench members
+SEED_PROJECTS = 2  # per user, made in setup: deletes have something to delete from the start
 OWN_PROJECTS_MAX = 5  # per user: a create beyond it deletes instead, a delete with none creates
 BASELINE_SECONDS = 5.0  # each side of the mix
 TIMEOUT = 60.0  # seconds a request may take before it counts as an error
@@ -69,7 +71,7 @@ KINDS = tuple(WEIGHTS)
 # --- setup (in this process, on the current database) ------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class VirtualUser:
     host: str
     email: str
@@ -114,7 +116,15 @@ def tenants_prepare(count: int, *, members: int = MEMBERS, label: str = "load") 
                 user_create(email=email, password=encoded, password_is_hashed=True)
                 emails.append(email)
             welcome = str(Project.objects.values_list("id", flat=True).get())
-        users += [VirtualUser(host, email, welcome) for email in emails]
+            tenant_users = [VirtualUser(host, email, welcome) for email in emails]
+            seeds = {
+                user: [Project(name=f"{user.email.split('@')[0]} seed {n}") for n in range(SEED_PROJECTS)]
+                for user in tenant_users
+            }
+            Project.objects.bulk_create([project for projects in seeds.values() for project in projects])
+            for user, projects in seeds.items():
+                user.own_projects = [str(project.id) for project in projects]
+        users += tenant_users
         report(index + 1)
     to_public()
     return users
@@ -202,7 +212,7 @@ class Connection:
 
     async def _chunked(self) -> bytes:
         assert self.reader is not None
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await self.reader.readline()).split(b";")[0].strip(), 16)
             if size == 0:
@@ -687,7 +697,7 @@ def report_print(report: LoadReport, title: str) -> None:
     print(
         "  CPU per request during the mix: "
         + ", ".join(f"{key} {value:.1f} ms" for key, value in per_request.items())
-        + f" (of {os.cpu_count()} cores: {sum(report.cpu.values()) / mix.seconds:.2f} cores busy)"
+        + f"; together {sum(report.cpu.values()) / mix.seconds:.2f} of the {os.cpu_count()} cores"
     )
     before, after = (" ".join(f"{v:.2f}" for v in load) for load in (report.load_before, report.load_after))
     print(f"  load average (1, 5, 15 min) before / after the mix: {before} / {after}")
