@@ -14,7 +14,10 @@ turn, so the traffic spreads over every tenant, and send one request of a kind d
 ``WEIGHTS`` for that user, for ``seconds``: a closed loop with no think time, so the server
 (2 sync workers, as deployed) is saturated and requests/s is its capacity for this mix. Each
 request is timed from connect to last byte. Any answer other than the one the request expects
-(a 429 included) and any connection failure is an error; the verdict wants none.
+(a 429 included) and any connection failure is an error; the verdict wants none. No limit is
+relaxed: the sign-in throttle counts failures only (every sign-in here is right), the API meter
+allows the professional plan's 100,000 calls a month, and allauth's form limit (30 a minute per
+address and tenant) sees 4 sign-ins per tenant.
 
 Baseline, same run, same client and server: ``GET /health`` (no I/O) for a few seconds before
 and after the mix. Its rate is the ceiling of this client, gunicorn and Django's outermost
