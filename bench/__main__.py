@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--agent-tasks and --agent-runs must be >= 1, --agent-max-tokens >= 2")
     if args.webhook_events < 1 or args.webhook_tenants < 1 or not 0 <= args.webhook_duplicates <= 0.9:
         raise SystemExit("--webhook-events and --webhook-tenants must be >= 1, --webhook-duplicates 0 to 0.9")
+    if args.migrate_schemas < 1 or not 1 <= args.migrate_sample <= args.migrate_schemas:
+        raise SystemExit("--migrate-schemas must be >= 1, --migrate-sample 1 to --migrate-schemas")
     name = os.environ.get("BENCH_DATABASE", DEFAULT_BENCH_DATABASE)
     # In development, embedded PostgreSQL and Redis for unset DATABASE_URL / REDIS_URL (exported:
     # the routing benchmark's worker processes and gunicorn inherit them).
