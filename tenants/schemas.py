@@ -150,10 +150,10 @@ def schema_template_script() -> str:
     """The template schema as one SQL script that creates a copy of it: ``pg_dump``'s plain
     output (tables, sequences and their values, indexes, constraints, grants, and the rows:
     migration history, content types, permissions), the template's name replaced by a mark
-    that :func:`schema_copy_template_many` fills in. Session settings become transaction-local
-    ones, so that the caller's connection is left as it was."""
+    that :func:`schema_copy_template_many` fills in. The dump's session settings become
+    transaction-local ones (``SET LOCAL``), so that they end with the copying transaction."""
     template = settings.TENANT_TEMPLATE_SCHEMA
-    args, env = connection_args(connection.settings_dict)
+    args, env = connection_args(transaction.get_connection().settings_dict)
     command = [pg_program("pg_dump"), "--schema", template, "--no-owner", "--inserts"]
     command += ["--rows-per-insert", "1000", *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True)  # noqa: S603 - our program
@@ -191,7 +191,7 @@ def schema_copy_template_many(schema_names: Sequence[str], *, script: str | None
     (see tenants/tests/test_schema_copy.py). Provisioning still clones: this is for building many
     schemas at once (``python -m bench --only migrations``)."""
     for name in schema_names:
-        if not is_valid_schema_name(name) or '"' in name or "'" in name:
+        if not is_valid_schema_name(name):  # no quotes, backslashes, semicolons; not pg_*
             raise ValueError(f"invalid schema name {name!r}")
     if len(set(schema_names)) != len(schema_names):
         raise ValueError("schema names repeat")
@@ -207,6 +207,7 @@ def schema_copy_template_many(schema_names: Sequence[str], *, script: str | None
             raise ValueError(f"schema(s) already exist: {', '.join(sorted(taken))}")
         cursor.execute("SELECT current_setting('search_path')")
         search_path = cursor.fetchone()[0]
-        # One round trip: the scripts run as one multi-statement query (no parameters).
+        # One round trip: the scripts run as one multi-statement query (no parameters). The
+        # dump empties the search path; the caller's is put back before anything else runs.
         cursor.execute("".join(script.replace(_SCHEMA_MARK, _quote(name)) for name in schema_names))
         cursor.execute("SELECT pg_catalog.set_config('search_path', %s, true)", [search_path])
