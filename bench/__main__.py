@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--webhook-events and --webhook-tenants must be >= 1, --webhook-duplicates 0 to 0.9")
     if args.load_tenants < 1 or args.load_seconds <= 0 or args.load_concurrency < 1:
         raise SystemExit("--load-tenants and --load-concurrency must be >= 1, --load-seconds > 0")
+    if args.migrate_schemas < 1 or not 1 <= args.migrate_sample <= args.migrate_schemas:
+        raise SystemExit("--migrate-schemas must be >= 1, --migrate-sample 1 to --migrate-schemas")
     name = os.environ.get("BENCH_DATABASE", DEFAULT_BENCH_DATABASE)
     # In development, embedded PostgreSQL and Redis for unset DATABASE_URL / REDIS_URL (exported:
     # the routing benchmark's worker processes and gunicorn inherit them).
