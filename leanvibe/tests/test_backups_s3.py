@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,10 +98,8 @@ def test_a_large_file_goes_up_in_parts_and_comes_back_whole(s3, tmp_path: Path):
 def test_a_missing_object_or_bucket_is_a_clear_error(s3, db):
     with pytest.raises(CommandError, match="no backup file at s3://"):
         call_command("restore", f"s3://{BUCKET}/nothing.dump", "--database-url", "postgres://x/y")
-    with (
-        pytest.raises(TargetError, match="no object at s3://not-a-bucket/x.dump"),
-        target_fetched("s3://not-a-bucket/x.dump"),
-    ):
+    missing = "s3://not-a-bucket/x.dump"
+    with pytest.raises(TargetError, match=re.escape(f"no object at {missing}")), target_fetched(missing):
         pass
     with pytest.raises(CommandError, match="s3://bucket/key"):
         call_command("restore", "s3:///x.dump", "--database-url", "postgres://x/y")

@@ -1,4 +1,4 @@
-"""``manage.py restore FILE|s3://bucket/key [--database-url URL | --force]``: a backup back into a database."""
+"""``manage.py restore FILE|s3://bucket/key [--database-url URL | --force]``: a backup, back in."""
 
 from __future__ import annotations
 
