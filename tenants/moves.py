@@ -157,6 +157,13 @@ def _schema_counts(schema: str) -> dict[str, int]:
     return counts
 
 
+def _program(name: str) -> str:
+    try:
+        return pg_program(name)
+    except BackupError as exc:
+        raise MoveError(str(exc)) from exc
+
+
 def _run(command: list[str], *, env: dict[str, str], what: str) -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True)  # noqa: S603 - our programs
     if result.returncode != 0:
@@ -182,7 +189,7 @@ def tenant_export(
         folder = Path(tmp)
         progress(f"dumping schema {schema} (pg_dump -Fc) ...")
         args, env = connection_args()
-        dump = [pg_program("pg_dump"), "--format", "custom", "--no-owner", "--no-privileges"]
+        dump = [_program("pg_dump"), "--format", "custom", "--no-owner", "--no-privileges"]
         _run([*dump, "--schema", schema, "--file", str(folder / SCHEMA_DUMP), *args], env=env, what="pg_dump")
         progress("collecting its public rows ...")
         rows = public_rows_collect(tenant)
@@ -313,7 +320,7 @@ def _schema_restore(dump: Path, *, source_schema: str, schema: str) -> None:
     with tempfile.TemporaryDirectory(prefix="leanvibe-import-") as tmp:
         script = Path(tmp) / "schema.sql"
         restore = [
-            pg_program("pg_restore"),
+            _program("pg_restore"),
             "--no-owner",
             "--no-privileges",
             "--file",
@@ -322,7 +329,7 @@ def _schema_restore(dump: Path, *, source_schema: str, schema: str) -> None:
         ]
         _run(restore, env=env, what="pg_restore")
         command = [
-            pg_program("psql"),
+            _program("psql"),
             "--no-psqlrc",
             "--quiet",
             "--set",
@@ -429,7 +436,10 @@ def tenant_import(
 def _archive_import(archive: _Archive, *, rename: str | None, progress: Progress) -> ImportResult:
     manifest = archive.manifest
     _migrations_check(manifest)
-    source_schema, tenant_id = str(manifest["schema"]), str(manifest["tenant_id"])
+    source_schema, tenant_id = str(manifest.get("schema")), str(manifest.get("tenant_id"))
+    [tenant_row] = archive.rows[TENANT_LABEL]
+    if (str(tenant_row.get("pk")), tenant_row.get("fields", {}).get("schema_name")) != (tenant_id, source_schema):
+        raise ImportRefused("the archive's manifest and tenant row disagree")
     domains = [str(item["fields"]["domain"]) for item in archive.rows.get("tenants.domain", [])]
     renamed: TenantRename | None = None
     if rename is not None:

@@ -360,7 +360,8 @@ def test_a_tenant_moves_to_another_database_through_a_bucket_and_is_served_there
     assert _public_rows(target_database, other.tenant.id) == {table: [] for table in PUBLIC_TABLES}
 
     # gunicorn on the other database signs a member of the moved tenant in.
-    env = {"DATABASE_URL": _url(target_database)}
+    # The test run's password hasher (conftest), so the member's stored hash verifies there.
+    env = {"DATABASE_URL": _url(target_database), "PASSWORD_HASHERS": ",".join(settings.PASSWORD_HASHERS)}
     command = [str(Path(sys.executable).parent / "gunicorn"), "leanvibe.wsgi:application"]
     command += ["--bind", "127.0.0.1:{port}", "--workers", "1"]
     with server_process(command, name="moved", env=env, timeout=90) as port:
