@@ -373,6 +373,8 @@ def _references_fill(row: models.Model, skip: str, notes: list[str]) -> None:
 def _rows_insert(archive: _Archive, *, rename: TenantRename | None, result_notes: list[str]) -> ImportResult:
     [tenant_object] = serializers.deserialize("python", archive.rows[TENANT_LABEL])
     tenant = tenant_object.object
+    if not isinstance(tenant, Tenant):
+        raise MoveError("the archive's tenant row is not a tenant")
     if rename is not None:
         tenant.id = rename.new_id
         tenant.schema_name = rename.new_subdomain
@@ -384,7 +386,7 @@ def _rows_insert(archive: _Archive, *, rename: TenantRename | None, result_notes
         outcomes: dict[str, int] = {}
         fk = _tenant_fk(kind.model, kind.tenant_field)
         for item in serializers.deserialize("python", archive.rows.get(kind.label, [])):
-            row = item.object
+            row: Any = item.object
             pk_field = row._meta.pk
             setattr(row, fk.attname, tenant.pk)
             if rename is not None or kind.model._base_manager.filter(pk=row.pk).exists():
@@ -438,7 +440,8 @@ def _archive_import(archive: _Archive, *, rename: str | None, progress: Progress
     _migrations_check(manifest)
     source_schema, tenant_id = str(manifest.get("schema")), str(manifest.get("tenant_id"))
     [tenant_row] = archive.rows[TENANT_LABEL]
-    if (str(tenant_row.get("pk")), tenant_row.get("fields", {}).get("schema_name")) != (tenant_id, source_schema):
+    named = (str(tenant_row.get("pk")), tenant_row.get("fields", {}).get("schema_name"))
+    if named != (tenant_id, source_schema):
         raise ImportRefused("the archive's manifest and tenant row disagree")
     domains = [str(item["fields"]["domain"]) for item in archive.rows.get("tenants.domain", [])]
     renamed: TenantRename | None = None

@@ -22,13 +22,14 @@ import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import connections
 from django_tenants.utils import schema_context, schema_exists
 from djstripe.models import Customer as DjstripeCustomer
 
 from accounts.models import AuditEvent, User
 from agents.models import Agent, DevelopmentTask, Project, TaskEvent, TaskStep
 from billing.models import BillingAccount, UsageRecord
+from leanvibe.db import connection
 from leanvibe.platform.backups import backup_create, backup_restore, connection_args, pg_program
 from leanvibe.serving import server_process
 from leanvibe.tests.test_backups import _rows, _server, _url
