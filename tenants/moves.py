@@ -134,7 +134,7 @@ def _json_default(value: Any) -> Any:
 
 def public_rows_collect(tenant: Tenant) -> dict[str, list[dict[str, Any]]]:
     """The tenant's public rows by model label, serialized (``python`` format, ids kept)."""
-    collected = {TENANT_LABEL: serializers.serialize("python", [tenant])}
+    collected = {TENANT_LABEL: serializers.serialize("python", Tenant.objects.filter(pk=tenant.pk))}
     for kind in tenant_public_rows():
         queryset = kind.model._base_manager.filter(**{kind.tenant_field: tenant.pk}).order_by("pk")
         collected[kind.label] = serializers.serialize("python", queryset)
@@ -171,6 +171,27 @@ def _run(command: list[str], *, env: dict[str, str], what: str) -> None:
 
 
 # --- export ------------------------------------------------------------------------------------
+def _consistent_read(tenant: Tenant, dump: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """``pg_dump`` of the schema, the public rows and the counts, all from one snapshot (a
+    repeatable-read transaction whose snapshot pg_dump shares), so a usage row written meanwhile
+    is in both or in neither. Inside a caller's transaction (which cannot share its snapshot)
+    they are read one after the other."""
+    schema = tenant.schema_name
+    args, env = connection_args()
+    command = [_program("pg_dump"), "--format", "custom", "--no-owner", "--no-privileges", "--schema", schema]
+    command += ["--file", str(dump)]
+    if connection.in_atomic_block:
+        _run([*command, *args], env=env, what="pg_dump")
+        return public_rows_collect(tenant), _schema_counts(schema)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("SELECT pg_export_snapshot()")
+            snapshot = str(cursor.fetchone()[0])
+        _run([*command, "--snapshot", snapshot, *args], env=env, what="pg_dump")
+        return public_rows_collect(tenant), _schema_counts(schema)
+
+
 def tenant_export(
     *,
     tenant: Tenant,
@@ -180,19 +201,15 @@ def tenant_export(
     progress: Progress = _quiet,
 ) -> ExportResult:
     """Write ``tenant``'s archive to ``target`` (a file or folder, ``s3://bucket/prefix/`` or
-    ``s3://bucket/key``). The schema and the public rows are read one after the other: suspend
-    the tenant first when it moves, so nothing changes in between."""
+    ``s3://bucket/key``). The schema and the public rows are read at one point in time; suspend
+    the tenant first when it moves, so that nothing changes after it."""
     schema = tenant.schema_name
     stamp = datetime.now(UTC)
     name = f"tenant-{schema}-{stamp:%Y%m%dT%H%M%SZ}.tar" + (".enc" if encrypt else "")
     with tempfile.TemporaryDirectory(prefix="leanvibe-export-") as tmp:
         folder = Path(tmp)
-        progress(f"dumping schema {schema} (pg_dump -Fc) ...")
-        args, env = connection_args()
-        dump = [_program("pg_dump"), "--format", "custom", "--no-owner", "--no-privileges"]
-        _run([*dump, "--schema", schema, "--file", str(folder / SCHEMA_DUMP), *args], env=env, what="pg_dump")
-        progress("collecting its public rows ...")
-        rows = public_rows_collect(tenant)
+        progress(f"dumping schema {schema} (pg_dump -Fc) and its public rows ...")
+        rows, schema_counts = _consistent_read(tenant, folder / SCHEMA_DUMP)
         (folder / PUBLIC_ROWS).write_text(
             json.dumps(rows, default=_json_default, ensure_ascii=False, indent=1)
         )
@@ -206,7 +223,7 @@ def tenant_export(
             "created_at": stamp.isoformat(),
             "migrations": migration_state(),
             "counts": {
-                "schema": _schema_counts(schema),
+                "schema": schema_counts,
                 "public": {label: len(items) for label, items in rows.items()},
             },
         }
