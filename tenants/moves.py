@@ -42,9 +42,10 @@ from django.core.management.color import no_style
 from django.core.serializers.base import DeserializationError
 from django.db import DatabaseError, models, transaction
 from django.db.migrations.loader import MigrationLoader
-from django_tenants.utils import schema_exists
+from django_tenants.utils import get_public_schema_name, schema_exists
 
 from leanvibe.db import connection
+from leanvibe.health import pending_migrations
 from leanvibe.platform.backups import (
     BackupError,
     connection_args,
@@ -455,6 +456,10 @@ def tenant_import(
 def _archive_import(archive: _Archive, *, rename: str | None, progress: Progress) -> ImportResult:
     manifest = archive.manifest
     _migrations_check(manifest)
+    if get_public_schema_name() in pending_migrations():
+        raise ImportRefused(
+            "this database's public schema lacks migrations of the code: run manage.py platform_migrate first"
+        )
     source_schema, tenant_id = str(manifest.get("schema")), str(manifest.get("tenant_id"))
     [tenant_row] = archive.rows[TENANT_LABEL]
     named = (str(tenant_row.get("pk")), tenant_row.get("fields", {}).get("schema_name"))

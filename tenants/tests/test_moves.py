@@ -384,3 +384,19 @@ def test_the_other_database_refuses_what_it_has_already(target_database, moving,
             "tenant_import", str(archive), "--database-url", _url(target_database), stdout=io.StringIO()
         )
     assert Tenant.objects.filter(id=handle.id).exists()  # the source still has it
+    # A database whose public schema is behind the code is refused, even for a copy.
+    with psycopg.connect(**{**_server(target_database), "dbname": target_database["NAME"]}) as conn:
+        conn.execute(
+            "DELETE FROM public.django_migrations WHERE id = "
+            "(SELECT max(id) FROM public.django_migrations WHERE app = 'billing')"
+        )
+    with pytest.raises(CommandError, match="lacks migrations of the code: run manage"):
+        call_command(
+            "tenant_import",
+            str(archive),
+            "--rename",
+            "another-copy",
+            "--database-url",
+            _url(target_database),
+            stdout=io.StringIO(),
+        )
