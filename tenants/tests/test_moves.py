@@ -219,6 +219,8 @@ def test_an_existing_tenant_is_refused_unless_renamed(moving, tmp_path, api):
     assert {t.split(".", 1)[1]: r for t, r in copy_rows.items()} == {
         t.split(".", 1)[1]: r for t, r in original_rows.items()
     }
+    # The original, parked under another name while the copy was restored, is as it was.
+    assert _rows(settings.DATABASES["default"], [handle.tenant.schema_name]) == original_rows
     account = BillingAccount.objects.get(tenant=copy)
     assert (account.stripe_customer_id, account.stripe_subscription_id, account.status) == ("", "", "active")
     keys = list(UsageRecord.objects.filter(tenant=copy).values_list("idempotency_key", flat=True))
@@ -232,6 +234,9 @@ def test_an_existing_tenant_is_refused_unless_renamed(moving, tmp_path, api):
     )
     with schema_context("moved-copy"):
         Project.objects.create(name="only in the copy")
+        # The copy's id sequences are its own and continue past the restored ids.
+        newcomer = User.objects.create_user(email="new@example.com", password="yet-another-horse-battery")
+        assert newcomer.id > User.objects.exclude(id=newcomer.id).order_by("-id")[0].id
     with schema_context(handle.tenant.schema_name):
         assert not Project.objects.filter(name="only in the copy").exists()
 
@@ -359,6 +364,19 @@ def test_a_tenant_moves_to_another_database_through_a_bucket_and_is_served_there
     assert _public_rows(target_database, handle.tenant.id) == _public_rows(source, handle.tenant.id)
     assert other.tenant.schema_name not in _schemas(target_database)
     assert _public_rows(target_database, other.tenant.id) == {table: [] for table in PUBLIC_TABLES}
+    # The id sequences there moved past the ids brought along: new rows get fresh ones.
+    with psycopg.connect(**{**_server(target_database), "dbname": target_database["NAME"]}) as conn:
+        conn.execute(
+            "INSERT INTO public.tenants_domain (domain, tenant_id, is_primary) "
+            "VALUES ('extra.example', %s, false)",
+            [handle.id],
+        )
+        conn.execute(
+            "INSERT INTO public.billing_usagerecord (tenant_id, metric, quantity, window_start, window_end, "
+            "source, metadata, idempotency_key, created_at) "
+            "VALUES (%s, 'api_calls', 1, now(), now(), 'api', '{}', 'fresh', now())",
+            [handle.id],
+        )
 
     # gunicorn on the other database signs a member of the moved tenant in.
     # The test run's password hasher (conftest), so the member's stored hash verifies there.
