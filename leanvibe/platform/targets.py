@@ -82,6 +82,8 @@ def target_store(local: Path, target: str, *, default_name: str) -> str:
         path = Path(target)
         if path.is_dir():
             path = path / default_name
+        if not path.parent.is_dir():
+            raise TargetError(f"no folder {path.parent}")
         if path.resolve() != local.resolve():
             shutil.move(local, path)
         return str(path)

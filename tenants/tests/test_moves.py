@@ -280,7 +280,7 @@ def _rewritten(archive: Path, folder: Path, change: Any) -> Path:
 
 
 def test_a_failure_midway_leaves_no_half_tenant(moving, tmp_path):
-    handle, _ = moving
+    handle, other = moving
     archive = _export(handle, tmp_path)
     Tenant.objects.get(id=handle.id).delete(force_drop=True)
     schemas = _schemas(settings.DATABASES["default"])
@@ -315,6 +315,8 @@ def test_a_failure_midway_leaves_no_half_tenant(moving, tmp_path):
         call_command("tenant_import", str(not_an_archive), stdout=io.StringIO())
     with pytest.raises(CommandError, match="no file at"):
         call_command("tenant_import", str(tmp_path / "missing.tar"), stdout=io.StringIO())
+    with pytest.raises(CommandError, match="no folder"):
+        call_command("tenant_export", other.id, str(tmp_path / "a" / "b.tar"), stdout=io.StringIO())
     with pytest.raises(CommandError, match="No organisation 'nobody'"):
         call_command("tenant_export", "nobody", str(tmp_path), stdout=io.StringIO())
     assert _schemas(settings.DATABASES["default"]) == schemas
