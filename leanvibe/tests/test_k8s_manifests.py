@@ -51,6 +51,8 @@ RUNTIME_VARIABLES = {
     "WEB_CONCURRENCY": "gunicorn",  # worker count
     "FORWARDED_ALLOW_IPS": "gunicorn",  # whose X-Forwarded-Proto to trust
     "HF_HUB_OFFLINE": "huggingface_hub",  # the inference server: never the model hub
+    "AWS_ACCESS_KEY_ID": "botocore",  # backups and tenant archives in S3 (leanvibe.platform.targets)
+    "AWS_SECRET_ACCESS_KEY": "botocore",
 }
 
 # Reads of the environment: env("X"), env.int("X", ...), os.environ["X"], os.environ.get("X"),
@@ -1134,6 +1136,10 @@ def test_runtime_variables_are_read_by_the_programs_named() -> None:
             import huggingface_hub.constants
 
             assert f'"{name}"' in inspect.getsource(huggingface_hub.constants), name
+        elif program == "botocore":
+            import botocore.credentials
+
+            assert f"'{name}'" in inspect.getsource(botocore.credentials), name
 
 
 @pytest.mark.parametrize("build", BUILDS)
