@@ -383,6 +383,9 @@ CELERY_BEAT_SCHEDULE["platform-heartbeat"] = {
     "task": "leanvibe.platform.tasks.platform_heartbeat",
     "schedule": 60.0,
 }
+# Where manage.py backup writes when no target is given: a folder, a file, or s3://bucket/prefix/
+# (the Kubernetes CronJob leanvibe-backup sets it).
+BACKUP_TARGET = env("BACKUP_TARGET", default=".")
 # manage.py backup --encrypt / restore: a Fernet key (32 url-safe base64 bytes).
 BACKUP_ENCRYPTION_KEY = env("BACKUP_ENCRYPTION_KEY", default="")
 # Folder of pg_dump / pg_restore; empty: pgserver's (16.x), else PATH.

@@ -120,14 +120,20 @@ def one(kind: str, name: str, build: str = "base") -> dict[str, Any]:
     return found[0]
 
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
+
+
+def pod_template(doc: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of a workload (a CronJob's is inside its job template)."""
+    spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    return dict(spec["template"])
 
 
 def workloads(build: str = "base") -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(manifest, pod spec) of every Deployment, StatefulSet and Job."""
+    """(manifest, pod spec) of every Deployment, StatefulSet, Job and CronJob."""
     for doc in manifests(build):
         if doc["kind"] in WORKLOAD_KINDS:
-            yield doc, doc["spec"]["template"]["spec"]
+            yield doc, pod_template(doc)["spec"]
 
 
 def is_platform_image(image: str) -> bool:
@@ -144,7 +150,7 @@ def platform_workloads(build: str = "base") -> Iterator[tuple[dict[str, Any], di
 
 
 def container(doc: dict[str, Any]) -> dict[str, Any]:
-    containers = doc["spec"]["template"]["spec"]["containers"]
+    containers = pod_template(doc)["spec"]["containers"]
     assert len(containers) == 1, doc["metadata"]["name"]
     return dict(containers[0])
 
@@ -193,7 +199,7 @@ def secret_data(build: str = "base") -> dict[str, str]:
 
 
 def _component(doc: dict[str, Any]) -> str:
-    return str(doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
+    return str(pod_template(doc)["metadata"]["labels"]["app.kubernetes.io/component"])
 
 
 # --- the kustomize layout and schema validation -------------------------------------------------
@@ -431,6 +437,7 @@ _BASE_KINDS = [
     ("PersistentVolumeClaim", "leanvibe-models"),
     ("Job", "leanvibe-migrate"),
     ("Job", "leanvibe-model-install"),
+    ("CronJob", "leanvibe-backup"),
     ("Service", "leanvibe-web"),
     ("Service", "leanvibe-streams"),
     ("Service", "leanvibe-inference"),
@@ -440,6 +447,7 @@ _BASE_KINDS = [
     ("NetworkPolicy", "leanvibe-app-egress"),
     ("NetworkPolicy", "leanvibe-internet-egress"),
     ("NetworkPolicy", "leanvibe-model-install-egress"),
+    ("NetworkPolicy", "leanvibe-backup-egress"),
     ("NetworkPolicy", "leanvibe-web-ingress"),
     ("NetworkPolicy", "leanvibe-metrics-ingress"),
     ("NetworkPolicy", "leanvibe-redis"),
@@ -792,7 +800,7 @@ def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def pod_labels(build: str = "base") -> dict[str, dict[str, str]]:
-    return {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d, _ in workloads(build)}
+    return {d["metadata"]["name"]: pod_template(d)["metadata"]["labels"] for d, _ in workloads(build)}
 
 
 def picked(selector: dict[str, Any], build: str = "base") -> set[str]:
@@ -1033,7 +1041,8 @@ def connections(build: str, direction: str) -> set[tuple[str, str]]:
 def expected_connections(build: str) -> set[tuple[str, str]]:
     expected = {(c, "redis") for c in PLATFORM} | {("agents-worker", "inference")}
     if build == "dev":
-        expected |= {(c, "postgres") for c in PLATFORM}
+        # The nightly backup reads the database and nothing else inside (no Redis).
+        expected |= {(c, "postgres") for c in PLATFORM | {"backup"}}
     return expected
 
 
@@ -1100,13 +1109,16 @@ def test_outside_the_namespace_only_public_addresses_and_named_namespaces(build:
                     assert selected == {"web", "worker", "agents-worker", "beat"}
                     assert {p["port"] for p in rule["ports"]} == {"http", "metrics"}
     # Stripe, identity providers, SMTP: web and the worker; the agents worker an Agent
-    # profile's own https model server; the model-install Job the package index.
-    assert public == {"web", "worker", "agents-worker", "model-install"}
+    # profile's own https model server; the model-install Job the package index; the nightly
+    # backup its bucket.
+    assert public == {"web", "worker", "agents-worker", "model-install", "backup"}
 
 
 def test_production_reaches_its_managed_database_by_address_only() -> None:
     policy = one("NetworkPolicy", "leanvibe-database-egress", "production")["spec"]
-    assert {components("production")[n] for n in picked(policy["podSelector"], "production")} == PLATFORM
+    assert {components("production")[n] for n in picked(policy["podSelector"], "production")} == PLATFORM | {
+        "backup"
+    }
     [rule] = policy["egress"]
     [peer] = rule["to"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
@@ -1275,7 +1287,7 @@ def test_inference_server_serves_the_folder_the_install_job_writes() -> None:
     models_dir = _environment(job)["AGENTS_MODELS_DIR"]
 
     def claim_mount(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+        volumes = {v["name"]: v for v in pod_template(doc)["spec"]["volumes"]}
         for mount in container(doc)["volumeMounts"]:
             claim = volumes[mount["name"]].get("persistentVolumeClaim")
             if claim:
@@ -1383,7 +1395,7 @@ def test_only_the_agents_worker_may_create_the_sandboxs_namespaces() -> None:
 
 
 def test_network_policies_let_only_the_agents_worker_reach_the_inference_server() -> None:
-    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d, _ in workloads()}
+    pods = {d["metadata"]["name"]: pod_template(d)["metadata"]["labels"] for d, _ in workloads()}
     inference = one("NetworkPolicy", INFERENCE)["spec"]
     assert {n for n, labels in pods.items() if _matches(inference["podSelector"]["matchLabels"], labels)} == {
         INFERENCE
@@ -1421,3 +1433,17 @@ def test_network_policies_let_only_the_agents_worker_reach_the_inference_server(
                 assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
                     block["except"]
                 )
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_a_nightly_encrypted_backup_goes_to_the_bucket_one_at_a_time(build: str) -> None:
+    cron = one("CronJob", "leanvibe-backup", build)
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert container(cron)["command"] == ["python", "manage.py", "backup", "--encrypt"]
+    config = one("ConfigMap", "leanvibe-config", build)["data"]
+    assert config["BACKUP_TARGET"].startswith("s3://") and config["BACKUP_TARGET"].endswith("/")
+    secret = one("Secret", "leanvibe-secrets", build)["stringData"]
+    assert {"BACKUP_ENCRYPTION_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secret)
+    # The dump is staged in /tmp before its upload: room for it, not the node's root disk.
+    tmp = {v["name"]: v for v in pod_template(cron)["spec"]["volumes"]}["tmp"]
+    assert tmp["emptyDir"]["sizeLimit"]

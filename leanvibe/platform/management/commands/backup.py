@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from leanvibe.platform.backups import BackupError, backup_to
@@ -17,8 +18,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "output",
             nargs="?",
-            default=".",
-            help="A file, a folder to name one in (default: here), s3://bucket/key or s3://bucket/prefix/.",
+            default=None,
+            help=(
+                "A file, a folder to name one in, s3://bucket/key or s3://bucket/prefix/ "
+                "(default: BACKUP_TARGET, itself by default here)."
+            ),
         )
         parser.add_argument(
             "--encrypt", action="store_true", help="Encrypt with BACKUP_ENCRYPTION_KEY (a Fernet key)."
@@ -28,7 +32,7 @@ class Command(BaseCommand):
         started = time.perf_counter()
         self.stdout.write("dumping the database (pg_dump -Fc) ...")
         try:
-            path, size = backup_to(options["output"], encrypt=options["encrypt"])
+            path, size = backup_to(options["output"] or settings.BACKUP_TARGET, encrypt=options["encrypt"])
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
