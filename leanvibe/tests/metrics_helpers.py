@@ -28,8 +28,10 @@ def parse(text: str) -> Samples:
 def scrape(client: Client | None = None, **extra: Any) -> Samples:
     """``GET /metrics`` on the public host, from the machine itself (or with the token)."""
     client = client or Client()
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {settings.METRICS_TOKEN}"} if settings.METRICS_TOKEN else {}
-    response = client.get("/metrics", REMOTE_ADDR="127.0.0.1", **headers, **extra)
+    meta: dict[str, Any] = {"REMOTE_ADDR": "127.0.0.1", **extra}
+    if settings.METRICS_TOKEN:
+        meta["HTTP_AUTHORIZATION"] = f"Bearer {settings.METRICS_TOKEN}"
+    response = client.get("/metrics", **meta)
     assert response.status_code == 200, response.content[:300]
     return parse(response.content.decode())
 
