@@ -31,12 +31,13 @@ def webhook_event_type(body: Any) -> str:
 
 
 def webhook_event_count(*, event_type: str, result: str) -> None:
-    """Counted once the transaction that decided it commits (at once outside one)."""
-    transaction.on_commit(partial(_inc, event_type, result))
-
-
-def _inc(event_type: str, result: str) -> None:
     WEBHOOK_EVENTS.labels(type=event_type, result=result).inc()
+
+
+def webhook_event_count_on_commit(*, event_type: str, result: str) -> None:
+    """Counted once the transaction that decided it commits (processing: a rolled-back batch is
+    processed again, one by one)."""
+    transaction.on_commit(partial(webhook_event_count, event_type=event_type, result=result))
 
 
 def billing_mrr() -> GaugeValues:
