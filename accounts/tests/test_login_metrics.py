@@ -10,6 +10,7 @@ from django.test import Client
 from accounts.metrics import RESULTS, login_result
 from accounts.models import AuditEvent
 from accounts.tests.mfa_helpers import enrol_totp, login, totp_code
+from accounts.tests.test_sso_oidc import add_oidc, api_sign_in, idp  # noqa: F401 - the fixture
 from leanvibe.tests.metrics_helpers import value
 
 LOGINS = "leanvibe_logins_total"
@@ -56,8 +57,20 @@ def test_web_form_sign_ins_count_by_result(tenant_a: Any) -> None:
     assert _moved(before) == {"failed": 1, "succeeded": 1}
 
 
+def test_sso_sign_ins_count_as_sso_results(api: Any, tenant_a: Any, idp: Any) -> None:  # noqa: F811
+    """A real OpenID Connect sign-in (the local identity provider), then one refused because the
+    address is outside the tenant's allowed domains."""
+    provider = add_oidc(api, tenant_a, idp, allowed_domains=["acme.test"])
+    before = _counts()
+    signed_in, _ = api_sign_in(api, tenant_a, provider["id"])
+    assert signed_in.status_code == 200, signed_in.body
+    idp.user = {"sub": "mallory", "email": "mallory@evil.test", "email_verified": True}
+    refused, _ = api_sign_in(api, tenant_a, provider["id"])
+    assert refused.status_code == 403
+    assert _moved(before) == {"sso_succeeded": 1, "sso_refused": 1}
+
+
 def test_sso_outcomes_and_non_sign_ins_get_their_own_labels() -> None:
-    # What the SSO flows record (accounts/tests/test_sso_*.py drive them end to end).
     assert (
         login_result(AuditEvent.Type.LOGIN_SUCCEEDED, {"method": "sso", "provider": "okta"})
         == "sso_succeeded"

@@ -240,3 +240,58 @@ def test_two_gunicorn_workers_counts_are_summed_by_every_scrape(db, tmp_path):
     assert response.status == 200
     assert sample(parse(body), NOT_FOUND, status="404") == sent  # both workers, summed
     assert not (folder / "counter_1.db").exists()
+
+
+# --- a Celery worker's own metrics port -----------------------------------------------------------
+HEARTBEAT = "leanvibe.platform.tasks.platform_heartbeat"
+
+
+def _get_metrics(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    body = conn.getresponse().read().decode()
+    conn.close()
+    return body
+
+
+@pytest.mark.integration
+def test_a_prefork_worker_serves_its_childrens_counts_on_its_metrics_port(db):
+    """``celery worker`` with ``WORKER_METRICS_PORT`` and two prefork children: the tasks they
+    ran, counted in the children, are served by the main process."""
+    queue = f"{celery_app.conf.task_default_queue}-metrics-port"
+    database_url = (
+        urlsplit(django_settings.DATABASE_URL)._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+    )
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": django_settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": django_settings.CACHE_KEY_PREFIX,
+    }
+    command = [
+        "env",
+        "WORKER_METRICS_PORT={port}",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "leanvibe",
+        "worker",
+    ]
+    command += ["--pool", "prefork", "--concurrency", "2", "--queues", queue, "--loglevel", "WARNING"]
+    with server_process(command, name="worker-metrics", env=env, health="/metrics", timeout=90) as port:
+        assert "leanvibe_tenants" not in _get_metrics(port)  # the snapshot is the web's to expose
+        with celery_app.connection_for_write() as conn:
+            for _ in range(6):
+                celery_app.send_task(HEARTBEAT, queue=queue, connection=conn)
+        deadline = time.monotonic() + 60
+        ran = None
+        while time.monotonic() < deadline:
+            ran = sample(
+                parse(_get_metrics(port)), "leanvibe_celery_tasks_total", task=HEARTBEAT, state="success"
+            )
+            if ran == 6:
+                break
+            time.sleep(0.5)
+        assert ran == 6
+    with celery_app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(queue)
