@@ -278,6 +278,15 @@ def test_a_prefork_worker_serves_its_childrens_counts_on_its_metrics_port(db):
         "worker",
     ]
     command += ["--pool", "prefork", "--concurrency", "2", "--queues", queue, "--loglevel", "WARNING"]
+    try:
+        _worker_metrics_check(command, env, queue)
+    finally:
+        with celery_app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+        celery_app.amqp.queues.pop(queue, None)  # send_task declared it: other tests expect one queue
+
+
+def _worker_metrics_check(command: list[str], env: dict[str, str], queue: str) -> None:
     with server_process(command, name="worker-metrics", env=env, health="/metrics", timeout=90) as port:
         assert "leanvibe_tenants" not in _get_metrics(port)  # the snapshot is the web's to expose
         with celery_app.connection_for_write() as conn:
@@ -293,5 +302,3 @@ def test_a_prefork_worker_serves_its_childrens_counts_on_its_metrics_port(db):
                 break
             time.sleep(0.5)
         assert ran == 6
-    with celery_app.connection_for_write() as conn:
-        conn.default_channel.queue_delete(queue)
