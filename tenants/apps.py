@@ -7,7 +7,9 @@ class TenantsConfig(AppConfig):
 
     def ready(self) -> None:
         from tenants.metrics import register_tenant_gauges
+        from tenants.moves import register_public_rows
         from tenants.usage import register_platform_resources
 
         register_platform_resources()
+        register_public_rows()
         register_tenant_gauges()
