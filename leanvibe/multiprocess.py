@@ -7,10 +7,9 @@ must be named before that, in the parent, so this module imports prometheus_clie
 its functions, and is called by the gunicorn config module (``leanvibe.gunicorn_conf``) and by
 ``leanvibe.celery`` before Django (and with it django-prometheus) is set up.
 
-Celery workers: with ``WORKER_METRICS_PORT`` set, the worker's main process serves its pool's
-metrics on that port (``/metrics``, every path in fact: prometheus_client's own server); off by
-default. Beat runs no task and serves nothing: the snapshot's age, on the web's ``/metrics``,
-says whether it runs.
+Celery: with ``WORKER_METRICS_PORT`` set, a worker's main process serves its pool's metrics on
+that port (``/metrics``, every path in fact: prometheus_client's own server), and beat serves its
+own (it runs no task: its target being up is what it tells); off by default.
 """
 
 from __future__ import annotations
@@ -92,7 +91,8 @@ def _worker_starting(**_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def _worker_ready(**_: Any) -> None:
+@signals.beat_init.connect
+def _metrics_server_start(**_: Any) -> None:
     port = worker_metrics_port()
     if not port:
         return
@@ -101,7 +101,7 @@ def _worker_ready(**_: Any) -> None:
     from leanvibe.metrics import scrape_registry
 
     start_http_server(port, registry=scrape_registry(snapshot=False))
-    logger.info("worker metrics on port %s (%s)", port, os.environ.get(ENV))
+    logger.info("metrics on port %s (%s)", port, os.environ.get(ENV))
 
 
 @signals.worker_process_shutdown.connect

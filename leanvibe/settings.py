@@ -114,6 +114,8 @@ TENANT_POOL_SIZE = env.int("TENANT_POOL_SIZE", default=3)
 
 MIDDLEWARE = [
     "leanvibe.health.HealthCheckMiddleware",
+    # Prometheus' scrape of a pod by its address (no site's host): answered before host checks.
+    "leanvibe.middleware.PodMetricsMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "leanvibe.middleware.RequestSizeLimitMiddleware",
     # Before tenant resolution, so its own pages (unknown or suspended tenant) carry the policy too.

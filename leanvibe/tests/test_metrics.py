@@ -82,6 +82,21 @@ def test_metrics_are_not_served_on_a_tenant_host(client, tenant_a):
     assert client.get("/metrics", HTTP_HOST=tenant_a.host, REMOTE_ADDR="127.0.0.1").status_code == 404
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("host", ["10.244.3.17:8000", "10.244.3.17", "[fd00::17]:8000"])
+def test_a_scrape_of_a_pods_address_is_answered_with_the_same_guard(client, settings, host):
+    """Prometheus scrapes each web pod by its IP: that Host is no site of ours, and still gets the
+    metrics, for the token only."""
+    settings.METRICS_TOKEN = "scrape-secret"
+    scraped = client.get(
+        "/metrics", HTTP_HOST=host, REMOTE_ADDR="10.0.0.5", HTTP_AUTHORIZATION="Bearer scrape-secret"
+    )
+    assert scraped.status_code == 200 and b"leanvibe_metrics_snapshot_age_seconds" in scraped.content
+    assert client.get("/metrics", HTTP_HOST=host, REMOTE_ADDR="10.0.0.5").status_code == 401
+    assert client.get("/metrics", HTTP_HOST=host, REMOTE_ADDR="127.0.0.1").status_code == 401
+    assert client.get("/other", HTTP_HOST=host, REMOTE_ADDR="10.0.0.5").status_code == 400  # no site there
+
+
 def test_data_dir_is_read_when_the_environment_is_prepared(tmp_path, monkeypatch):
     """LEANVIBE_DATA_DIR set in .env (read by the settings before this call) is honoured."""
     from leanvibe import embedded
