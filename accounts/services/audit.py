@@ -8,6 +8,7 @@ from django.db import connection
 from django.http import HttpRequest
 from django_tenants.utils import get_public_schema_name
 
+from accounts.metrics import login_observe
 from accounts.models import AuditEvent, User
 from leanvibe.http import client_address
 from tenants.registry import ChangeActor
@@ -41,6 +42,7 @@ def audit_record(
         user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else user_agent)[:300],
         data=data,
     )
+    login_observe(type, data)
     if request is not None and type == AuditEvent.Type.LOGIN_SUCCEEDED:
         # The web sign-in receiver (accounts.services.throttle) then does not record it twice.
         setattr(request, LOGIN_AUDITED_ATTRIBUTE, True)
