@@ -6,7 +6,8 @@ Measured in one run, against the template migrated by this run's setup:
     baseline, what django-tenants does without a base schema);
 (e) django-tenants' own clone path (``TENANT_BASE_SCHEMA``): clone, then every migration again
     with ``--fake`` (context only);
-(b) ``schemas.schema_clone_template``: PostgreSQL's ``clone_schema`` of the template;
+(b) ``schemas.schema_clone_template``: the template's ``pg_dump`` (taken once) replayed under the
+    new name, as provisioning makes a schema when the pool is empty;
 (c) ``schemas.schema_claim_pooled``: rename a pre-cloned schema, in its own transaction (commit
     included);
 (d) ``services.tenant_provision`` with a warm pool: tenant and domain rows, schema claim, owner
@@ -83,7 +84,7 @@ def _django_tenants_clone_path(count: int) -> Samples:
 def _plain_clone(count: int) -> Samples:
     from tenants.schemas import schema_clone_template
 
-    samples = Samples("(b) schema_clone_template (clone_schema)")
+    samples = Samples("(b) schema_clone_template (the template's dump replayed)")
     names = [f"bench_clone_{index}" for index in range(1, count + 1)]
     report = progress_counter("cloned", count, every=5)
     for index, name in enumerate(names, 1):

@@ -1,15 +1,13 @@
-"""Tenant schemas: a migrated template, a warm pool of its clones, and the clone itself.
+"""Tenant schemas: a migrated template, a warm pool of its copies, and the copy itself.
 
 Every tenant schema starts as a copy of ``settings.TENANT_TEMPLATE_SCHEMA``, which is migrated
-on every deploy (``manage.py platform_migrate``). Copying it with PostgreSQL's ``clone_schema``
-(django-tenants) takes a few hundred milliseconds; to make sign-up instant, a Celery task keeps
-a few clones ready (``PooledSchema``) and provisioning renames one (``ALTER SCHEMA ... RENAME``,
-a catalogue update). A pooled clone is used only while its migrations match the template's.
-
-Many schemas at once (the migration benchmark's 1,000) are copied another way:
-``schema_copy_template_many`` replays the template's ``pg_dump`` under each new name, which
-stays fast however many schemas exist (``clone_schema`` reads catalogue views that grow with
-every schema).
+on every deploy (``manage.py platform_migrate``). A copy replays the template's ``pg_dump``
+(taken once per process and template version) under the new name: about a tenth of a second,
+the same with ten schemas or ten thousand, and an exact copy — constraint and index names
+included, which django-tenants' ``clone_schema`` renames (and which a later migration dropping a
+constraint by name needs). To make sign-up instant, a Celery task keeps a few copies ready
+(``PooledSchema``) and provisioning renames one (``ALTER SCHEMA ... RENAME``, a catalogue
+update). A pooled copy is used only while its migrations match the template's.
 """
 
 from __future__ import annotations
@@ -59,22 +57,45 @@ def template_migrate(*, verbosity: int = 1) -> None:
             cursor.execute(f"CREATE SCHEMA {_quote(template)}")
     call_command("migrate_schemas", schema_name=template, tenant=True, interactive=False, verbosity=verbosity)
     connection.set_schema_to_public()
-    clone_function_install()
 
 
 def clone_function_install() -> None:
-    """(Re)create django-tenants' ``clone_schema`` SQL function. Done once per deploy: replacing
+    """(Re)create django-tenants' ``clone_schema`` SQL function (only the baseline copy uses it),
+    once per database: replacing
     a 4,000-line PL/pgSQL function before every clone (as ``CloneSchema.clone_schema`` does)
     makes each later clone in the same session slower, as PostgreSQL keeps every compiled copy."""
     CloneSchema()._create_clone_schema_function()
 
 
 def schema_clone_template(schema_name: str) -> None:
-    """Copy the template schema, structure and rows (migration history included), to a new one."""
+    """Copy the template schema, structure and rows (migration history included), to a new one:
+    the template's ``pg_dump``, taken once per process and template version (its migrations'
+    fingerprint), replayed under the new name (:func:`schema_copy_template_many`). The copy keeps
+    the template's constraint and index names, which django-tenants' ``clone_schema`` renames: a
+    migration that drops a constraint by name would fail on a clone and not on the template
+    (tenants/tests/test_schema_copy.py)."""
+    schema_copy_template_many([schema_name], script=_template_script_current())
+
+
+_template_script: tuple[str, str] | None = None  # (template fingerprint, script) of this process
+
+
+def _template_script_current() -> str:
+    global _template_script
+    fingerprint = schema_fingerprint(settings.TENANT_TEMPLATE_SCHEMA)
+    if _template_script is None or _template_script[0] != fingerprint:
+        _template_script = (fingerprint, schema_template_script())
+    return _template_script[1]
+
+
+def schema_clone_pg_function(schema_name: str) -> None:
+    """Copy the template with django-tenants' ``clone_schema`` SQL function, as provisioning
+    did before: the baseline of ``bench/provisioning.py`` and of the schema-copy test."""
     connection.set_schema_to_public()
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT to_regprocedure('public.clone_schema(text, text, public.cloneparms[])') IS NULL"
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'public' AND p.proname = 'clone_schema')"
         )
         if cursor.fetchone()[0]:
             clone_function_install()
@@ -188,8 +209,8 @@ def schema_copy_template_many(schema_names: Sequence[str], *, script: str | None
 
     Unlike ``clone_schema`` this does not slow down as schemas multiply; its copies keep the
     template's own constraint names and sequence types, which ``clone_schema`` renames and widens
-    (see tenants/tests/test_schema_copy.py). Provisioning still clones: this is for building many
-    schemas at once (``python -m bench --only migrations``)."""
+    (see tenants/tests/test_schema_copy.py). Provisioning and the pool make one at a time
+    (:func:`schema_clone_template`); the migrations benchmark a thousand."""
     for name in schema_names:
         if not is_valid_schema_name(name):  # no quotes, backslashes, semicolons; not pg_*
             raise ValueError(f"invalid schema name {name!r}")

@@ -1,6 +1,7 @@
-"""``schema_copy_template_many``: the template's pg_dump replayed under new names (the migration
-benchmark builds its 1,000 schemas this way) makes schemas that are copies of the template, and
-match what ``clone_schema`` (provisioning) makes. Compared through the catalogue: tables,
+"""``schema_copy_template_many``: the template's pg_dump replayed under new names (provisioning
+and the pool make each tenant's schema this way; the migration benchmark builds its 1,000)
+makes schemas that are copies of the template, and match what django-tenants' ``clone_schema``
+(provisioning until 2026-12) made, save its renames. Compared through the catalogue: tables,
 columns, indexes, constraints, sequences and their values, and every row (the migration
 history first of all).
 
@@ -28,7 +29,7 @@ from django.conf import settings
 from leanvibe.db import connection
 from leanvibe.health import pending_migrations
 from tenants.models import Tenant
-from tenants.schemas import schema_clone_template, schema_copy_template_many, schema_template_script
+from tenants.schemas import schema_clone_pg_function, schema_copy_template_many, schema_template_script
 
 pytestmark = pytest.mark.django_db
 
@@ -136,7 +137,7 @@ def test_copies_are_the_template_and_a_clone_save_what_clone_schema_renames():
         cursor.execute("SHOW search_path")
         search_path = cursor.fetchone()[0]
     schema_copy_template_many(["copy-one", "copy_two"])
-    schema_clone_template("cloned-one")
+    schema_clone_pg_function("cloned-one")
     template = _describe(TEMPLATE)
     assert template["migrations"] and template["data"]["django_migrations"][0] == len(template["migrations"])
     assert any(kind == "u" for _, _, kind, *_ in template["constraints"])
@@ -205,3 +206,14 @@ def test_bad_names_are_refused_before_anything_is_made(names, message):
     with pytest.raises(ValueError, match=message):
         schema_copy_template_many(names)
     assert _rows("SELECT count(*) FROM pg_namespace WHERE nspname = 'twice'", [])[0][0] == 0
+
+
+def test_a_provisioned_tenants_constraints_have_the_templates_names(make_tenant):
+    """What a later migration needs: ``RemoveConstraint(name=...)`` finds the template's name in
+    every tenant schema (clone_schema renamed unique constraints, and the same migration would
+    have failed on every tenant while passing on the template)."""
+    handle = make_tenant()
+    schema = handle.tenant.schema_name
+    assert _describe(schema)["constraints"] == _describe(TEMPLATE)["constraints"]
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER TABLE "{schema}".agents_artifact DROP CONSTRAINT artifact_task_path_unique')
