@@ -26,7 +26,7 @@ from django_tenants.postgresql_backend.base import is_valid_schema_name
 from django_tenants.utils import schema_exists
 
 from leanvibe.db import connection
-from leanvibe.platform.backups import connection_args, pg_program
+from leanvibe.platform.backups import BackupError, connection_args, pg_program
 from tenants.models import PooledSchema
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,15 @@ def schema_clone_template(schema_name: str) -> None:
     fingerprint), replayed under the new name (:func:`schema_copy_template_many`). The copy keeps
     the template's constraint and index names, which django-tenants' ``clone_schema`` renames: a
     migration that drops a constraint by name would fail on a clone and not on the template
-    (tenants/tests/test_schema_copy.py)."""
-    schema_copy_template_many([schema_name], script=_template_script_current())
+    (tenants/tests/test_schema_copy.py). Without a working ``pg_dump`` (one older than the
+    server: set ``PG_BIN_DIR``) it falls back to ``clone_schema``, saying so in the log."""
+    try:
+        script = _template_script_current()
+    except (RuntimeError, OSError, BackupError) as exc:
+        logger.warning("copying the template with clone_schema: its pg_dump failed (%s)", exc)
+        schema_clone_pg_function(schema_name)
+        return
+    schema_copy_template_many([schema_name], script=script)
 
 
 _template_script: tuple[str, str] | None = None  # (template fingerprint, script) of this process

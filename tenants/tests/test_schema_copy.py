@@ -217,3 +217,24 @@ def test_a_provisioned_tenants_constraints_have_the_templates_names(make_tenant)
     assert _describe(schema)["constraints"] == _describe(TEMPLATE)["constraints"]
     with connection.cursor() as cursor:
         cursor.execute(f'ALTER TABLE "{schema}".agents_artifact DROP CONSTRAINT artifact_task_path_unique')
+
+
+def test_without_a_working_pg_dump_provisioning_falls_back_to_clone_schema(
+    tmp_path, settings, make_tenant, caplog
+):
+    from tenants import schemas
+
+    failing = tmp_path / "pg_dump"
+    failing.write_text("#!/bin/sh\necho 'server version mismatch' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    settings.PG_BIN_DIR = str(tmp_path)
+    saved, schemas._template_script = schemas._template_script, None
+    try:
+        handle = make_tenant()
+    finally:
+        schemas._template_script = saved
+    assert "server version mismatch" in caplog.text
+    # A clone_schema clone: current, with the renamed unique constraints.
+    described = _describe(handle.tenant.schema_name)
+    assert described["migrations"] == _describe(TEMPLATE)["migrations"]
+    assert described["constraints"] != _describe(TEMPLATE)["constraints"]
