@@ -60,6 +60,8 @@ SITE_SCHEME = env("SITE_SCHEME", default="http")
 SHARED_APPS = [
     "django_tenants",
     "tenants",
+    # The organisations' journey (levels, steps, badges): public rows, one per tenant and step.
+    "tenants.journey",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -377,6 +379,11 @@ AGENTS_CELERY_QUEUE = env("AGENTS_CELERY_QUEUE", default="agents")
 CELERY_TASK_ROUTES = {"agents.tasks.agent_task_run": {"queue": AGENTS_CELERY_QUEUE}}
 # A task in progress whose heartbeat is older than this is a lost worker's: requeued once, then failed.
 AGENTS_HEARTBEAT_TIMEOUT = env.int("AGENTS_HEARTBEAT_TIMEOUT", default=10 * 60)
+# Unlock emails whose message was lost or whose send failed.
+CELERY_BEAT_SCHEDULE["journey-unsent-unlock-emails"] = {
+    "task": "tenants.journey.tasks.journey_send_unsent_unlock_emails",
+    "schedule": 300.0,
+}
 CELERY_BEAT_SCHEDULE["agents-tasks-sweep"] = {"task": "agents.tasks.agent_tasks_sweep", "schedule": 60.0}
 # check_platform's proof that beat (and a worker of the default queue) is alive.
 CELERY_BEAT_SCHEDULE["platform-heartbeat"] = {
