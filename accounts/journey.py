@@ -1,21 +1,46 @@
 """The journey steps accounts does (``tenants.journey``): registered by ``AccountsConfig.ready``,
-reported where they happen."""
+ticked where they happen — the API's token authentication, and the audit trail, which every
+sign-in, role change, second factor and sign-in rule already goes through (``audit_record``
+calls ``journey_audit_react``). What the steps compute for the backfill reads the same audit
+events, so a tick and the records agree."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.db import connection
+from django.db.models import Min, Q
+from django_tenants.utils import get_public_schema_name
 
-from accounts.models import AuthToken
+from accounts.models import AuditEvent, AuthToken, Role, User
 from accounts.services.tokens import token_activities
 from tenants.journey.registry import JourneyStep, journey_step_register
 from tenants.journey.services import journey_step_known_done, journey_step_report
 from tenants.models import Tenant
 
 API_TOKEN_USED = "api_token_used"  # noqa: S105 - a step id, not a secret
+SECOND_MEMBER_SIGNED_IN = "second_member_signed_in"
+ADMIN_DELEGATED = "admin_delegated"
+OWNER_SECOND_FACTOR = "owner_second_factor"
+SIGN_IN_SECURED = "sign_in_secured"
+
+SSO_METHODS = ("sso", "sso_link")
 
 
+def _current_tenant() -> Tenant | None:
+    """The tenant whose schema is current; None on the public site (platform staff). Code run
+    under ``schema_context`` (settings changes, commands) has a stand-in there, not the row."""
+    tenant = getattr(connection, "tenant", None)
+    if isinstance(tenant, Tenant):
+        return tenant
+    schema = connection.schema_name
+    if not schema or schema == get_public_schema_name():
+        return None
+    return Tenant.objects.filter(schema_name=schema).first()
+
+
+# --- level 1: the API used with a token -----------------------------------------------------------
 def api_token_used_at(tenant: Tenant) -> datetime | None:
     """When an access token was last seen calling the API: token activity lives in the cache
     (``token_activity_touch``, no write per request) for the refresh lifetime, so the records
@@ -29,16 +54,89 @@ def api_token_used_at(tenant: Tenant) -> datetime | None:
 
 def api_token_used_report(token: AuthToken) -> None:
     """A tenant API call was authenticated by ``token``: the tenant's first one ticks the step
-    (afterwards one cache read)."""
-    tenant = getattr(connection, "tenant", None)
-    if not isinstance(tenant, Tenant):
-        return  # the public site (platform staff): no journey
-    if not journey_step_known_done(tenant=tenant, step=API_TOKEN_USED):
+    (afterwards one Redis read)."""
+    tenant = _current_tenant()
+    if tenant is not None and not journey_step_known_done(tenant=tenant, step=API_TOKEN_USED):
         journey_step_report(tenant=tenant, step=API_TOKEN_USED)
 
 
+# --- what the audit trail says ----------------------------------------------------------------
+def second_member_signed_in_at(tenant: Tenant) -> datetime | None:
+    """The first sign-in of the second member to sign in at all."""
+    firsts = (
+        AuditEvent.objects.filter(type=AuditEvent.Type.LOGIN_SUCCEEDED, actor__isnull=False)
+        .values("actor")
+        .annotate(first=Min("created_at"))
+        .order_by("first")
+        .values_list("first", flat=True)
+    )
+    two = list(firsts[:2])
+    return two[1] if len(two) == 2 else None
+
+
+def admin_delegated_at(tenant: Tenant) -> datetime | None:
+    """A member was made admin: added with the role, or given it later."""
+    became_admin = Q(type=AuditEvent.Type.MEMBER_ADDED, data__role=Role.ADMIN) | Q(
+        type=AuditEvent.Type.MEMBER_ROLE_CHANGED, data__new_role=Role.ADMIN
+    )
+    first: datetime | None = AuditEvent.objects.filter(became_admin).aggregate(first=Min("created_at"))[
+        "first"
+    ]
+    return first
+
+
+def owner_second_factor_at(tenant: Tenant) -> datetime | None:
+    """An owner enrolled a second factor (owners as they are now)."""
+    owners = User.objects.filter(role=Role.OWNER)
+    first: datetime | None = AuditEvent.objects.filter(
+        type=AuditEvent.Type.MFA_ENROLLED, actor__in=owners
+    ).aggregate(first=Min("created_at"))["first"]
+    return first
+
+
+def sign_in_secured_at(tenant: Tenant) -> datetime | None:
+    """Two-factor required by the organisation, or a member signed in through its identity
+    provider, whichever came first."""
+    secured = Q(type=AuditEvent.Type.SECURITY_SETTINGS_CHANGED, data__changes__require_mfa=True) | Q(
+        type=AuditEvent.Type.LOGIN_SUCCEEDED, data__method__in=SSO_METHODS
+    )
+    first: datetime | None = AuditEvent.objects.filter(secured).aggregate(first=Min("created_at"))["first"]
+    return first
+
+
+# Which audit events can tick which steps: the step's own computation then decides, from the
+# records (the event just written included), so the tick and the backfill agree.
+_REACTIONS: dict[str, list[tuple[str, Callable[[Tenant], datetime | None]]]] = {
+    AuditEvent.Type.LOGIN_SUCCEEDED: [
+        (SECOND_MEMBER_SIGNED_IN, second_member_signed_in_at),
+        (SIGN_IN_SECURED, sign_in_secured_at),
+    ],
+    AuditEvent.Type.MEMBER_ADDED: [(ADMIN_DELEGATED, admin_delegated_at)],
+    AuditEvent.Type.MEMBER_ROLE_CHANGED: [(ADMIN_DELEGATED, admin_delegated_at)],
+    AuditEvent.Type.MFA_ENROLLED: [(OWNER_SECOND_FACTOR, owner_second_factor_at)],
+    AuditEvent.Type.SECURITY_SETTINGS_CHANGED: [(SIGN_IN_SECURED, sign_in_secured_at)],
+}
+
+
+def journey_audit_react(event: AuditEvent) -> None:
+    """Called by ``audit_record`` after each event, in its transaction. A step already known
+    done costs one Redis read; otherwise its computation runs (one query)."""
+    reactions = _REACTIONS.get(event.type)
+    if not reactions:
+        return
+    tenant = _current_tenant()
+    if tenant is None:
+        return
+    for step, done_at in reactions:
+        if journey_step_known_done(tenant=tenant, step=step):
+            continue
+        at = done_at(tenant)
+        if at is not None:
+            journey_step_report(tenant=tenant, step=step, at=at)
+
+
 def register() -> None:
-    journey_step_register(
+    for step in (
         JourneyStep(
             id=API_TOKEN_USED,
             level=1,
@@ -47,5 +145,38 @@ def register() -> None:
             done_at=api_token_used_at,
             order=30,
             history=False,
-        )
-    )
+        ),
+        JourneyStep(
+            id=SECOND_MEMBER_SIGNED_IN,
+            level=2,
+            title="A second member signs in",
+            help_url="/members/",
+            done_at=second_member_signed_in_at,
+            order=10,
+        ),
+        JourneyStep(
+            id=ADMIN_DELEGATED,
+            level=2,
+            title="Make someone besides the owner an admin",
+            help_url="/members/",
+            done_at=admin_delegated_at,
+            order=20,
+        ),
+        JourneyStep(
+            id=OWNER_SECOND_FACTOR,
+            level=3,
+            title="Give the owner's account a second factor",
+            help_url="/accounts/2fa/",
+            done_at=owner_second_factor_at,
+            order=10,
+        ),
+        JourneyStep(
+            id=SIGN_IN_SECURED,
+            level=3,
+            title="Require two-factor, or sign in through your identity provider",
+            help_url="/settings/sso/",
+            done_at=sign_in_secured_at,
+            order=20,
+        ),
+    ):
+        journey_step_register(step)

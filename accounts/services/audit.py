@@ -44,6 +44,9 @@ def audit_record(
     if request is not None and type == AuditEvent.Type.LOGIN_SUCCEEDED:
         # The web sign-in receiver (accounts.services.throttle) then does not record it twice.
         setattr(request, LOGIN_AUDITED_ATTRIBUTE, True)
+    from accounts.journey import journey_audit_react  # the journey reads this module's events
+
+    journey_audit_react(event)
     return event
 
 
