@@ -34,7 +34,7 @@ def _current_tenant() -> Tenant | None:
     tenant = getattr(connection, "tenant", None)
     if isinstance(tenant, Tenant):
         return tenant
-    schema = connection.schema_name
+    schema = connection.schema_name  # type: ignore[attr-defined]
     if not schema or schema == get_public_schema_name():
         return None
     return Tenant.objects.filter(schema_name=schema).first()
