@@ -47,3 +47,13 @@ class LevelUnlocked(models.Model):
 
     def __str__(self) -> str:
         return f"level {self.number} ({self.unlocked_at:%Y-%m-%d})"
+
+
+class ActivationFunnel(LevelUnlocked):
+    """The console's entry for the activation funnel (``tenants.journey.admin``): no table of
+    its own, the unlocks read across every tenant."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "activation funnel"
+        verbose_name_plural = "activation funnel"

@@ -43,6 +43,34 @@ def journey_for(tenant: Tenant) -> dict[str, Any]:
     return {"level": max(unlocked, default=0), "levels": levels}
 
 
+def journey_summary(tenant: Tenant) -> dict[str, Any]:
+    """What the panel and the console show: every level with its progress, the current one
+    (the first not unlocked that has steps), the badges earned."""
+    data = journey_for(tenant)
+    levels = []
+    for level in data["levels"]:
+        total = len(level["steps"])
+        done = sum(1 for step in level["steps"] if step["done"])
+        levels.append(
+            {
+                **level,
+                "done": done,
+                "total": total,
+                "percent": round(100 * done / total) if total else 0,
+                "unlocked": level["unlocked_at"] is not None,
+            }
+        )
+    current = next((level for level in levels if not level["unlocked"] and level["total"]), None)
+    return {
+        "level": data["level"],
+        "levels": levels,
+        "current": current,
+        "badges": [level for level in levels if level["unlocked"]],
+        "steps_done": sum(level["done"] for level in levels),
+        "steps_total": sum(level["total"] for level in levels),
+    }
+
+
 @dataclass(frozen=True)
 class FunnelLevel:
     number: int
