@@ -44,6 +44,7 @@ def test_the_dashboard_shows_level_one_with_what_is_left_to_do(site_a):
     # One step of three: the first ring is a third full; no badge yet.
     ring = html.xpath('//li[@data-level="1"]//circle[@class="journey-ring-fill"]')[0]
     assert ring.get("stroke-dasharray") == "33 100"
+    assert not html.xpath('//li[@data-level="2"]//circle[@class="journey-ring-fill"]')  # 0 %: no dot
     assert not html.xpath('//*[@id="journey-badges"]')
 
 
