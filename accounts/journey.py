@@ -53,10 +53,11 @@ def api_token_used_at(tenant: Tenant) -> datetime | None:
 
 
 def api_token_used_report(token: AuthToken) -> None:
-    """A tenant API call was authenticated by ``token``: the tenant's first one ticks the step
-    (afterwards one Redis read)."""
-    tenant = _current_tenant()
-    if tenant is not None and not journey_step_known_done(tenant=tenant, step=API_TOKEN_USED):
+    """A tenant API call was authenticated by ``token``: the tenant's first one ticks the step.
+    Requests always carry the tenant's row (the resolution middleware sets it); code run under
+    ``schema_context`` (tests, commands) is not an API call and ticks nothing here."""
+    tenant = getattr(connection, "tenant", None)
+    if isinstance(tenant, Tenant) and not journey_step_known_done(tenant=tenant, step=API_TOKEN_USED):
         journey_step_report(tenant=tenant, step=API_TOKEN_USED)
 
 

@@ -2,8 +2,8 @@
 
 A feature calls ``journey_step_report(tenant=…, step=…)`` when the step happens, inside the
 transaction that records it: the tick commits or rolls back with the event. A report of a step
-already done costs one cache read (the features report on hot paths, such as every API call
-with a token). A level is unlocked, in the same transaction, by the report that completes it;
+this process has seen done costs nothing (the features report on hot paths, such as every API
+call with a token). A level is unlocked, in the same transaction, by the report that completes it;
 the tenant's advisory lock makes two reports of the last two steps of a level, committed at
 the same time, see each other. The email follows the commit, claimed atomically.
 """
@@ -21,7 +21,6 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 from psycopg import sql
 
-from leanvibe import redis as lv_redis
 from leanvibe.validators import strip_control_characters
 from tenants.journey.models import LevelUnlocked, StepDone
 from tenants.journey.registry import LEVELS, journey_step, journey_steps
@@ -29,39 +28,33 @@ from tenants.links import tenant_url
 from tenants.models import Tenant
 from tenants.registry import tenant_contacts
 
-# A done step never becomes undone: its cache mark can live long.
-DONE_CACHE_SECONDS = 24 * 3600
+# Steps this process knows are done (committed): a done step never becomes undone, so a report
+# of one costs nothing — no query, no Redis round trip — once this process has seen it done.
+_done_here: set[tuple[str, str]] = set()
 _LOCK_NAMESPACE = 0x4A52  # "JR": advisory locks of the journey, one per tenant
 
 
-def _done_key(tenant_id: object, step: str) -> str:
-    # Plain Redis, not the cache: django-tenants' cache keys carry the current schema, and a
-    # mark set after commit (on the public schema) must be found inside the tenant's request.
-    return f"{settings.CACHE_KEY_PREFIX}:journey:done:{tenant_id}:{step}"
-
-
-def _mark_done(tenant_id: object, step: str) -> None:
-    lv_redis.client().set(_done_key(tenant_id, step), b"1", ex=DONE_CACHE_SECONDS)
-
-
 def journey_step_known_done(*, tenant: Tenant, step: str) -> bool:
-    """True when the step is known to be done without a query (the features' fast path before
-    the check of their own records that decides whether to report)."""
-    return bool(lv_redis.client().exists(_done_key(tenant.pk, step)))
+    """True when this process has seen the step done (the features' fast path before the check
+    of their own records that decides whether to report)."""
+    return (str(tenant.pk), step) in _done_here
 
 
 def journey_step_report(*, tenant: Tenant, step: str, at: datetime | None = None) -> bool:
     """Tick ``step`` for ``tenant`` (done at ``at``, default now). True when this call ticked
-    it; False when it was already done. Unknown steps raise (a typo must not pass silently)."""
+    it; False when it was already done. Unknown steps raise (a typo must not pass silently).
+    The first report in a process costs one ``INSERT … ON CONFLICT``; once the step is known
+    committed (ticked, or found ticked), none."""
     spec = journey_step(step)
-    if journey_step_known_done(tenant=tenant, step=step):
+    key = (str(tenant.pk), step)
+    if key in _done_here:
         return False
     with transaction.atomic():
         ticked = _step_insert(tenant, step, at or timezone.now())
         if ticked:
             _level_unlock(tenant, spec.level)
-    tenant_id = tenant.pk
-    transaction.on_commit(lambda: _mark_done(tenant_id, step))
+    # Remembered once committed: a rolled-back tick (the event it belonged to failed) is not done.
+    transaction.on_commit(lambda: _done_here.add(key))
     return ticked
 
 
@@ -204,6 +197,4 @@ def journey_backfill(tenant: Tenant) -> list[str]:
                 ticked.append(step_id)
         for level in LEVELS:
             _level_unlock(tenant, level.number, email=False)
-    for step_id in ticked:
-        _mark_done(tenant.pk, step_id)
     return ticked
