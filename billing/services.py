@@ -343,6 +343,8 @@ def invoice_paid(*, invoice_id: str, fresh: dict[str, Any] | None = None) -> Bil
         BillingAccount.objects.filter(tenant_id=tenant_id).update(
             payment_failed_at=None, dunning_email_day=None, suspended_at=None
         )
+        # After the update has locked the account's row: the order of locks (the account's, then
+        # the journey's) is the one account_apply_subscription takes them in.
         first_invoice_paid_report(tenant_id=tenant_id, invoice=invoice)
         return subscription_sync(subscription_id=subscription_id)
 

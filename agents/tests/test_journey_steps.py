@@ -86,6 +86,9 @@ def test_a_passed_task_ticks_the_step_and_downloading_its_code_unlocks_ai_develo
     assert download.status_code == 200 and download["Content-Type"] == "application/zip"
     assert DOWNLOADED in done(tenant_a)
     unlock = LevelUnlocked.objects.get(tenant_id=tenant_a.tenant.pk, number=5)
+    level = api.get("/api/v1/journey", **owner).body["levels"][4]
+    assert (level["name"], level["badge"]) == ("AI Developer", "🤖") and level["unlocked_at"]
+    assert [(s["id"], s["done"]) for s in level["steps"]] == [(PASSED, True), (DOWNLOADED, True)]
     mail.outbox.clear()
     assert journey_unlock_email_send(unlock_id=unlock.pk) == 1
     assert journey_unlock_email_send(unlock_id=unlock.pk) == 0

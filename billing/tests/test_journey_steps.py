@@ -91,6 +91,13 @@ def test_subscribing_with_a_card_ticks_both_steps_and_unlocks_revenue_engineer_o
     assert mirrored.stripe_data["status"] == "paid" and mirrored.stripe_data["amount_paid"] == 2_900
 
     unlock = LevelUnlocked.objects.get(tenant_id=trial.tenant.pk, number=4)
+    level = api.get("/api/v1/journey", **ctx).body["levels"][3]
+    assert (level["name"], level["badge"]) == ("Revenue Engineer", "💰") and level["unlocked_at"]
+    assert [(s["id"], s["done"]) for s in level["steps"]] == [
+        ("subscription_active", True),
+        ("first_invoice_paid", True),
+    ]
+    assert level["steps"][0]["help_url"].endswith("/billing/")
     mail.outbox.clear()
     assert journey_unlock_email_send(unlock_id=unlock.pk) == 1
     assert journey_unlock_email_send(unlock_id=unlock.pk) == 0
