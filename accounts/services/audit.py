@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.http import HttpRequest
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
 from django_tenants.utils import get_public_schema_name
 
+from accounts.audit_log import AuditFilters, audit_csv_filename, audit_csv_lines, audit_event_list
 from accounts.models import AuditEvent, User
 from leanvibe.http import client_address
 from tenants.registry import ChangeActor
@@ -48,6 +50,23 @@ def audit_record(
 
     journey_audit_react(event)
     return event
+
+
+def audit_log_export(*, request: HttpRequest, filters: AuditFilters, via: str) -> StreamingHttpResponse:
+    """Every event of the current tenant matching ``filters`` (not paginated) as a streamed CSV
+    download; the export is itself recorded (``audit.exported``, which ticks the journey's step)."""
+    tenant = request.tenant  # type: ignore[attr-defined]
+    audit_record(
+        type=AuditEvent.Type.AUDIT_EXPORTED,
+        request=request,
+        via=via,
+        filters={k: v for k, v in filters.as_params().items() if k not in ("limit", "offset")},
+    )
+    response = StreamingHttpResponse(audit_csv_lines(audit_event_list(filters)), content_type="text/csv")
+    filename = audit_csv_filename(tenant.subdomain, timezone.localdate())
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def change_actor(request: HttpRequest, *, via: str) -> ChangeActor:
