@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
-from django_tenants.utils import get_public_schema_name
+from django_tenants.utils import get_public_schema_name, schema_context
 
 from accounts.audit_log import AuditFilters, audit_csv_filename, audit_csv_lines, audit_event_list
 from accounts.models import AuditEvent, User
@@ -52,6 +53,13 @@ def audit_record(
     return event
 
 
+def _in_schema(schema_name: str, lines: Iterator[str]) -> Iterator[str]:
+    """A streamed body is read after the middleware has run (and reset the connection to the
+    public schema): the rows are read in the tenant's schema all the same."""
+    with schema_context(schema_name):
+        yield from lines
+
+
 def audit_log_export(*, request: HttpRequest, filters: AuditFilters, via: str) -> StreamingHttpResponse:
     """Every event of the current tenant matching ``filters`` (not paginated) as a streamed CSV
     download; the export is itself recorded (``audit.exported``, which ticks the journey's step)."""
@@ -62,7 +70,9 @@ def audit_log_export(*, request: HttpRequest, filters: AuditFilters, via: str) -
         via=via,
         filters={k: v for k, v in filters.as_params().items() if k not in ("limit", "offset")},
     )
-    response = StreamingHttpResponse(audit_csv_lines(audit_event_list(filters)), content_type="text/csv")
+    response = StreamingHttpResponse(
+        _in_schema(tenant.schema_name, audit_csv_lines(audit_event_list(filters))), content_type="text/csv"
+    )
     filename = audit_csv_filename(tenant.subdomain, timezone.localdate())
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
