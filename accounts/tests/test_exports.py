@@ -41,7 +41,7 @@ def org(api, tenant_a):
     return Org(api, tenant_a)
 
 
-def _fill(org, label: str, tmp_root: Path, capture) -> dict[str, object]:
+def _fill(org, label: str, tmp_root: Path, capture) -> dict[str, str]:
     """Projects, a task with a step, an artifact, an event and a workspace file, a member and an
     invitation in ``org``; returns what the archive must (or must not) hold."""
     tenant = org.handle.tenant
@@ -51,7 +51,7 @@ def _fill(org, label: str, tmp_root: Path, capture) -> dict[str, object]:
             "POST", "/api/v1/invitations", {"email": f"invitee@{label}.example.com", "role": "member"}
         )
     assert invited.status_code == 201, invited.body
-    [secret] = [m.group(2) for m in (ACCEPT_LINK.search(msg.body) for msg in mail.outbox) if m][-1:]
+    [secret] = [m.group(2) for m in (ACCEPT_LINK.search(str(msg.body)) for msg in mail.outbox) if m][-1:]
     with schema_context(tenant.schema_name):
         project = project_create(tenant=tenant, name=f"{label} launch plan")
         agent = agent_create(name=f"{label}-agent", model="recorded")
@@ -103,7 +103,7 @@ def test_the_archive_holds_everything_of_the_tenant_and_nothing_else(
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
     assert f"leanvibe-export-{org.handle.tenant.subdomain}-" in response["Content-Disposition"]
-    data = b"".join(response.streaming_content)
+    data = response.getvalue()
     archive = zipfile.ZipFile(io.BytesIO(data))
     names = set(archive.namelist())
     assert {
@@ -283,7 +283,7 @@ def test_the_audit_log_downloads_as_csv_with_every_event_and_the_filters(api, or
     assert response["Content-Disposition"] == (
         f'attachment; filename="audit-log-{org.handle.tenant.subdomain}-{today}.csv"'
     )
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(response.getvalue().decode())))
     assert rows[0] == [
         "created_at",
         "type",
@@ -308,9 +308,7 @@ def test_the_audit_log_downloads_as_csv_with_every_event_and_the_filters(api, or
         HTTP_HOST=org.host,
         HTTP_AUTHORIZATION=f"Bearer {org.owner_token}",
     )
-    types = {
-        r[1] for r in list(csv.reader(io.StringIO(b"".join(only_logins.streaming_content).decode())))[1:]
-    }
+    types = {r[1] for r in list(csv.reader(io.StringIO(only_logins.getvalue().decode())))[1:]}
     assert types == {"login.succeeded", "login.failed"}
 
 
@@ -331,7 +329,7 @@ def test_the_audit_page_links_to_the_csv_of_its_filters(org):
     assert 'href="/audit/csv/?type=login"' in html
     download = browser.get("/audit/csv/", {"type": "login"})
     assert download.status_code == 200 and download["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(b"".join(download.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(download.getvalue().decode())))
     assert rows[1:] and {r[1] for r in rows[1:]} == {"login.succeeded"}
     org.add("dev@example.com")
     member = Client(HTTP_HOST=org.host)

@@ -53,6 +53,6 @@ def test_the_worker_writes_the_export_the_api_asked_for(
     link = urlsplit(body["download_url"])
     response = Client().get(f"{link.path}?{link.query}", HTTP_HOST=host)
     assert response.status_code == 200
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    archive = zipfile.ZipFile(io.BytesIO(response.getvalue()))
     assert [p["name"] for p in json.loads(archive.read("projects.json"))] == ["Welcome"]
     assert [m["email"] for m in json.loads(archive.read("members.json"))] == ["owner@exports.test"]

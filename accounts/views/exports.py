@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
@@ -54,7 +55,7 @@ def exports_page(request: HttpRequest) -> HttpResponse:
 
 @public_page("a data export's download: the signed link is the permission")
 @require_GET
-def data_export_download_view(request: HttpRequest, export_id: str) -> HttpResponse:
+def data_export_download_view(request: HttpRequest, export_id: str) -> HttpResponseBase:
     tenant = getattr(request, "tenant", None)
     if tenant is None or getattr(tenant, "schema_name", "public") == "public":
         return JsonResponse({"error": "not_found", "detail": "No such download."}, status=404)
