@@ -6,8 +6,9 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from billing import registrations, stripe_api, webhook_processing
+        from billing import exports, registrations, stripe_api, webhook_processing
 
         stripe_api.configure()
         registrations.register()
+        exports.register()
         webhook_processing.handlers_connect()

@@ -68,5 +68,10 @@ def export_part_register(part: ExportPart) -> None:
     _parts[part.name] = part
 
 
+def export_part_unregister(name: str) -> None:
+    """Remove a part (tests)."""
+    _parts.pop(name, None)
+
+
 def export_parts() -> list[ExportPart]:
     return sorted(_parts.values(), key=lambda p: (p.order, p.name))

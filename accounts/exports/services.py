@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -35,6 +35,7 @@ from tenants.models import Tenant
 logger = logging.getLogger(__name__)
 
 _SIGNING_SALT = "accounts.exports.download"
+_LOCK_NAMESPACE = 0x4558  # "EX": advisory locks of data export requests, one per schema
 ACTIVE = (DataExport.Status.PENDING, DataExport.Status.RUNNING)
 
 
@@ -51,8 +52,9 @@ def data_export_request(*, tenant: Tenant, by: User, request: HttpRequest | None
     """Queue an export of everything of ``tenant`` (the caller checked ``by`` is an owner). One
     at a time: another while one is pending or running is 409 ``export_in_progress``."""
     with transaction.atomic():
-        # The owners' rows locked: two requests at once cannot both find none in progress.
-        list(User.objects.select_for_update().filter(pk=by.pk))
+        # One lock per schema: two requests at once (two owners) cannot both find none running.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", [_LOCK_NAMESPACE])
         running = DataExport.objects.filter(status__in=ACTIVE).first()
         if running is not None:
             raise DomainError(

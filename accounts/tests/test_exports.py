@@ -19,12 +19,13 @@ from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from accounts.exports.registry import ExportPart, export_part_register, export_part_unregister
 from accounts.exports.services import data_export_signature
 from accounts.models import AuditEvent, AuthToken, DataExport, Invitation, User
 from accounts.tasks import data_export_build, data_exports_sweep
 from accounts.tests.member_helpers import ACCEPT_LINK, Org
 from accounts.tests.mfa_helpers import enrol_totp
-from agents.models import Artifact, TaskEvent, TaskStep
+from agents.models import Artifact, Project, TaskEvent, TaskStep
 from agents.services import agent_create, project_create, task_create
 
 pytestmark = pytest.mark.django_db
@@ -115,14 +116,13 @@ def test_the_archive_holds_everything_of_the_tenant_and_nothing_else(
         "tasks.json",
         "agents.json",
         "audit-log.csv",
+        "billing.json",
     } <= names
     assert f"workspace/{mine['task_id']}/solution.py" in names
 
     tenant = org.handle.tenant
     with schema_context(tenant.schema_name):
-        project_names = set(
-            __import__("agents.models", fromlist=["Project"]).Project.objects.values_list("name", flat=True)
-        )
+        project_names = set(Project.objects.values_list("name", flat=True))
         member_emails = set(User.objects.values_list("email", flat=True))
         audit_types = sorted(
             AuditEvent.objects.exclude(type="export.downloaded").values_list("type", flat=True)
@@ -141,6 +141,7 @@ def test_the_archive_holds_everything_of_the_tenant_and_nothing_else(
     with schema_context(tenant.schema_name):
         event_types = list(TaskEvent.objects.order_by("seq").values_list("type", flat=True))
     assert event_types and [e["type"] for e in tasks[0]["events"]] == event_types
+    assert json.loads(archive.read("billing.json"))["subscription"]["plan"] == "starter"
     assert [i["email"] for i in json.loads(archive.read("invitations.json"))] == ["invitee@acme.example.com"]
     rows = list(csv.DictReader(io.StringIO(archive.read("audit-log.csv").decode())))
     assert sorted(r["type"] for r in rows) == audit_types
@@ -211,6 +212,25 @@ def test_one_export_at_a_time(org):
     data_export_build.apply(args=[org.handle.id, first.body["id"]])
     assert data_export_build.apply(args=[org.handle.id, first.body["id"]]).get() is None  # built once
     assert org.call("POST", "/api/v1/exports").status_code == 202
+
+
+def test_a_part_that_fails_fails_the_export_and_leaves_no_file(org, settings):
+    def broken(tenant, archive):
+        raise OSError("disk full")
+
+    export_part_register(ExportPart("broken", broken, order=55))
+    try:
+        started = org.call("POST", "/api/v1/exports").body
+        data_export_build.apply(args=[org.handle.id, started["id"]])
+    finally:
+        export_part_unregister("broken")
+    body = org.call("GET", f"/api/v1/exports/{started['id']}").body
+    assert body["status"] == "failed" and body["download_url"] is None
+    assert body["error"].startswith("The archive could not be written") and "disk full" not in body["error"]
+    assert 0 < body["parts_done"] < body["parts_total"]
+    folder = Path(settings.EXPORTS_ROOT) / org.handle.tenant.schema_name
+    assert list(folder.iterdir()) == []
+    assert org.call("POST", "/api/v1/exports").status_code == 202  # a failed one blocks nothing
 
 
 def test_the_sweep_deletes_archives_after_seven_days(org, settings):
