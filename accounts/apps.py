@@ -7,6 +7,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import journey, registrations
+        from accounts.exports import parts as export_parts
         from accounts.mfa_adapter import harden_totp_replay_window
         from accounts.services import (
             mfa,  # noqa: F401 - connects the MFA audit receivers
@@ -18,5 +19,6 @@ class AccountsConfig(AppConfig):
 
         registrations.register()
         journey.register()
+        export_parts.register()
         harden_totp_replay_window()
         use_canonical_saml_urls()

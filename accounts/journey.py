@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Min, Q
+from django.db.models import Max, Min, Q
 from django_tenants.utils import get_public_schema_name
 
 from accounts.models import AuditEvent, AuthToken, Role, User
@@ -18,12 +18,17 @@ from accounts.services.tokens import token_activities
 from tenants.journey.registry import JourneyStep, journey_step_register
 from tenants.journey.services import journey_step_known_done, journey_step_report
 from tenants.models import Tenant
+from tenants.tenant_settings import TenantSettings
 
 API_TOKEN_USED = "api_token_used"  # noqa: S105 - a step id, not a secret
 SECOND_MEMBER_SIGNED_IN = "second_member_signed_in"
 ADMIN_DELEGATED = "admin_delegated"
 OWNER_SECOND_FACTOR = "owner_second_factor"
 SIGN_IN_SECURED = "sign_in_secured"
+SIGN_IN_ENFORCED = "sign_in_enforced"
+AUDIT_LOG_EXPORTED = "audit_log_exported"
+DATA_EXPORT_DOWNLOADED = "data_export_downloaded"
+ENFORCED_MIN_MEMBERS = 3
 
 SSO_METHODS = ("sso", "sso_link")
 
@@ -105,6 +110,45 @@ def sign_in_secured_at(tenant: Tenant) -> datetime | None:
     return first
 
 
+# --- level 6 -----------------------------------------------------------------------------------
+def sign_in_enforced_at(tenant: Tenant) -> datetime | None:
+    """SSO-only or required two-factor in force, with at least three active members. The
+    records say only whether this holds *now* (settings and members change; the audit trail
+    does not replay them): when it does, the time is the latest of the rule's last switch-on
+    and the joining of the third member still active (the tenant's creation if the trail does
+    not show the switch). ``history=False``: a tick whose state no longer holds is no
+    disagreement for ``journey_check``."""
+    stored = Tenant.objects.filter(pk=tenant.pk).values_list("settings", flat=True).first()
+    rules = TenantSettings.from_stored(stored)  # the row as saved, not a request's stale copy
+    if not (rules.sso_only or rules.require_mfa):
+        return None
+    joined = list(
+        User.objects.filter(is_active=True).order_by("date_joined").values_list("date_joined", flat=True)
+    )
+    if len(joined) < ENFORCED_MIN_MEMBERS:
+        return None
+    switched_on = Q(data__changes__require_mfa=True) | Q(data__changes__sso_only=True)
+    rule_since: datetime | None = AuditEvent.objects.filter(
+        switched_on, type=AuditEvent.Type.SECURITY_SETTINGS_CHANGED
+    ).aggregate(last=Max("created_at"))["last"]
+    return max(rule_since or tenant.created_at, joined[ENFORCED_MIN_MEMBERS - 1])
+
+
+def _first_event_at(type_: str) -> datetime | None:
+    first: datetime | None = AuditEvent.objects.filter(type=type_).aggregate(first=Min("created_at"))["first"]
+    return first
+
+
+def audit_log_exported_at(tenant: Tenant) -> datetime | None:
+    """The audit log downloaded as CSV (the page's link or ``?format=csv``)."""
+    return _first_event_at(AuditEvent.Type.AUDIT_EXPORTED)
+
+
+def data_export_downloaded_at(tenant: Tenant) -> datetime | None:
+    """A ready data export downloaded through its signed link."""
+    return _first_event_at(AuditEvent.Type.EXPORT_DOWNLOADED)
+
+
 # Which audit events can tick which steps: the step's own computation then decides, from the
 # records (the event just written included), so the tick and the backfill agree.
 _REACTIONS: dict[str, list[tuple[str, Callable[[Tenant], datetime | None]]]] = {
@@ -112,10 +156,20 @@ _REACTIONS: dict[str, list[tuple[str, Callable[[Tenant], datetime | None]]]] = {
         (SECOND_MEMBER_SIGNED_IN, second_member_signed_in_at),
         (SIGN_IN_SECURED, sign_in_secured_at),
     ],
-    AuditEvent.Type.MEMBER_ADDED: [(ADMIN_DELEGATED, admin_delegated_at)],
+    AuditEvent.Type.MEMBER_ADDED: [
+        (ADMIN_DELEGATED, admin_delegated_at),
+        (SIGN_IN_ENFORCED, sign_in_enforced_at),
+    ],
     AuditEvent.Type.MEMBER_ROLE_CHANGED: [(ADMIN_DELEGATED, admin_delegated_at)],
+    AuditEvent.Type.MEMBER_REACTIVATED: [(SIGN_IN_ENFORCED, sign_in_enforced_at)],
+    AuditEvent.Type.INVITATION_ACCEPTED: [(SIGN_IN_ENFORCED, sign_in_enforced_at)],
     AuditEvent.Type.MFA_ENROLLED: [(OWNER_SECOND_FACTOR, owner_second_factor_at)],
-    AuditEvent.Type.SECURITY_SETTINGS_CHANGED: [(SIGN_IN_SECURED, sign_in_secured_at)],
+    AuditEvent.Type.SECURITY_SETTINGS_CHANGED: [
+        (SIGN_IN_SECURED, sign_in_secured_at),
+        (SIGN_IN_ENFORCED, sign_in_enforced_at),
+    ],
+    AuditEvent.Type.AUDIT_EXPORTED: [(AUDIT_LOG_EXPORTED, audit_log_exported_at)],
+    AuditEvent.Type.EXPORT_DOWNLOADED: [(DATA_EXPORT_DOWNLOADED, data_export_downloaded_at)],
 }
 
 
@@ -178,6 +232,31 @@ def register() -> None:
             help_url="/settings/sso/",
             done_at=sign_in_secured_at,
             order=20,
+        ),
+        JourneyStep(
+            id=SIGN_IN_ENFORCED,
+            level=6,
+            title="SSO-only or required two-factor in force, with at least three members",
+            help_url="/settings/sso/",
+            done_at=sign_in_enforced_at,
+            order=10,
+            history=False,
+        ),
+        JourneyStep(
+            id=AUDIT_LOG_EXPORTED,
+            level=6,
+            title="Export the audit log",
+            help_url="/audit/",
+            done_at=audit_log_exported_at,
+            order=20,
+        ),
+        JourneyStep(
+            id=DATA_EXPORT_DOWNLOADED,
+            level=6,
+            title="Download a data export",
+            help_url="/settings/export/",
+            done_at=data_export_downloaded_at,
+            order=30,
         ),
     ):
         journey_step_register(step)

@@ -464,6 +464,15 @@ AGENTS_INFERENCE_URL = env("AGENTS_INFERENCE_URL", default="")
 AGENTS_WORKSPACE_ROOT = Path(env("AGENTS_WORKSPACE_ROOT", default=str(_data_dir / "agents")))
 # Builds the ModelBackend of an Agent profile (agents.inference.factory.backend_for_agent).
 AGENTS_BACKEND_FACTORY = env("AGENTS_BACKEND_FACTORY", default="agents.inference.factory.backend_for_agent")
+# Self-service data exports (accounts.exports): archives under <root>/<schema>/<id>.zip, outside
+# the agents' workspaces (they count against no quota), deleted EXPORTS_KEEP_DAYS after written.
+EXPORTS_ROOT = Path(env("EXPORTS_ROOT", default=str(_data_dir / "exports")))
+EXPORTS_KEEP_DAYS = 7
+EXPORTS_LINK_MAX_AGE = 24 * 3600  # seconds a download link handed out by the API or page works
+CELERY_BEAT_SCHEDULE["accounts-data-exports-sweep"] = {
+    "task": "accounts.tasks.data_exports_sweep",
+    "schedule": 3600.0,
+}
 # Entries kept in each task's Redis event stream (XADD MAXLEN ~); the TaskEvent rows keep all.
 AGENTS_STREAM_MAXLEN = env.int("AGENTS_STREAM_MAXLEN", default=2000)
 
