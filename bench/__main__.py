@@ -1,4 +1,4 @@
-"""``python -m bench``: provisioning, sign-ins, routing, metering, webhooks, migrations, agents.
+"""``python -m bench``: provisioning, sign-ins, routing, metering, webhooks, migrations, agents, load.
 
 The databases (``BENCH_DATABASE``, default ``leanvibe_bench``, and ``<that>_*`` for the routing
 runs) live on the same PostgreSQL server as the project's (``DATABASE_URL``, or in development
@@ -26,8 +26,17 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["provisioning", "signins", "routing", "metering", "webhooks", "migrations", "agents"],
-        help="Run only these benchmarks (default: all seven).",
+        choices=[
+            "provisioning",
+            "signins",
+            "routing",
+            "metering",
+            "webhooks",
+            "migrations",
+            "agents",
+            "load",
+        ],
+        help="Run only these benchmarks (default: all eight).",
     )
     parser.add_argument("--strict", action="store_true", help="Exit non-zero when a target fails.")
     parser.add_argument("--migrations", type=int, default=3, help="Tenants made by running migrations.")
@@ -99,6 +108,18 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         default=50,
         help="Schemas the stock migrate_schemas is timed on (scaled to all of them).",
     )
+    parser.add_argument(
+        "--load-tenants", type=int, default=50, help="Tenants (4 users each) sending the load mix."
+    )
+    parser.add_argument(
+        "--load-seconds", type=float, default=60.0, help="Length of the load mix, in seconds."
+    )
+    parser.add_argument(
+        "--load-concurrency",
+        type=int,
+        default=4,
+        help="Requests in flight during the load mix (4: two per gunicorn worker, so neither waits).",
+    )
     parser.add_argument("--keep-databases", action="store_true", help="Leave the bench databases behind.")
     return parser.parse_args(argv)
 
@@ -129,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--agent-tasks and --agent-runs must be >= 1, --agent-max-tokens >= 2")
     if args.webhook_events < 1 or args.webhook_tenants < 1 or not 0 <= args.webhook_duplicates <= 0.9:
         raise SystemExit("--webhook-events and --webhook-tenants must be >= 1, --webhook-duplicates 0 to 0.9")
+    if args.load_tenants < 1 or args.load_seconds <= 0 or args.load_concurrency < 1:
+        raise SystemExit("--load-tenants and --load-concurrency must be >= 1, --load-seconds > 0")
+    if args.migrate_schemas < 1 or not 1 <= args.migrate_sample <= args.migrate_schemas:
+        raise SystemExit("--migrate-schemas must be >= 1, --migrate-sample 1 to --migrate-schemas")
     name = os.environ.get("BENCH_DATABASE", DEFAULT_BENCH_DATABASE)
     # In development, embedded PostgreSQL and Redis for unset DATABASE_URL / REDIS_URL (exported:
     # the routing benchmark's worker processes and gunicorn inherit them).
@@ -214,6 +239,15 @@ def main(argv: list[str] | None = None) -> int:
 
             verdicts += agents.run(
                 tasks=args.agent_tasks, runs=args.agent_runs, max_tokens=args.agent_max_tokens
+            )
+        if args.only is None or "load" in args.only:
+            from bench import load
+
+            verdicts += load.run(
+                queue=queue,
+                tenants=args.load_tenants,
+                seconds=args.load_seconds,
+                concurrency=args.load_concurrency,
             )
     finally:
         connections.close_all()

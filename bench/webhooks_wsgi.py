@@ -1,6 +1,7 @@
-"""gunicorn app of the webhook benchmark: ``leanvibe.wsgi`` with Celery's default queue set to
-the bench's private one (``BENCH_CELERY_QUEUE``), so the processing the endpoint queues reaches
-only the bench's own worker, never another worker on the same Redis."""
+"""gunicorn app of the benchmarks that serve over HTTP (webhooks, load): ``leanvibe.wsgi`` with
+Celery's default queue set to the bench's private one (``BENCH_CELERY_QUEUE``), so whatever the
+server queues reaches only the bench's own worker (or none), never another worker on the same
+Redis."""
 
 import os
 

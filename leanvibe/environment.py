@@ -30,7 +30,7 @@ PRODUCTION = "production"
 DEVELOPMENT_SECRET_KEY = "insecure-development-key-change-me-in-production-0123456789"  # noqa: S105
 SECRET_KEY_MIN_LENGTH = 50  # what `manage.py check --deploy` asks for
 SECRET_KEY_MIN_UNIQUE = 5
-PLACEHOLDER = "REPLACE-ME"  # the placeholders of .env.example and k8s/secret.yaml
+PLACEHOLDER = "REPLACE-ME"  # the placeholders of .env.example and k8s/base/secret.yaml
 
 
 def read_dotenv() -> None:

@@ -390,10 +390,17 @@ CELERY_BEAT_SCHEDULE["platform-heartbeat"] = {
     "task": "leanvibe.platform.tasks.platform_heartbeat",
     "schedule": 60.0,
 }
+# Where manage.py backup writes when no target is given: a folder, a file, or s3://bucket/prefix/
+# (the Kubernetes CronJob leanvibe-backup sets it).
+BACKUP_TARGET = env("BACKUP_TARGET", default=".")
 # manage.py backup --encrypt / restore: a Fernet key (32 url-safe base64 bytes).
 BACKUP_ENCRYPTION_KEY = env("BACKUP_ENCRYPTION_KEY", default="")
 # Folder of pg_dump / pg_restore; empty: pgserver's (16.x), else PATH.
 PG_BIN_DIR = env("PG_BIN_DIR", default="")
+# Backups and tenant archives to s3://bucket/...: an S3-compatible service's URL (empty: AWS) and
+# region. Credentials are boto3's own (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or a role).
+BACKUP_S3_ENDPOINT_URL = env("BACKUP_S3_ENDPOINT_URL", default="")
+BACKUP_S3_REGION = env("BACKUP_S3_REGION", default="")
 # check_platform fails when a data folder's file system has less free space than this.
 PLATFORM_CHECK_MIN_FREE_BYTES = env.int("PLATFORM_CHECK_MIN_FREE_BYTES", default=2**30)
 

@@ -6,6 +6,8 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from tenants.moves import register_public_rows
         from tenants.usage import register_platform_resources
 
         register_platform_resources()
+        register_public_rows()

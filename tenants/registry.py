@@ -240,3 +240,53 @@ def storage_measure_register(name: str, measure: StorageMeasure) -> None:
 
 def storage_measures() -> list[StorageMeasure]:
     return [_storage_measures[name] for name in sorted(_storage_measures)]
+
+
+# --- public rows that move with a tenant (tenant_export / tenant_import) ----------------------
+
+
+@dataclass(frozen=True)
+class TenantRename:
+    """How a tenant is renamed on import (``tenant_import --rename``): a new id and subdomain,
+    so the copy can live beside the original."""
+
+    old_id: Any
+    new_id: Any
+    old_subdomain: str
+    new_subdomain: str
+
+
+@dataclass(frozen=True)
+class TenantPublicRows:
+    """Rows of a public-schema model that belong to one tenant and move with it
+    (``tenants.moves``): those whose ``tenant_field`` points at the tenant's id.
+
+    ``copy(row, rename)`` adapts a row for a renamed copy (its tenant reference and own id are
+    already new); None leaves the row out. ``put(row, tenant)`` replaces the plain insert for rows
+    that may already be in the target database (a mirror of an outside object) and returns what
+    it did (``"inserted"``, ``"linked"``, ``"skipped"``)."""
+
+    model: type[Any]
+    tenant_field: str
+    order: int = 100
+    copy: Callable[[Any, TenantRename], Any | None] | None = None
+    put: Callable[[Any, Tenant], str] | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.model._meta.label_lower)
+
+
+_public_rows: dict[str, TenantPublicRows] = {}
+
+
+def tenant_public_rows_register(rows: TenantPublicRows) -> None:
+    existing = _public_rows.get(rows.label)
+    if existing is not None and existing != rows:
+        raise RegistryError(f"public rows of {rows.label!r} are already registered")
+    _public_rows[rows.label] = rows
+
+
+def tenant_public_rows() -> list[TenantPublicRows]:
+    """Every registered kind of row, by ``order`` (the order they are inserted in)."""
+    return sorted(_public_rows.values(), key=lambda r: (r.order, r.label))

@@ -10,6 +10,8 @@ cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"``). Th
 header and a sequence of Fernet tokens, one per chunk of the dump, each sealing the chunk's index
 and whether it is the last: a chunk that is altered, dropped, repeated, reordered or cut off makes
 the restore refuse the file rather than restore part of it.
+
+A backup can also go to, and come from, an S3-compatible bucket (``leanvibe.platform.targets``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from urllib.parse import unquote
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
+
+from leanvibe.platform.targets import TargetError, target_fetched, target_is_local, target_store
 
 MAGIC = b"LEANVIBE-BACKUP-1\n"
 CHUNK = 4 * 2**20
@@ -128,12 +132,33 @@ def is_encrypted(path: Path) -> bool:
         return handle.read(len(MAGIC)) == MAGIC
 
 
+def backup_name(*, encrypt: bool) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"leanvibe-{settings.DATABASES['default']['NAME']}-{stamp}.dump"
+    return name + (".enc" if encrypt else "")
+
+
+def backup_to(target: str, *, encrypt: bool = False, key: str | None = None) -> tuple[str, int]:
+    """Dump the whole database to ``target`` (a file or folder, ``s3://bucket/prefix/`` or
+    ``s3://bucket/key``); returns where it went and its size. An S3 upload is made from a
+    temporary file, in parts."""
+    if target_is_local(target):
+        path = backup_create(Path(target), encrypt=encrypt, key=key)
+        return str(path), path.stat().st_size
+    with tempfile.TemporaryDirectory(prefix="leanvibe-backup-") as tmp:
+        name = backup_name(encrypt=encrypt)
+        local = backup_create(Path(tmp) / name, encrypt=encrypt, key=key)
+        size = local.stat().st_size
+        try:
+            return target_store(local, target, default_name=name), size
+        except TargetError as exc:
+            raise BackupError(str(exc)) from exc
+
+
 def backup_create(output: Path, *, encrypt: bool = False, key: str | None = None) -> Path:
     """Dump the whole database to ``output`` (a file, or a folder to name one in)."""
     if output.is_dir():
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        name = f"leanvibe-{settings.DATABASES['default']['NAME']}-{stamp}.dump"
-        output = output / (name + (".enc" if encrypt else ""))
+        output = output / backup_name(encrypt=encrypt)
     args, env = connection_args()
     with tempfile.TemporaryDirectory(prefix="leanvibe-backup-") as tmp:
         plain = Path(tmp) / "plain.dump" if encrypt else output
@@ -162,6 +187,17 @@ def _plain_dump(path: Path, key: str | None) -> Iterator[Path]:
         with path.open("rb") as source, plain.open("wb") as target:
             decrypt_stream(source, target, key=key or settings.BACKUP_ENCRYPTION_KEY)
         yield plain
+
+
+def backup_restore_from(
+    source: str, *, database: dict[str, Any], key: str | None = None, jobs: int = 2
+) -> None:
+    """``backup_restore`` of a local file or an ``s3://bucket/key`` object (downloaded first)."""
+    try:
+        with target_fetched(source) as path:
+            backup_restore(path, database=database, key=key, jobs=jobs)
+    except TargetError as exc:
+        raise BackupError(str(exc)) from exc
 
 
 def backup_restore(path: Path, *, database: dict[str, Any], key: str | None = None, jobs: int = 2) -> None:

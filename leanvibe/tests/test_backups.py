@@ -190,3 +190,13 @@ def test_an_encrypted_backup_needs_the_key(tmp_path, settings, db):
     settings.BACKUP_ENCRYPTION_KEY = ""
     with pytest.raises(CommandError, match="BACKUP_ENCRYPTION_KEY is not set"):
         call_command("backup", str(tmp_path), "--encrypt", stdout=io.StringIO())
+
+
+def test_without_a_target_backup_writes_to_backup_target(tmp_path, settings, transactional_db):
+    settings.BACKUP_TARGET = str(tmp_path / "nightly")
+    (tmp_path / "nightly").mkdir()
+    out = io.StringIO()
+    call_command("backup", stdout=out)
+    [written] = list((tmp_path / "nightly").iterdir())
+    assert written.suffix == ".dump" and written.stat().st_size > 0
+    assert str(written) in out.getvalue()

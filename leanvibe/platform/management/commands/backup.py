@@ -1,14 +1,14 @@
-"""``manage.py backup [PATH] [--encrypt]``: the whole database, ``pg_dump -Fc``."""
+"""``manage.py backup [PATH | s3://bucket/prefix/] [--encrypt]``: the whole database, ``pg_dump -Fc``."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from leanvibe.platform.backups import BackupError, backup_create
+from leanvibe.platform.backups import BackupError, backup_to
 
 
 class Command(BaseCommand):
@@ -16,7 +16,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "output", nargs="?", default=".", help="A file, or a folder to name one in (default: here)."
+            "output",
+            nargs="?",
+            default=None,
+            help=(
+                "A file, a folder to name one in, s3://bucket/key or s3://bucket/prefix/ "
+                "(default: BACKUP_TARGET, itself by default here)."
+            ),
         )
         parser.add_argument(
             "--encrypt", action="store_true", help="Encrypt with BACKUP_ENCRYPTION_KEY (a Fernet key)."
@@ -26,10 +32,9 @@ class Command(BaseCommand):
         started = time.perf_counter()
         self.stdout.write("dumping the database (pg_dump -Fc) ...")
         try:
-            path = backup_create(Path(options["output"]), encrypt=options["encrypt"])
+            path, size = backup_to(options["output"] or settings.BACKUP_TARGET, encrypt=options["encrypt"])
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
-        size = path.stat().st_size
         self.stdout.write(
             self.style.SUCCESS(f"{path} ({size / 2**20:.1f} MiB) in {time.perf_counter() - started:.1f} s")
         )
