@@ -77,8 +77,10 @@ EXPOSE 8000
 
 # --no-control-socket: gunicorn would otherwise create ~/.gunicorn/gunicorn.ctl, which fails on
 # a read-only root filesystem. /dev/shm keeps worker heartbeats off the container's disk.
-# Workers come from WEB_CONCURRENCY, which gunicorn reads itself.
+# Workers come from WEB_CONCURRENCY, which gunicorn reads itself. The config module puts
+# Prometheus in multiprocess mode, so /metrics sums every worker (docs/operations.md).
 CMD ["gunicorn", "leanvibe.wsgi:application", \
+     "--config", "python:leanvibe.gunicorn_conf", \
      "--bind", "0.0.0.0:8000", \
      "--worker-tmp-dir", "/dev/shm", \
      "--no-control-socket", \

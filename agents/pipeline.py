@@ -47,6 +47,7 @@ from django.utils.module_loading import import_string
 
 from agents.events import task_event_append
 from agents.journey import agent_task_passed_report
+from agents.metrics import agent_task_ended, agent_tokens_used
 from agents.models import Artifact, DevelopmentTask, TaskStep
 from agents.sandbox import SandboxLimits, SandboxUnavailable, sandbox_check, sandbox_run
 from leanvibe.errors import UsageLimitReached
@@ -305,6 +306,7 @@ class _Run:
         step.duration_ms = int((time.perf_counter() - started) * 1000)
         step.finished_at = timezone.now()
         step.save()
+        agent_tokens_used(tokens_in=step.tokens_in or 0, tokens_out=step.tokens_out or 0)
         self.event(
             "step",
             step=step.name,
@@ -632,6 +634,7 @@ def _finish(
         )
         if passed_for is not None:
             agent_task_passed_report(tenant=passed_for, task=task)
+    agent_task_ended(status=status, started_at=task.started_at, completed_at=task.completed_at)
 
 
 @contextmanager

@@ -33,6 +33,7 @@ from djstripe.signals import WEBHOOK_SIGNALS
 from redis import RedisError
 
 from billing import services
+from billing.metrics import webhook_event_count_on_commit, webhook_event_type
 from billing.models import BatchEvent, InvoiceMirror, batch_owner
 from billing.stripe_objects import object_id
 from leanvibe import redis as lv_redis
@@ -156,6 +157,8 @@ def _batch_process(batch: list[WebhookEventTrigger]) -> None:
         updated=timezone.now(),
         event_id=Case(*(When(pk=trigger.pk, then=Value(trigger.event_id)) for trigger in batch)),
     )
+    for body in bodies:
+        webhook_event_count_on_commit(event_type=webhook_event_type(body), result="processed")
 
 
 def _one_process(trigger: WebhookEventTrigger) -> bool:
@@ -169,8 +172,10 @@ def _one_process(trigger: WebhookEventTrigger) -> bool:
         trigger.exception = str(exc)[:128]
         trigger.traceback = format_exc()
         trigger.save()
+        webhook_event_count_on_commit(event_type=webhook_event_type(trigger.json_body), result="failed")
         return False
     trigger.save()
+    webhook_event_count_on_commit(event_type=webhook_event_type(trigger.json_body), result="processed")
     return True
 
 

@@ -26,6 +26,7 @@ from djstripe.models import WebhookEndpoint, WebhookEventTrigger
 from djstripe.models.webhooks import get_remote_ip
 
 from billing import webhook_processing
+from billing.metrics import webhook_event_count, webhook_event_type
 from leanvibe.access import public_page
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ def webhook_endpoint_current() -> WebhookEndpoint | None:
 @csrf_exempt
 @require_POST
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    response = _webhook_receive(request)
+    if response.status_code != 200:
+        webhook_event_count(event_type="unknown", result="rejected")  # its body is anyone's
+    return response
+
+
+def _webhook_receive(request: HttpRequest) -> HttpResponse:
     if "stripe-signature" not in request.headers:
         return HttpResponseBadRequest("missing signature")
     if "x-djstripe-webhook-secret" in request.headers:
@@ -84,4 +92,5 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
             transaction.on_commit(partial(webhook_processing.trigger_queue, trigger))
     if not trigger.valid:
         return HttpResponseBadRequest("invalid signature")
+    webhook_event_count(event_type=webhook_event_type(trigger.json_body), result="received")
     return HttpResponse(str(trigger.pk))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port
 from django.shortcuts import render
 
 from leanvibe.api.exceptions import error_response
 from leanvibe.parsing import BIGINT_MAX, InvalidValue, parse_int
+from leanvibe.views import metrics
 
 
 class RequestSizeLimitMiddleware:
@@ -52,4 +55,29 @@ class NulInUrlMiddleware:
             if request.path.startswith("/api/"):
                 return error_response("bad_request", "The URL contains a NUL character.", 400)
             return render(request, "errors/400.html", status=400)
+        return self.get_response(request)
+
+
+def _is_address(host: str) -> bool:
+    domain, _ = split_domain_port(host)
+    try:
+        ipaddress.ip_address(domain.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class PodMetricsMiddleware:
+    """``/metrics`` on a pod's address. Prometheus scrapes each web pod by its IP (the endpoints
+    behind the ServiceMonitor), so the Host is that address: no site of ours, refused by
+    ``ALLOWED_HOSTS`` and by tenant resolution. Such a request is answered here by the same
+    guarded view (the ``METRICS_TOKEN`` bearer token, or the machine itself), as the probes are
+    by ``leanvibe.health``. A tenant's host is a name, so a tenant's ``/metrics`` stays a 404."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/metrics" and _is_address(str(request.META.get("HTTP_HOST", ""))):
+            return metrics(request)
         return self.get_response(request)

@@ -116,6 +116,8 @@ TENANT_POOL_SIZE = env.int("TENANT_POOL_SIZE", default=3)
 
 MIDDLEWARE = [
     "leanvibe.health.HealthCheckMiddleware",
+    # Prometheus' scrape of a pod by its address (no site's host): answered before host checks.
+    "leanvibe.middleware.PodMetricsMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "leanvibe.middleware.RequestSizeLimitMiddleware",
     # Before tenant resolution, so its own pages (unknown or suspended tenant) carry the policy too.
@@ -329,6 +331,12 @@ HEALTH_MIGRATIONS_CACHE_SECONDS = env.int("HEALTH_MIGRATIONS_CACHE_SECONDS", def
 # Bearer token Prometheus must send to read /metrics (and the details of /health/ready); unset,
 # they answer only to the machine itself.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# Port on which a Celery worker's main process serves its pool's metrics (0: none). Read from the
+# environment (not .env) by leanvibe.multiprocess before the settings load; named here for the docs.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+# Prometheus' multiprocess folder of gunicorn and of a worker with a metrics port (unset: a new
+# temporary folder per start). Read by prometheus_client from the environment, not from .env.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
 # Self-service sign-ups per client address (platform staff are not limited).
 SIGNUP_RATE = env("SIGNUP_RATE", default="10/hour")
 # Invitations and resends per inviter, and per tenant (429 rate_limited with Retry-After).
@@ -388,6 +396,11 @@ CELERY_BEAT_SCHEDULE["agents-tasks-sweep"] = {"task": "agents.tasks.agent_tasks_
 # check_platform's proof that beat (and a worker of the default queue) is alive.
 CELERY_BEAT_SCHEDULE["platform-heartbeat"] = {
     "task": "leanvibe.platform.tasks.platform_heartbeat",
+    "schedule": 60.0,
+}
+# The gauges /metrics exposes (tenants, MRR, dunning, queue lengths), computed once for every scrape.
+CELERY_BEAT_SCHEDULE["metrics-snapshot"] = {
+    "task": "leanvibe.platform.tasks.metrics_snapshot",
     "schedule": 60.0,
 }
 # Where manage.py backup writes when no target is given: a folder, a file, or s3://bucket/prefix/

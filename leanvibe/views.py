@@ -5,22 +5,24 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from leanvibe.access import public_page
 from leanvibe.api.exceptions import error_response
 from leanvibe.http import is_operator
+from leanvibe.metrics import scrape_registry
 
 
 @public_page("Prometheus scrapes it; the view itself checks METRICS_TOKEN (or a local caller)")
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus metrics: with ``METRICS_TOKEN`` set, for scrapers that send it as a bearer
-    token; without it, only to the machine itself (development)."""
+    token; without it, only to the machine itself (development). Every gunicorn worker's
+    counts (multiprocess mode) and beat's snapshot of the platform's gauges (``leanvibe.metrics``)."""
     if not is_operator(request):
         if settings.METRICS_TOKEN:
             return error_response("not_authenticated", "A valid metrics token is required.", 401)
         return error_response("not_found", "No such endpoint.", 404)
-    return ExportToDjangoView(request)
+    return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

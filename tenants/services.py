@@ -21,6 +21,7 @@ from django_tenants.utils import schema_context, schema_exists
 from leanvibe.emails import email_canonical
 from leanvibe.validators import validate_text_fields
 from tenants import tasks
+from tenants.metrics import SIGNUPS
 from tenants.models import Domain, Tenant
 from tenants.plans import Plan
 from tenants.registry import (
@@ -124,6 +125,7 @@ def tenant_provision(
 
 
 def _after_provision(new: NewTenant) -> None:
+    SIGNUPS.inc()
     with schema_context(new.tenant.schema_name):
         for step in provisioning_steps(Phase.AFTER_COMMIT):
             step.run(new)

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from leanvibe import redis as lv_redis
 from leanvibe.errors import DomainError, QuotaExceeded, UsageLimitReached
+from tenants.metrics import USAGE
 from tenants.models import Tenant
 from tenants.periods import Period, billing_period
 from tenants.plans import METERED, Resource, limits_for, spec_for
@@ -190,6 +191,8 @@ def metered_count(
     args += [",".join(sorted(closing)) for _, closing in gates]
     total, counted, gate_index, gate_value, *values = _meter_script()(keys=keys, args=args)
     closed_by = gates[int(gate_index) - 1][0] if gate_index else None
+    if counted and quantity > 0 and closed_by is None:
+        USAGE.labels(metric=metric).inc(quantity)  # ``forced`` calls were counted when served
     return MeterResult(
         metric,
         int(total),
@@ -469,6 +472,7 @@ def api_call_meter(*, tenant: Tenant, path: str, method: str = "GET") -> None:
     window_start = int(now.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS
     leases = metering and settings.API_USAGE_METER_BATCH > 0
     if leases and _local_meter.take(tenant, gates, now, window_start, clock):
+        USAGE.labels(metric=Resource.API_CALLS).inc()
         return
     period = billing_period(tenant, now)
     held = _local_meter.drain(str(tenant.id)) if leases else None

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from accounts.audit_log import AuditFilters, audit_csv_filename, audit_csv_lines, audit_event_list
+from accounts.metrics import login_observe
 from accounts.models import AuditEvent, User
 from leanvibe.http import client_address
 from tenants.registry import ChangeActor
@@ -44,6 +45,7 @@ def audit_record(
         user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else user_agent)[:300],
         data=data,
     )
+    login_observe(type, data)
     if request is not None and type == AuditEvent.Type.LOGIN_SUCCEEDED:
         # The web sign-in receiver (accounts.services.throttle) then does not record it twice.
         setattr(request, LOGIN_AUDITED_ATTRIBUTE, True)

@@ -9,6 +9,7 @@ class PlatformConfig(AppConfig):
     label = "leanvibe_platform"
 
     def ready(self) -> None:
-        from leanvibe.platform import checks
+        from leanvibe.platform import checks, metrics
 
         checks.register_kernel_checks()
+        metrics.register_kernel_gauges()

@@ -7,6 +7,7 @@ import time
 from celery import shared_task
 
 from leanvibe import redis as lv_redis
+from leanvibe.metrics import metrics_snapshot_take
 from leanvibe.platform.checks import HEARTBEAT_MAX_AGE, heartbeat_key
 
 
@@ -17,3 +18,11 @@ def platform_heartbeat() -> float:
     now = time.time()
     lv_redis.client().set(heartbeat_key(), repr(now), ex=int(HEARTBEAT_MAX_AGE * 10))
     return now
+
+
+@shared_task(ignore_result=True)
+def metrics_snapshot() -> float:
+    """Beat, every minute: the platform's gauges (tenants, MRR, dunning, queue lengths) computed
+    once and stored in Redis, where every scrape of ``/metrics`` reads them
+    (``leanvibe.metrics``). Returns when it was taken."""
+    return float(metrics_snapshot_take()["taken_at"])

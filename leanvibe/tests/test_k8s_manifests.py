@@ -459,7 +459,9 @@ _BASE_KINDS = [
     ("HorizontalPodAutoscaler", "leanvibe-worker"),
     ("PodDisruptionBudget", "leanvibe-web"),
     ("ServiceMonitor", "leanvibe-web"),
+    ("ServiceMonitor", "leanvibe-streams"),
     ("PodMonitor", "leanvibe-workers"),
+    ("PrometheusRule", "leanvibe"),
 ]
 EXPECTED_KINDS = {
     "base": sorted(_BASE_KINDS),
@@ -965,11 +967,6 @@ def test_servicemonitor_scrapes_webs_metrics_with_the_secrets_token() -> None:
     assert resolve(endpoint["path"], urlconf="leanvibe.urls_public").url_name == "prometheus-django-metrics"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Prometheus scrapes each pod by its address, and /metrics is routed by Host (the public "
-    "site's URLconf, ALLOWED_HOSTS): it must answer on any host for the token, as /health does",
-)
 @pytest.mark.django_db
 def test_servicemonitor_scrape_of_a_pod_address_gets_the_metrics(client: Client) -> None:
     from django.test import override_settings
@@ -1106,7 +1103,7 @@ def test_outside_the_namespace_only_public_addresses_and_named_namespaces(build:
                     assert selected == {"web", "streams"} and [p["port"] for p in rule["ports"]] == ["http"]
                 else:
                     assert namespace == PROMETHEUS_NAMESPACE, policy["metadata"]["name"]
-                    assert selected == {"web", "worker", "agents-worker", "beat"}
+                    assert selected == {"web", "streams", "worker", "agents-worker", "beat"}
                     assert {p["port"] for p in rule["ports"]} == {"http", "metrics"}
     # Stripe, identity providers, SMTP: web and the worker; the agents worker an Agent
     # profile's own https model server; the model-install Job the package index; the nightly
@@ -1447,3 +1444,17 @@ def test_a_nightly_encrypted_backup_goes_to_the_bucket_one_at_a_time(build: str)
     # The dump is staged in /tmp before its upload: room for it, not the node's root disk.
     tmp = {v["name"]: v for v in pod_template(cron)["spec"]["volumes"]}["tmp"]
     assert tmp["emptyDir"]["sizeLimit"]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_every_gunicorn_sums_its_workers_metrics(build: str) -> None:
+    """Each gunicorn (the image's default command for web, the streams command) loads
+    leanvibe.gunicorn_conf: Prometheus' multiprocess mode, one /metrics for all its workers."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '"--config", "python:leanvibe.gunicorn_conf"' in dockerfile
+    for doc, _ in platform_workloads(build):
+        command = container(doc).get("command") or []
+        if command[:1] == ["gunicorn"]:
+            assert command[command.index("--config") + 1] == "python:leanvibe.gunicorn_conf", doc["metadata"][
+                "name"
+            ]

@@ -204,6 +204,9 @@ class Command(BaseCommand):
                 "leanvibe.asgi:application",
                 "--worker-class",
                 "asgi",
+                # Prometheus' multiprocess mode: /metrics sums every worker's counts.
+                "--config",
+                "python:leanvibe.gunicorn_conf",
                 "--bind",
                 f"0.0.0.0:{port}",
                 "--workers",
