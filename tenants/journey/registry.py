@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from tenants.registry import NewTenant, Phase, ProvisioningStep, provisioning_step_register
+from tenants.registry import (
+    NewTenant,
+    Phase,
+    ProvisioningStep,
+    TenantPublicRows,
+    provisioning_step_register,
+    tenant_public_rows_register,
+)
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -99,7 +106,13 @@ def _organisation_created_report(new: NewTenant) -> None:
 
 def register_platform_steps() -> None:
     """The one step the tenants app itself knows: the organisation exists (ticked by
-    provisioning, in its transaction)."""
+    provisioning, in its transaction); and the journey's rows move with their tenant
+    (``tenant_export`` / ``tenant_import``: a renamed copy keeps the original's progress, as it
+    keeps its data)."""
+    from tenants.journey.models import LevelUnlocked, StepDone
+
+    tenant_public_rows_register(TenantPublicRows(model=StepDone, tenant_field="tenant", order=50))
+    tenant_public_rows_register(TenantPublicRows(model=LevelUnlocked, tenant_field="tenant", order=51))
     provisioning_step_register(
         ProvisioningStep(
             name="journey.organisation_created",
