@@ -14,6 +14,7 @@ from django.test import Client
 from accounts.tasks import data_export_build
 from accounts.tests.member_helpers import Org
 from accounts.tests.mfa_helpers import enrol_totp
+from accounts.tests.test_sso_oidc import idp  # noqa: F401 - the fixture
 from tenants.journey.models import LevelUnlocked, StepDone
 
 pytestmark = pytest.mark.django_db
@@ -143,3 +144,15 @@ def test_level_six_unlocks_and_the_journey_check_agrees(api, org):
     text = out.getvalue()
     assert "✓ Export the audit log" in text and "✓ Download a data export" in text
     assert "✓ SSO-only or required two-factor in force, with at least three members" in text
+
+
+def test_sso_only_with_three_members_ticks_the_step(api, tenant_a, org, idp):  # noqa: F811
+    from accounts.tests.test_sso_oidc import add_oidc
+
+    add_oidc(api, tenant_a, idp, allowed_domains=["acme.test"])
+    org.add("dev1@example.com")
+    org.add("dev2@example.com")
+    assert "sign_in_enforced" not in done(org)  # three members, nothing enforced yet
+    only = org.call("PATCH", "/api/v1/auth/sso/settings", {"sso_only": True})
+    assert only.status_code == 200, only.body
+    assert "sign_in_enforced" in done(org)

@@ -8,6 +8,7 @@ from django.core import mail
 
 from accounts.tests.member_helpers import Org
 from accounts.tests.mfa_helpers import enrol_totp
+from accounts.tests.test_sso_oidc import idp  # noqa: F401 - the fixture
 from tenants.journey.models import LevelUnlocked, StepDone
 from tenants.journey.services import journey_unlock_email_send
 
@@ -104,3 +105,24 @@ def test_the_journey_check_agrees_after_the_real_actions(api, org):
     text = out.getvalue()
     assert "agrees with the records" in text
     assert "✓ A second member signs in" in text and "✓ Give the owner's account a second factor" in text
+
+
+def test_a_sign_in_through_the_identity_provider_secures_sign_in_and_a_refused_one_does_not(
+    api,
+    tenant_a,
+    idp,  # noqa: F811 - the fixture
+):
+    from accounts.tests.test_sso_oidc import add_oidc, api_sign_in
+
+    provider = add_oidc(api, tenant_a, idp, allowed_domains=["acme.test"])
+    org_done = set(StepDone.objects.filter(tenant_id=tenant_a.tenant.pk).values_list("step", flat=True))
+    assert "sign_in_secured" not in org_done  # an identity provider configured is not a sign-in
+    user = idp.user
+    idp.user = {"sub": "mallory", "email": "mallory@evil.test", "email_verified": True}
+    refused, _ = api_sign_in(api, tenant_a, provider["id"])
+    assert refused.status_code == 403
+    assert not StepDone.objects.filter(tenant_id=tenant_a.tenant.pk, step="sign_in_secured").exists()
+    idp.user = user
+    signed_in, _ = api_sign_in(api, tenant_a, provider["id"])
+    assert signed_in.status_code == 200, signed_in.body
+    assert StepDone.objects.filter(tenant_id=tenant_a.tenant.pk, step="sign_in_secured").exists()
