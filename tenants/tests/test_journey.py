@@ -214,3 +214,10 @@ def test_a_tenants_later_api_calls_cost_no_journey_query(api, tenant_a, django_c
     with CaptureQueriesContext(connection) as later:
         api.get("/api/v1/projects", host=tenant_a.host, token=token)
     assert not any("journey" in q["sql"] for q in later.captured_queries)
+
+
+def test_signing_in_to_the_api_is_not_using_it_with_a_token(api, tenant_a):
+    token = tenant_a.login(api)  # a token is minted, not used
+    assert "api_token_used" not in done_steps(tenant_a)
+    assert api.get("/api/v1/projects", host=tenant_a.host, token=token).status_code == 200
+    assert "api_token_used" in done_steps(tenant_a)
