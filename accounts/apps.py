@@ -6,7 +6,8 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from accounts import registrations
+        from accounts import journey, registrations
+        from accounts.exports import parts as export_parts
         from accounts.mfa_adapter import harden_totp_replay_window
         from accounts.services import (
             mfa,  # noqa: F401 - connects the MFA audit receivers
@@ -17,5 +18,7 @@ class AccountsConfig(AppConfig):
         from accounts.sso.saml import use_canonical_saml_urls
 
         registrations.register()
+        journey.register()
+        export_parts.register()
         harden_totp_replay_window()
         use_canonical_saml_urls()

@@ -9,6 +9,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from accounts.journey import api_token_used_report
 from accounts.models import AuthToken
 from accounts.services import token_hash
 from accounts.services.tokens import token_activity_touch
@@ -44,6 +45,7 @@ class BearerTokenAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed("This account is deactivated.")
         # Last activity goes to the cache (shown in the sessions list), never an extra query.
         token_activity_touch(token)
+        api_token_used_report(token)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

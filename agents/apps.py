@@ -6,6 +6,8 @@ class AgentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from agents import registrations
+        from agents import exports, journey, registrations
 
         registrations.register()
+        journey.register()
+        exports.register()

@@ -46,6 +46,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from agents.events import task_event_append
+from agents.journey import agent_task_passed_report
 from agents.metrics import agent_task_ended, agent_tokens_used
 from agents.models import Artifact, DevelopmentTask, TaskStep
 from agents.sandbox import SandboxLimits, SandboxUnavailable, sandbox_check, sandbox_run
@@ -616,7 +617,11 @@ def _documentation(run: _Run) -> None:
     run.progress(PROGRESS["documentation"])
 
 
-def _finish(task: DevelopmentTask, status: str, *, error: str = "", **extra: Any) -> None:
+def _finish(
+    task: DevelopmentTask, status: str, *, error: str = "", passed_for: Tenant | None = None, **extra: Any
+) -> None:
+    """``passed_for``: the tenant of a task completed with its validation passed, whose journey
+    step (``agents.journey``) is ticked in the transaction that marks it completed."""
     values: dict[str, Any] = {"status": status, "error": error, "completed_at": timezone.now(), **extra}
     with transaction.atomic():
         # The end of a task is written durably, whatever the run's commits (_run_commits_async).
@@ -627,6 +632,8 @@ def _finish(task: DevelopmentTask, status: str, *, error: str = "", **extra: Any
         task_event_append(
             task=task, type="done", data={"status": status, "error": error, "progress": task.progress}
         )
+        if passed_for is not None:
+            agent_task_passed_report(tenant=passed_for, task=task)
     agent_task_ended(status=status, started_at=task.started_at, completed_at=task.completed_at)
 
 
@@ -713,7 +720,7 @@ def _run_steps(run: _Run, task: DevelopmentTask) -> None:
         run.progress(PROGRESS["validation"])
         _documentation(run)
         run.cancel_check(force=True)
-        _finish(task, DevelopmentTask.Status.COMPLETED, progress=100)
+        _finish(task, DevelopmentTask.Status.COMPLETED, progress=100, passed_for=run.tenant)
     except TaskCancelled:
         _finish(task, DevelopmentTask.Status.CANCELLED)
     except TaskFailed as exc:

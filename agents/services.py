@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from agents import tasks
 from agents.events import task_event_append
+from agents.journey import project_created_report
 from agents.models import Agent, DevelopmentTask, Project
 from leanvibe.errors import DomainError
 from tenants.plans import Resource
@@ -46,6 +47,7 @@ def project_create(*, tenant: Tenant, name: str, description: str = "") -> Proje
                 project.save()
         except IntegrityError as exc:
             raise _name_taken(project.name) from exc
+        project_created_report(tenant)
     return project
 
 

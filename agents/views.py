@@ -15,6 +15,7 @@ from accounts.permissions import role_required
 from agents import selectors, services
 from agents.artifacts import artifacts_zip, highlight_html
 from agents.forms import STATUS_FOR_ACTION, ProjectActionForm, ProjectForm, TaskForm
+from agents.journey import agent_code_downloaded_report
 from agents.models import DevelopmentTask, Project
 from leanvibe.errors import DomainError
 from leanvibe.parsing import InvalidValue, parse_int
@@ -195,4 +196,5 @@ def task_download_view(request: HttpRequest, task_id: uuid.UUID) -> HttpResponse
         return redirect("task-detail", task_id=task.id)
     response = HttpResponse(artifacts_zip(task), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="task-{task.id}.zip"'
+    agent_code_downloaded_report(tenant=request.tenant, task=task)  # type: ignore[attr-defined]
     return response

@@ -14,8 +14,9 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.safestring import SafeString
 
-from billing import charts, revenue
+from billing import revenue
 from billing.models import BillingAccount, RevenueSnapshot
+from leanvibe import charts
 from tenants.models import Tenant
 from tenants.plans import SPECS
 

@@ -25,6 +25,11 @@ from djstripe.models import Subscription as DjstripeSubscription
 from billing import access_flags
 from billing.catalog import metered_lookup_key
 from billing.entitlement import Entitlement, entitlement
+from billing.journey import (
+    first_invoice_paid_report,
+    subscription_active_report,
+    subscription_invoice_paid_report,
+)
 from billing.models import Access, BillingAccount
 from billing.stripe_api import billing_enabled, clocks_on
 from billing.stripe_objects import (
@@ -189,6 +194,7 @@ def account_apply_subscription(*, tenant_id: Any, sub: dict[str, Any]) -> Billin
     _decide(account, decided_at)
     account.save()
     _publish_after_commit(account)
+    subscription_active_report(tenant=account.tenant, sub=sub)
     return account
 
 
@@ -337,6 +343,9 @@ def invoice_paid(*, invoice_id: str, fresh: dict[str, Any] | None = None) -> Bil
         BillingAccount.objects.filter(tenant_id=tenant_id).update(
             payment_failed_at=None, dunning_email_day=None, suspended_at=None
         )
+        # After the update has locked the account's row: the order of locks (the account's, then
+        # the journey's) is the one account_apply_subscription takes them in.
+        first_invoice_paid_report(tenant_id=tenant_id, invoice=invoice)
         return subscription_sync(subscription_id=subscription_id)
 
 
@@ -557,6 +566,7 @@ def subscribe(
                 payment_behavior="error_if_incomplete",
                 proration_behavior="always_invoice",
                 metadata={"tenant_id": str(tenant.id), "plan": plan},
+                expand=["latest_invoice"],
             )
         else:
             # A new paid subscription, charged now (declined: CardError, nothing changes); the
@@ -567,6 +577,7 @@ def subscribe(
                 default_payment_method=payment_method_id,
                 payment_behavior="error_if_incomplete",
                 metadata={"tenant_id": str(tenant.id), "plan": plan},
+                expand=["latest_invoice"],  # paid now: the journey's first paid invoice
             )
             BillingAccount.objects.filter(id=account.id).update(stripe_subscription_id=sub.id)
             if current:
@@ -574,6 +585,7 @@ def subscribe(
     except stripe.StripeError as exc:
         raise _stripe_failure(exc) from exc
     synced = subscription_sync(subscription_id=str(sub["id"]))
+    subscription_invoice_paid_report(tenant=tenant, sub=sub)
     return {"account": synced}
 
 

@@ -18,9 +18,10 @@ from redis.exceptions import RedisError
 
 from accounts.models import Role
 from accounts.permissions import role_required
-from billing import charts, selectors, services
+from billing import selectors, services
 from billing.forms import PlanChangeForm
 from billing.stripe_api import billing_enabled
+from leanvibe import charts
 from leanvibe.access import public_page
 from leanvibe.errors import DomainError
 from tenants.links import tenant_url

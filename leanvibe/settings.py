@@ -60,6 +60,8 @@ SITE_SCHEME = env("SITE_SCHEME", default="http")
 SHARED_APPS = [
     "django_tenants",
     "tenants",
+    # The organisations' journey (levels, steps, badges): public rows, one per tenant and step.
+    "tenants.journey",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -385,6 +387,11 @@ AGENTS_CELERY_QUEUE = env("AGENTS_CELERY_QUEUE", default="agents")
 CELERY_TASK_ROUTES = {"agents.tasks.agent_task_run": {"queue": AGENTS_CELERY_QUEUE}}
 # A task in progress whose heartbeat is older than this is a lost worker's: requeued once, then failed.
 AGENTS_HEARTBEAT_TIMEOUT = env.int("AGENTS_HEARTBEAT_TIMEOUT", default=10 * 60)
+# Unlock emails whose message was lost or whose send failed.
+CELERY_BEAT_SCHEDULE["journey-unsent-unlock-emails"] = {
+    "task": "tenants.journey.tasks.journey_send_unsent_unlock_emails",
+    "schedule": 300.0,
+}
 CELERY_BEAT_SCHEDULE["agents-tasks-sweep"] = {"task": "agents.tasks.agent_tasks_sweep", "schedule": 60.0}
 # check_platform's proof that beat (and a worker of the default queue) is alive.
 CELERY_BEAT_SCHEDULE["platform-heartbeat"] = {
@@ -477,6 +484,15 @@ AGENTS_INFERENCE_URL = env("AGENTS_INFERENCE_URL", default="")
 AGENTS_WORKSPACE_ROOT = Path(env("AGENTS_WORKSPACE_ROOT", default=str(_data_dir / "agents")))
 # Builds the ModelBackend of an Agent profile (agents.inference.factory.backend_for_agent).
 AGENTS_BACKEND_FACTORY = env("AGENTS_BACKEND_FACTORY", default="agents.inference.factory.backend_for_agent")
+# Self-service data exports (accounts.exports): archives under <root>/<schema>/<id>.zip, outside
+# the agents' workspaces (they count against no quota), deleted EXPORTS_KEEP_DAYS after written.
+EXPORTS_ROOT = Path(env("EXPORTS_ROOT", default=str(_data_dir / "exports")))
+EXPORTS_KEEP_DAYS = 7
+EXPORTS_LINK_MAX_AGE = 24 * 3600  # seconds a download link handed out by the API or page works
+CELERY_BEAT_SCHEDULE["accounts-data-exports-sweep"] = {
+    "task": "accounts.tasks.data_exports_sweep",
+    "schedule": 3600.0,
+}
 # Entries kept in each task's Redis event stream (XADD MAXLEN ~); the TaskEvent rows keep all.
 AGENTS_STREAM_MAXLEN = env.int("AGENTS_STREAM_MAXLEN", default=2000)
 

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from accounts.views import audit as audit_views
 from accounts.views import emails as email_views
+from accounts.views import exports as export_views
 from accounts.views import login as login_views
 from accounts.views import members as member_views
 from accounts.views import mfa_email as mfa_email_views
@@ -34,6 +35,13 @@ urlpatterns = [
     path("account/sessions/", session_views.sessions_page, name="sessions"),
     path("account/sessions/<str:session_id>/end/", session_views.session_end_view, name="session-end"),
     path("audit/", audit_views.audit_log_page, name="audit-log"),
+    path("audit/csv/", audit_views.audit_log_csv_view, name="audit-log-csv"),
+    path("settings/export/", export_views.exports_page, name="data-exports"),
+    path(
+        "exports/<uuid:export_id>/download/",
+        export_views.data_export_download_view,
+        name="data-export-download",
+    ),
     path("billing/", billing_views.billing_page, name="billing"),
     path("billing/portal/", billing_views.billing_portal_view, name="billing-portal"),
     path("billing/cancel/", billing_views.billing_cancel_view, name="billing-cancel"),

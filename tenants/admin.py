@@ -17,12 +17,14 @@ from django.contrib.admin.views.main import ChangeList
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from leanvibe.emails import CanonicalEmailFormField
 from leanvibe.errors import DomainError
 from leanvibe.http import client_address
 from tenants import selectors, services
 from tenants.forms import OrganisationNameFormMixin, OrganisationOwnerFormMixin
+from tenants.journey.selectors import journey_summary
 from tenants.models import Domain, PooledSchema, Tenant
 from tenants.registry import ChangeActor
 from tenants.schemas import schema_fingerprint
@@ -141,6 +143,7 @@ class TenantAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("organization_name", "schema_name", "plan", "billing_email")}),
         ("State", {"fields": ("status", "user_count")}),
+        ("Journey", {"fields": ("journey",)}),
         ("Settings", {"fields": SETTING_FIELDS}),
         ("Record", {"fields": ("id", "created_at", "updated_at")}),
     )
@@ -149,7 +152,15 @@ class TenantAdmin(admin.ModelAdmin):
         ("Owner", {"fields": ("admin_email", "admin_password")}),
     )
     # Status changes go through the suspend / resume actions, which call the services.
-    change_readonly_fields = ("id", "schema_name", "status", "user_count", "created_at", "updated_at")
+    change_readonly_fields = (
+        "id",
+        "schema_name",
+        "status",
+        "user_count",
+        "journey",
+        "created_at",
+        "updated_at",
+    )
 
     # --- list -------------------------------------------------------------------------------
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -163,6 +174,31 @@ class TenantAdmin(admin.ModelAdmin):
     def user_count(self, tenant: Tenant) -> int:
         count = getattr(tenant, "admin_user_count", None)
         return selectors.tenant_user_count(tenant) if count is None else int(count)
+
+    @admin.display(description="Levels")
+    def journey(self, tenant: Tenant) -> str:
+        """Each level of the tenant's journey: its badge, steps done, when it was unlocked."""
+        view = journey_summary(tenant)
+        return format_html(
+            '<ol class="journey-admin" id="tenant-journey">{}</ol>',
+            format_html_join(
+                "",
+                '<li data-level="{}" data-unlocked="{}">{} {}. {}: {} of {} steps{}</li>',
+                (
+                    (
+                        level["number"],
+                        "yes" if level["unlocked"] else "no",
+                        level["badge"],
+                        level["number"],
+                        level["name"],
+                        level["done"],
+                        level["total"],
+                        f", unlocked {level['unlocked_at']:%Y-%m-%d}" if level["unlocked"] else "",
+                    )
+                    for level in view["levels"]
+                ),
+            ),
+        )
 
     # --- actions ----------------------------------------------------------------------------
     @admin.action(description="Suspend selected organisations", permissions=["change"])

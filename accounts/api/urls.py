@@ -11,6 +11,7 @@ from accounts.api.auth import (
     SessionListApi,
     UserSessionsApi,
 )
+from accounts.api.exports import ExportDetailApi, ExportListApi
 from accounts.api.members import (
     InvitationDetailApi,
     InvitationListApi,
@@ -45,6 +46,8 @@ urlpatterns = [
     path("auth/sessions/<str:session_id>", SessionDetailApi.as_view(), name="api-session"),
     path("users/<str:user_id>/sessions", UserSessionsApi.as_view(), name="api-user-sessions"),
     path("audit-events", AuditEventListApi.as_view(), name="api-audit-events"),
+    path("exports", ExportListApi.as_view(), name="api-exports"),
+    path("exports/<str:export_id>", ExportDetailApi.as_view(), name="api-export"),
     path("auth/mfa", MfaApi.as_view(), name="api-mfa"),
     path("auth/mfa/setup", MfaSetupApi.as_view(), name="api-mfa-setup"),
     path("auth/mfa/verify", MfaVerifyApi.as_view(), name="api-mfa-verify"),

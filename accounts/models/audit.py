@@ -42,6 +42,9 @@ class AuditEvent(models.Model):
         EMAIL_CHANGED = "email.changed", "Primary email changed"
         INVITATION_RATE_LIMITED = "invitation.rate_limited", "Invitations rate limited"
         OUTBOUND_REFUSED = "outbound.refused", "Outbound request refused"
+        AUDIT_EXPORTED = "audit.exported", "Audit log exported"
+        EXPORT_REQUESTED = "export.requested", "Data export requested"
+        EXPORT_DOWNLOADED = "export.downloaded", "Data export downloaded"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     type = models.CharField(max_length=40, choices=Type.choices, db_index=True)

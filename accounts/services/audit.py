@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import connection
-from django.http import HttpRequest
-from django_tenants.utils import get_public_schema_name
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+from django_tenants.utils import get_public_schema_name, schema_context
 
+from accounts.audit_log import AuditFilters, audit_csv_filename, audit_csv_lines, audit_event_list
 from accounts.metrics import login_observe
 from accounts.models import AuditEvent, User
 from leanvibe.http import client_address
@@ -46,7 +49,36 @@ def audit_record(
     if request is not None and type == AuditEvent.Type.LOGIN_SUCCEEDED:
         # The web sign-in receiver (accounts.services.throttle) then does not record it twice.
         setattr(request, LOGIN_AUDITED_ATTRIBUTE, True)
+    from accounts.journey import journey_audit_react  # the journey reads this module's events
+
+    journey_audit_react(event)
     return event
+
+
+def _in_schema(schema_name: str, lines: Iterator[str]) -> Iterator[str]:
+    """A streamed body is read after the middleware has run (and reset the connection to the
+    public schema): the rows are read in the tenant's schema all the same."""
+    with schema_context(schema_name):
+        yield from lines
+
+
+def audit_log_export(*, request: HttpRequest, filters: AuditFilters, via: str) -> StreamingHttpResponse:
+    """Every event of the current tenant matching ``filters`` (not paginated) as a streamed CSV
+    download; the export is itself recorded (``audit.exported``, which ticks the journey's step)."""
+    tenant = request.tenant  # type: ignore[attr-defined]
+    audit_record(
+        type=AuditEvent.Type.AUDIT_EXPORTED,
+        request=request,
+        via=via,
+        filters={k: v for k, v in filters.as_params().items() if k not in ("limit", "offset")},
+    )
+    response = StreamingHttpResponse(
+        _in_schema(tenant.schema_name, audit_csv_lines(audit_event_list(filters))), content_type="text/csv"
+    )
+    filename = audit_csv_filename(tenant.subdomain, timezone.localdate())
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def change_actor(request: HttpRequest, *, via: str) -> ChangeActor:

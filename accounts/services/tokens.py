@@ -51,7 +51,8 @@ def token_activity_touch(token: AuthToken) -> None:
     )
 
 
-def _activities(families: list[uuid.UUID]) -> dict[str, datetime]:
+def token_activities(families: list[uuid.UUID]) -> dict[str, datetime]:
+    """The last activity of each token family seen within the refresh lifetime (from the cache)."""
     found = cache.get_many([_activity_key(f) for f in families])
     out: dict[str, datetime] = {}
     for family in families:
@@ -178,7 +179,7 @@ def sessions_list(
         for family, tokens in families.items()
         if any(t.kind == AuthToken.Kind.ACCESS or t.rotated_at is None for t in tokens)
     }
-    activity = _activities(list(alive))
+    activity = token_activities(list(alive))
     for family, tokens in alive.items():
         latest = tokens[-1]
         out.append(

@@ -176,15 +176,15 @@ def test_token_authentication_records_last_activity_without_a_query(api, tenant_
     from rest_framework.test import APIRequestFactory
 
     from accounts.authentication import BearerTokenAuthentication
-    from accounts.services.tokens import _activities
+    from accounts.services.tokens import token_activities
 
     pair = _login(api, tenant_a)
     token = _token(tenant_a, pair["access_token"])
     request = APIRequestFactory().get("/api/v1/projects", HTTP_AUTHORIZATION=f"Bearer {pair['access_token']}")
     with schema_context(tenant_a.tenant.schema_name):
-        assert _activities([token.family]) == {}
+        assert token_activities([token.family]) == {}
         assert AuthToken.objects.count() == 2  # sets the connection's search_path first
         with django_assert_num_queries(1):
             assert BearerTokenAuthentication().authenticate(request) is not None
-        seen = _activities([token.family])[str(token.family)]
+        seen = token_activities([token.family])[str(token.family)]
     assert timezone.now() - seen < timedelta(seconds=5)

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from agents import selectors, services
 from agents.api.streams import event_stream
 from agents.artifacts import artifacts_zip
+from agents.journey import agent_code_downloaded_report
 from agents.models import DevelopmentTask, TaskEvent, TaskStep
 from leanvibe.api.base import StrictSerializer, TenantAPIView
 from leanvibe.errors import DomainError
@@ -197,6 +198,7 @@ class TaskDownloadApi(TenantAPIView):
             raise _not_completed(task)
         response = HttpResponse(artifacts_zip(task), content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="task-{task.id}.zip"'
+        agent_code_downloaded_report(tenant=request.tenant, task=task)  # type: ignore[attr-defined]
         return response
 
 

@@ -20,6 +20,7 @@ from tenants.api.views import (
     TenantSuspendApi,
     UsageApi,
 )
+from tenants.journey.api import JourneyApi
 
 urlpatterns = [
     path("", include("accounts.api.urls")),
@@ -38,5 +39,6 @@ urlpatterns = [
     path("tasks/<str:task_id>/events", TaskEventsApi.as_view(), name="api-task-events"),
     path("analytics/ai-productivity", AiProductivityApi.as_view(), name="api-ai-productivity"),
     path("usage", UsageApi.as_view(), name="api-usage"),
+    path("journey", JourneyApi.as_view(), name="api-journey"),
     path("billing/", include("billing.api.urls")),
 ]

@@ -35,6 +35,9 @@ TENANT_SCOPED_ROUTES = {
     "api-session": "test_sessions_never_cross_tenants",
     "api-user-sessions": "test_ending_sessions_of_another_tenants_user_is_404",
     "api-audit-events": "test_audit_events_are_per_tenant",
+    "api-exports": "test_data_exports_of_another_tenant_are_404",
+    "api-journey": "test_the_journey_is_per_tenant",
+    "api-export": "test_data_exports_of_another_tenant_are_404",
     "api-users": "test_users_of_another_tenant_are_404",
     "api-user": "test_users_of_another_tenant_are_404",
     "api-invitations": "test_invitations_of_another_tenant_are_404",
@@ -396,6 +399,44 @@ def test_audit_events_are_per_tenant(api, world):
         assert all((e["actor"] or {}).get("email") != "intruder@example.com" for e in b_events)
     for ctx in _b_token_in_a_context(world):
         assert api.get("/api/v1/audit-events", **ctx).status_code == 401
+
+
+def _step_done(body, step_id):
+    return next(s["done"] for level in body["levels"] for s in level["steps"] if s["id"] == step_id)
+
+
+@pytest.mark.django_db
+def test_the_journey_is_per_tenant(api, world):
+    a = world["a"]
+    added = api.post(
+        "/api/v1/users",
+        {"email": "boss@example.com", "password": "a-long-enough-passphrase-42", "role": "admin"},
+        host=a.host,
+        token=world["token_a"],
+    )
+    assert added.status_code == 201, added.body
+    assert _step_done(api.get("/api/v1/journey", host=a.host, token=world["token_a"]).body, "admin_delegated")
+    for ctx in _as_b(world):
+        assert not _step_done(api.get("/api/v1/journey", **ctx).body, "admin_delegated")
+    for ctx in _b_token_in_a_context(world):
+        assert api.get("/api/v1/journey", **ctx).status_code == 401
+
+
+@pytest.mark.django_db
+def test_data_exports_of_another_tenant_are_404(api, world, settings, tmp_path):
+    settings.EXPORTS_ROOT = tmp_path
+    a = world["a"]
+    export = api.post("/api/v1/exports", host=a.host, token=world["token_a"]).body
+    assert export["status"] == "pending"
+    for ctx in _as_b(world):
+        assert api.get("/api/v1/exports", **ctx).body["results"] == []
+        assert api.get(f"/api/v1/exports/{export['id']}", **ctx).status_code == 404
+    for ctx in _b_token_in_a_context(world):
+        assert api.get("/api/v1/exports", **ctx).status_code == 401
+        assert api.post("/api/v1/exports", **ctx).status_code == 401
+        assert api.get(f"/api/v1/exports/{export['id']}", **ctx).status_code == 401
+    listed = api.get("/api/v1/exports", host=a.host, token=world["token_a"]).body["results"]
+    assert [e["id"] for e in listed] == [export["id"]]
 
 
 @pytest.mark.django_db

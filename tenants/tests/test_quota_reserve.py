@@ -43,6 +43,7 @@ def test_the_apps_register_their_resources_and_steps():
     assert [s.name for s in provisioning_steps(Phase.IN_TRANSACTION)] == [
         "accounts.owner",
         "agents.welcome_project",
+        "journey.organisation_created",
     ]
 
 

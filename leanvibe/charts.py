@@ -1,6 +1,7 @@
 """Charts drawn on the server as SVG: no script, no CDN, no inline style (the Content-Security-
 Policy of the console and of tenants' sites holds). The admin revenue dashboard
-(``billing.admin_revenue``) and the owners' billing page (daily usage) both draw with these.
+(``billing.admin_revenue``), the owners' billing page (daily usage) and the journey's activation
+funnel (``tenants.journey.admin``) draw with these.
 
 Each chart is ``None`` when there is nothing to draw, so that a template shows its empty state.
 Every mark carries a ``<title>`` (the value on hover and for screen readers) and the ``<svg>`` is
