@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,6 +31,7 @@ from urllib.parse import unquote
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
+from django.db import connection
 
 from leanvibe.platform.targets import TargetError, target_fetched, target_is_local, target_store
 
@@ -155,8 +157,68 @@ def backup_to(target: str, *, encrypt: bool = False, key: str | None = None) -> 
             raise BackupError(str(exc)) from exc
 
 
+@dataclass(frozen=True)
+class LockBudget:
+    """``pg_dump`` of the whole database takes an ``ACCESS SHARE`` lock on every table in one
+    transaction, and PostgreSQL's shared lock table holds ``max_locks_per_transaction`` locks per
+    server process: with the defaults (64, about 120 processes) about 7,800. Every tenant schema
+    adds some 25 tables, so a whole-database dump fails ("out of shared memory") past about 300
+    tenants unless the setting is raised."""
+
+    tables: int
+    per_process: int
+    processes: int
+
+    @property
+    def capacity(self) -> int:
+        return self.per_process * self.processes
+
+    @property
+    def needed(self) -> int:
+        """A ``max_locks_per_transaction`` leaving the dump half of the lock table (a power of
+        two, at least 64)."""
+        value = 64
+        while value * self.processes < 2 * self.tables:
+            value *= 2
+        return value
+
+    @property
+    def problem(self) -> str | None:
+        if self.tables <= 0.8 * self.capacity:
+            return None
+        return (
+            f"pg_dump locks every table in one transaction: {self.tables:,} tables, and this server's lock "
+            f"table holds about {self.capacity:,} (max_locks_per_transaction {self.per_process} x "
+            f"{self.processes} processes). Set max_locks_per_transaction to {self.needed} or more "
+            "(postgresql.conf, or the managed service's parameters) and restart PostgreSQL."
+        )
+
+
+def backup_lock_budget() -> LockBudget:
+    """The tables a whole-database dump locks, against the server's lock table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname !~ '^pg_(toast|temp)'"
+        )
+        (tables,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT current_setting('max_locks_per_transaction')::int, "
+            "current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1 "
+            "+ current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int "
+            "+ current_setting('max_prepared_transactions')::int"
+        )
+        per_process, processes = cursor.fetchone()
+    return LockBudget(tables=int(tables), per_process=int(per_process), processes=int(processes))
+
+
 def backup_create(output: Path, *, encrypt: bool = False, key: str | None = None) -> Path:
-    """Dump the whole database to ``output`` (a file, or a folder to name one in)."""
+    """Dump the whole database to ``output`` (a file, or a folder to name one in). Refused up
+    front, saying which setting to raise, when the dump could not take its locks."""
+    problem = backup_lock_budget().problem
+    if problem:
+        raise BackupError(problem)
     if output.is_dir():
         output = output / backup_name(encrypt=encrypt)
     args, env = connection_args()

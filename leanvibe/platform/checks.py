@@ -179,6 +179,20 @@ def check_disk() -> str:
     return "; ".join(lines)
 
 
+def check_backup_locks() -> str:
+    """A whole-database ``pg_dump`` (``manage.py backup``, the nightly CronJob) can take its locks:
+    the tables against the server's lock table (fails past 80 %, naming the setting to raise)."""
+    from leanvibe.platform.backups import backup_lock_budget
+
+    budget = backup_lock_budget()
+    if budget.problem:
+        raise RuntimeError(budget.problem)
+    return (
+        f"{budget.tables:,} tables to lock, lock table ~{budget.capacity:,} "
+        f"({100 * budget.tables / budget.capacity:.0f} %)"
+    )
+
+
 def register_kernel_checks() -> None:
     for order, (name, run) in enumerate(
         [
@@ -188,6 +202,7 @@ def register_kernel_checks() -> None:
             ("celery workers", check_workers),
             ("celery beat", check_beat),
             ("disk space", check_disk),
+            ("backup locks", check_backup_locks),
         ]
     ):
         platform_check_register(PlatformCheck(name=name, run=run, order=order * 10))

@@ -41,6 +41,7 @@ def test_every_app_registers_its_checks():
         "celery workers",
         "celery beat",
         "disk space",
+        "backup locks",
         "stripe",
         "agent sandbox",
         "inference backend",
@@ -168,3 +169,50 @@ def test_the_command_prints_a_line_per_check_and_exits_non_zero_on_a_failure(set
 
     with pytest.raises(CommandError, match="unknown check"):
         call_command("check_platform", "--only", "gremlins", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_the_backup_lock_budget_is_read_from_the_server(tenant_a):
+    from leanvibe.platform.backups import backup_lock_budget
+
+    budget = backup_lock_budget()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_locks_per_transaction")
+        assert budget.per_process == int(cursor.fetchone()[0])
+        cursor.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
+            [tenant_a.tenant.schema_name],
+        )
+        tenant_tables = cursor.fetchone()[0]
+    # Every tenant schema's tables are counted (and the public schema's, the template's...).
+    assert budget.tables > 2 * tenant_tables > 0
+    assert budget.processes > 100
+    locks = _run("backup locks")
+    assert locks.status == Status.OK and f"{budget.tables:,} tables to lock" in locks.detail
+
+
+def test_a_dump_that_could_not_take_its_locks_names_the_setting_to_raise():
+    from leanvibe.platform.backups import LockBudget
+
+    # About 400 tenant schemas of 25 tables on a server with PostgreSQL's defaults.
+    over = LockBudget(tables=10_000, per_process=64, processes=122)
+    assert over.capacity == 7_808
+    assert over.needed == 256  # 256 x 122 = 31,232: the dump takes under half
+    assert "max_locks_per_transaction to 256" in (over.problem or "")
+    assert LockBudget(tables=6_000, per_process=64, processes=122).problem is None  # under 80 %
+    assert LockBudget(tables=6_500, per_process=64, processes=122).problem  # over 80 %
+
+
+@pytest.mark.django_db
+def test_backup_refuses_up_front_when_pg_dump_could_not_lock_every_table(tmp_path, monkeypatch):
+    from leanvibe.platform import backups
+
+    monkeypatch.setattr(
+        backups,
+        "backup_lock_budget",
+        lambda: backups.LockBudget(tables=40_000, per_process=64, processes=122),
+    )
+    with pytest.raises(CommandError, match="max_locks_per_transaction to 1024"):
+        call_command("backup", str(tmp_path), stdout=StringIO())
+    assert list(tmp_path.iterdir()) == []
