@@ -435,6 +435,7 @@ _BASE_KINDS = [
     ("Deployment", "leanvibe-inference"),
     ("StatefulSet", "leanvibe-redis"),
     ("PersistentVolumeClaim", "leanvibe-models"),
+    ("PersistentVolumeClaim", "leanvibe-exports"),
     ("Job", "leanvibe-migrate"),
     ("Job", "leanvibe-model-install"),
     ("CronJob", "leanvibe-backup"),
@@ -1458,3 +1459,17 @@ def test_every_gunicorn_sums_its_workers_metrics(build: str) -> None:
             assert command[command.index("--config") + 1] == "python:leanvibe.gunicorn_conf", doc["metadata"][
                 "name"
             ]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_web_serves_the_exports_the_worker_writes_from_one_volume(build: str) -> None:
+    root = one("ConfigMap", "leanvibe-config", build)["data"]["EXPORTS_ROOT"]
+    for name in ("leanvibe-web", "leanvibe-worker"):
+        doc = one("Deployment", name, build)
+        mounts = {m["name"]: m["mountPath"] for m in container(doc)["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod_template(doc)["spec"]["volumes"]}
+        assert mounts["exports"] == root, name
+        assert volumes["exports"]["persistentVolumeClaim"]["claimName"] == "leanvibe-exports", name
+    modes = one("PersistentVolumeClaim", "leanvibe-exports", build)["spec"]["accessModes"]
+    # Several nodes in production; one node in dev.
+    assert modes == (["ReadWriteOnce"] if build == "dev" else ["ReadWriteMany"])
