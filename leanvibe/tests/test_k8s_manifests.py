@@ -1470,6 +1470,7 @@ def test_web_serves_the_exports_the_worker_writes_from_one_volume(build: str) ->
         volumes = {v["name"]: v for v in pod_template(doc)["spec"]["volumes"]}
         assert mounts["exports"] == root, name
         assert volumes["exports"]["persistentVolumeClaim"]["claimName"] == "leanvibe-exports", name
+        assert pod_template(doc)["spec"]["securityContext"]["fsGroup"] == 10001, name  # writable by the app
     modes = one("PersistentVolumeClaim", "leanvibe-exports", build)["spec"]["accessModes"]
     # Several nodes in production; one node in dev.
     assert modes == (["ReadWriteOnce"] if build == "dev" else ["ReadWriteMany"])
