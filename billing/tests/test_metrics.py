@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import stripe
 from django.test import Client
 
 from billing.models import BillingAccount
 from billing.revenue import mrr_compute
 from billing.tests.test_subscriptions import trial  # noqa: F401 - the fixture
-from billing.tests.test_webhook_processing import _deliver, _pay, _process, _subscription_events
+from billing.tests.test_webhook_processing import (
+    _deliver,
+    _fail_next_payment,
+    _pay,
+    _process,
+    _subscription_events,
+)
 from leanvibe.metrics import metrics_snapshot_take
 from leanvibe.tests.metrics_helpers import sample, scrape, value
 
@@ -69,15 +74,7 @@ def test_the_snapshot_holds_the_mrr_and_the_tenants_in_dunning(
     assert sample(scrape(client), "leanvibe_tenants_in_dunning") == 0
 
     _pay(account)
-    bad = stripe.PaymentMethod.attach("pm_card_chargeCustomerFail", customer=account.stripe_customer_id)
-    sub = stripe.Subscription.retrieve(account.stripe_subscription_id)
-    enterprise = stripe.Price.list(lookup_keys=["leanvibe_enterprise_month"]).data[0]
-    stripe.Subscription.modify(
-        sub.id,
-        items=[{"id": sub["items"].data[0].id, "price": enterprise.id}],
-        default_payment_method=bad.id,
-        proration_behavior="always_invoice",
-    )
+    _fail_next_payment(account)
     for event in stripe_local.events("customer.subscription.updated"):
         _process(_deliver(client, event))  # our mirror of the subscription, as the worker keeps it
     assert _process(_deliver(client, stripe_local.events("invoice.payment_failed")[-1]))

@@ -57,6 +57,20 @@ def _pay(account: BillingAccount) -> None:
     )
 
 
+def _fail_next_payment(account: BillingAccount) -> None:
+    """A paying subscription moved to a dearer plan with a card that will fail: the prorated
+    invoice is refused (``invoice.payment_failed``)."""
+    bad = stripe.PaymentMethod.attach("pm_card_chargeCustomerFail", customer=account.stripe_customer_id)
+    sub = stripe.Subscription.retrieve(account.stripe_subscription_id)
+    enterprise = stripe.Price.list(lookup_keys=["leanvibe_enterprise_month"]).data[0]
+    stripe.Subscription.modify(
+        sub.id,
+        items=[{"id": sub["items"].data[0].id, "price": enterprise.id}],
+        default_payment_method=bad.id,
+        proration_behavior="always_invoice",
+    )
+
+
 def test_duplicate_event_is_processed_once(client, trial, endpoint, stripe_local):  # noqa: F811
     account = BillingAccount.objects.get(tenant=trial.tenant)
     created = _subscription_events(stripe_local, account.stripe_subscription_id)[0]
@@ -128,15 +142,7 @@ def test_a_failing_handler_is_recorded_and_the_sweep_runs_it_again(
 def test_payment_failed_starts_dunning_and_paid_restores(client, trial, endpoint, stripe_local):  # noqa: F811
     account = BillingAccount.objects.get(tenant=trial.tenant)
     _pay(account)
-    bad = stripe.PaymentMethod.attach("pm_card_chargeCustomerFail", customer=account.stripe_customer_id)
-    sub = stripe.Subscription.retrieve(account.stripe_subscription_id)
-    enterprise = stripe.Price.list(lookup_keys=["leanvibe_enterprise_month"]).data[0]
-    stripe.Subscription.modify(
-        sub.id,
-        items=[{"id": sub["items"].data[0].id, "price": enterprise.id}],
-        default_payment_method=bad.id,
-        proration_behavior="always_invoice",
-    )
+    _fail_next_payment(account)
     failed = stripe_local.events("invoice.payment_failed")
     assert failed, "the local Stripe made no failed payment"
     assert _process(_deliver(client, failed[-1]))
