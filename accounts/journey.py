@@ -62,8 +62,8 @@ def api_token_used_report(token: AuthToken) -> None:
     Requests always carry the tenant's row (the resolution middleware sets it); code run under
     ``schema_context`` (tests, commands) is not an API call and ticks nothing here."""
     tenant = getattr(connection, "tenant", None)
-    if isinstance(tenant, Tenant) and not journey_step_known_done(tenant=tenant, step=API_TOKEN_USED):
-        journey_step_report(tenant=tenant, step=API_TOKEN_USED)
+    if isinstance(tenant, Tenant):
+        journey_step_report(tenant=tenant, step=API_TOKEN_USED)  # once done: nothing, not even a query
 
 
 # --- what the audit trail says ----------------------------------------------------------------
@@ -175,7 +175,7 @@ _REACTIONS: dict[str, list[tuple[str, Callable[[Tenant], datetime | None]]]] = {
 
 def journey_audit_react(event: AuditEvent) -> None:
     """Called by ``audit_record`` after each event, in its transaction. A step already known
-    done costs one Redis read; otherwise its computation runs (one query)."""
+    this process has seen done costs nothing; otherwise its computation runs (one query)."""
     reactions = _REACTIONS.get(event.type)
     if not reactions:
         return

@@ -38,7 +38,7 @@ def second_project_created_at(tenant: Tenant) -> datetime | None:
 
 def project_created_report(tenant: Tenant) -> None:
     """After a project is saved (in its transaction): the second project of the tenant ticks
-    the step. A count only until the step is done; then a cache read."""
+    the step. A count only until this process has seen the step done; then nothing."""
     if journey_step_known_done(tenant=tenant, step=PROJECT_CREATED):
         return
     if Project.objects.count() >= 2:
@@ -57,11 +57,10 @@ def agent_task_passed_at(tenant: Tenant) -> datetime | None:
 
 def agent_task_passed_report(*, tenant: Tenant, task: DevelopmentTask) -> None:
     """The pipeline marked ``task`` completed (its validation passed), in the transaction doing
-    it; a step already done costs one Redis read."""
+    it; a step already done costs nothing."""
     if task.status != DevelopmentTask.Status.COMPLETED:
         return
-    if not journey_step_known_done(tenant=tenant, step=AGENT_TASK_PASSED):
-        journey_step_report(tenant=tenant, step=AGENT_TASK_PASSED, at=task.completed_at)
+    journey_step_report(tenant=tenant, step=AGENT_TASK_PASSED, at=task.completed_at)
 
 
 def agent_code_downloaded_at(tenant: Tenant) -> datetime | None:
@@ -73,8 +72,7 @@ def agent_code_downloaded_report(*, tenant: Tenant, task: DevelopmentTask) -> No
     """``task``'s code was just served as a download (completed tasks only)."""
     if task.status != DevelopmentTask.Status.COMPLETED:
         return
-    if not journey_step_known_done(tenant=tenant, step=AGENT_CODE_DOWNLOADED):
-        journey_step_report(tenant=tenant, step=AGENT_CODE_DOWNLOADED)
+    journey_step_report(tenant=tenant, step=AGENT_CODE_DOWNLOADED)
 
 
 def register() -> None:

@@ -69,8 +69,8 @@ def subscription_active_at(tenant: Tenant) -> datetime | None:
 
 def subscription_active_report(*, tenant: Tenant, sub: dict[str, Any]) -> None:
     """``sub`` (as Stripe says now) was applied to the tenant, in the caller's transaction. A
-    step already done costs one Redis read."""
-    if sub.get("status") != "active" or journey_step_known_done(tenant=tenant, step=SUBSCRIPTION_ACTIVE):
+    step already done costs nothing."""
+    if sub.get("status") != "active":
         return
     journey_step_report(tenant=tenant, step=SUBSCRIPTION_ACTIVE, at=active_since(sub))
 
@@ -94,7 +94,7 @@ def first_invoice_paid_at(tenant: Tenant) -> datetime | None:
 
 def first_invoice_paid_report(*, tenant_id: Any, invoice: dict[str, Any]) -> None:
     """Stripe says ``invoice`` (of the tenant's customer) is paid: the first one with money on
-    it ticks the step. Afterwards one Redis read per paid invoice (renewals)."""
+    it ticks the step. Afterwards nothing, for each renewal."""
     at = invoice_paid_at(invoice)
     if at is None or _known_done(tenant_id, FIRST_INVOICE_PAID):
         return

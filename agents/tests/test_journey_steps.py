@@ -26,6 +26,7 @@ from agents.tests.test_pages import HTML, sign_in
 from agents.tests.test_tasks_api import create, run_queued
 from tenants.journey.models import LevelUnlocked, StepDone
 from tenants.journey.services import journey_unlock_email_send
+from tenants.tests.journey_helpers import journey_check
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 pytestmark = pytest.mark.django_db
@@ -48,15 +49,6 @@ def owner(api, tenant_a) -> dict[str, str]:
 
 def done(handle) -> set[str]:
     return set(StepDone.objects.filter(tenant_id=handle.tenant.pk).values_list("step", flat=True))
-
-
-def journey_check(handle) -> str:
-    out = StringIO()
-    try:
-        call_command("journey_check", handle.tenant.schema_name, stdout=out)
-    except SystemExit:
-        pytest.fail(out.getvalue())
-    return out.getvalue()
 
 
 @needs_bwrap

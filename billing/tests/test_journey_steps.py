@@ -19,6 +19,7 @@ from billing.tests.test_subscriptions import trial  # noqa: F401 - the fixture
 from billing.tests.test_webhook_processing import _complete_checkout, _deliver, _process
 from tenants.journey.models import LevelUnlocked, StepDone
 from tenants.journey.services import journey_unlock_email_send
+from tenants.tests.journey_helpers import journey_check
 
 pytestmark = pytest.mark.django_db
 
@@ -35,15 +36,6 @@ def unlocked(handle) -> set[int]:
 
 def _owner(api, handle):
     return {"host": handle.host, "token": handle.login(api)}
-
-
-def journey_check(handle) -> str:
-    out = StringIO()
-    try:
-        call_command("journey_check", handle.tenant.schema_name, stdout=out)
-    except SystemExit:
-        pytest.fail(out.getvalue())
-    return out.getvalue()
 
 
 def _customer_events(stripe_local, account, *types: str) -> list[dict]:
